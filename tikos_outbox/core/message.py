@@ -1,0 +1,139 @@
+"""Builds the e-mail for one document: headers, text body, the PDF attached.
+
+Nothing from a file name, a template field or a TIKOS value can add a header
+or a recipient: addresses are checked one by one, and every text that goes
+into a header has its line breaks and control characters replaced first.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+#: addr-spec as it is used in practice: one @, no white space, no specials that
+#: would change what a header means. Deliberately stricter than RFC 5322.
+_ADDR = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_SEPARATORS = re.compile(r"[;,]")
+
+
+def clean_text(value: str) -> str:
+    """A single line: line breaks and control characters become one space."""
+    return _CONTROL.sub(" ", value).strip()
+
+
+def is_valid_address(value: str) -> bool:
+    """Whether `value` is exactly one plain address (local@domain) and nothing else."""
+    if len(value) > 254 or not _ADDR.match(value):
+        return False
+    domain = value.rsplit("@", 1)[1]
+    return "." in domain and ".." not in value and not value.startswith(".")
+
+
+def split_addresses(values: Iterable[str | None]) -> tuple[list[str], list[str]]:
+    """Split raw values on ';' and ',' into (valid addresses, rejected pieces).
+
+    Duplicates are dropped case-insensitively; order is kept.
+    """
+    valid: list[str] = []
+    rejected: list[str] = []
+    seen: set[str] = set()
+    for raw in values:
+        if raw is None:
+            continue
+        for piece in _SEPARATORS.split(str(raw)):
+            addr = piece.strip()
+            if addr.startswith("<") and addr.endswith(">"):
+                addr = addr[1:-1].strip()
+            if not addr:
+                continue
+            if not is_valid_address(addr):
+                rejected.append(clean_text(addr))
+                continue
+            if addr.lower() not in seen:
+                seen.add(addr.lower())
+                valid.append(addr)
+    return valid, rejected
+
+
+class TemplateError(ValueError):
+    """A template names a field that no document has."""
+
+
+def template_fields(template: str) -> set[str]:
+    """The field names a template uses; raises TemplateError for anything but plain names."""
+    names: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(str(exc)) from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if not field.isidentifier() or spec or conversion:
+            raise TemplateError(f"'{{{field}}}' is not a plain field name like {{docno}}")
+        names.add(field)
+    return names
+
+
+def render(template: str, fields: Mapping[str, str]) -> str:
+    """Fill a template; every field value is first made a single clean line."""
+    clean = {k: clean_text(v) for k, v in fields.items()}
+    return template.format_map(clean)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """Everything that makes the message of one document."""
+
+    sender_address: str
+    sender_name: str
+    reply_to: str | None
+    to: tuple[str, ...]
+    subject: str
+    body: str
+    filename: str
+    pdf: bytes
+    message_id: str
+    date: datetime
+
+
+def build_message(mail: Mail) -> EmailMessage:
+    """The RFC 5322 message: UTF-8 text body, the PDF attached under its file name."""
+    for addr in (mail.sender_address, *mail.to, *([mail.reply_to] if mail.reply_to else [])):
+        if not is_valid_address(addr):
+            raise ValueError(f"'{clean_text(addr)}' is not a valid e-mail address")
+    if not mail.to:
+        raise ValueError("a message needs at least one recipient")
+    msg = EmailMessage(policy=policy.SMTP)
+    local, domain = mail.sender_address.rsplit("@", 1)
+    msg["From"] = Address(display_name=clean_text(mail.sender_name), username=local, domain=domain)
+    msg["To"] = ", ".join(mail.to)
+    if mail.reply_to:
+        msg["Reply-To"] = mail.reply_to
+    msg["Subject"] = clean_text(mail.subject)
+    msg["Date"] = format_datetime(mail.date)
+    msg["Message-ID"] = mail.message_id
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    msg["X-Mailer"] = "tikos-outbox"
+    msg.set_content(mail.body, subtype="plain", charset="utf-8")
+    msg.add_attachment(
+        mail.pdf,
+        maintype="application",
+        subtype="pdf",
+        filename=clean_text(mail.filename) or "document.pdf",
+    )
+    return msg
+
+
+def make_message_id(unique: str, sender_address: str) -> str:
+    """A Message-ID in the sender's domain: `<unique@domain>`."""
+    domain = sender_address.rsplit("@", 1)[-1] if "@" in sender_address else "tikos-outbox"
+    return f"<{unique}@{domain}>"

@@ -1,0 +1,22 @@
+"""Is a byte string a complete PDF? Cheap checks on the bytes only."""
+
+from __future__ import annotations
+
+#: A PDF writer ends with %%EOF; some add a line break or a few bytes after it.
+_TAIL = 2048
+
+
+def incomplete_reason(data: bytes) -> str | None:
+    """None for a complete PDF, else why it is not one, in words for an admin."""
+    if not data:
+        return "the file is empty"
+    if b"%PDF-" not in data[:1024]:
+        return "not a PDF file (no %PDF- header)"
+    if b"%%EOF" not in data[-_TAIL:]:
+        return "incomplete PDF (no %%EOF at the end; truncated or still being written)"
+    return None
+
+
+def is_encrypted(data: bytes) -> bool:
+    """Whether the PDF's trailer names an /Encrypt dictionary."""
+    return b"/Encrypt" in data[-65536:]

@@ -1,0 +1,110 @@
+"""What an SMTP server's answer means for an entry.
+
+The SMTP adapter turns every answer, exception and lost connection into a
+:class:`Reply`; this module alone decides what follows from it (RFC 5321
+§4.2.1: 2yz done, 4yz transient, 5yz permanent; RFC 3463 enhanced codes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    CONNECT = "connect"  # TCP connect and greeting
+    TLS = "tls"  # STARTTLS or the implicit TLS handshake
+    AUTH = "auth"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of the server, or what happened instead of one.
+
+    `code` is None when there was no answer at all: the connection was lost,
+    timed out or was refused (`lost` is then True).
+    """
+
+    stage: Stage
+    code: int | None
+    text: str
+    lost: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}" if self.code is not None else self.text
+
+
+_TOO_MANY_RECIPIENTS = re.compile(r"too many recipients|5\.5\.3", re.IGNORECASE)
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Microsoft: basic authentication switched off for SMTP AUTH in the tenant.
+_BASIC_AUTH_OFF = re.compile(r"\b5\.7\.(?:30|3|139)\b")
+
+
+def classify(reply: Reply) -> Outcome:
+    """Delivered, transient or permanent: what this reply means for the entry."""
+    if reply.code is None or reply.lost:
+        return Outcome.TRANSIENT
+    if 200 <= reply.code < 300:
+        return Outcome.DELIVERED
+    if 400 <= reply.code < 500:
+        return Outcome.TRANSIENT
+    if reply.code == 552 and _TOO_MANY_RECIPIENTS.search(reply.text):
+        # RFC 5321 §4.5.3.1.10: old servers answer "too many recipients" with 552.
+        return Outcome.TRANSIENT
+    if 500 <= reply.code < 600:
+        return Outcome.PERMANENT
+    return Outcome.TRANSIENT  # a code outside the RFC: do not give up on it
+
+
+def stops_run(reply: Reply) -> bool:
+    """Whether the whole run must stop instead of judging the entry.
+
+    A failure before any mail was handed over (no connection, TLS, login) says
+    nothing about the document; it stays as it was and no attempt is spent.
+    """
+    return reply.stage in (Stage.CONNECT, Stage.TLS, Stage.AUTH)
+
+
+def closes_connection(reply: Reply) -> bool:
+    """Whether the connection is unusable after this reply (421 or lost)."""
+    return reply.lost or reply.code == 421
+
+
+def enhanced_code(text: str) -> str | None:
+    """The RFC 3463 enhanced status code in a reply text, e.g. '5.1.1'."""
+    match = _ENHANCED.search(text)
+    return match.group(0) if match else None
+
+
+def basic_auth_disabled(reply: Reply) -> bool:
+    """Whether a rejected password login means the provider turned basic auth off."""
+    return reply.stage is Stage.AUTH and bool(_BASIC_AUTH_OFF.search(reply.text))
+
+
+def explain(reply: Reply) -> str:
+    """One line for an administrator: what failed, in the server's own words."""
+    where = {
+        Stage.CONNECT: "Could not connect to the SMTP server",
+        Stage.TLS: "TLS with the SMTP server failed",
+        Stage.AUTH: "SMTP login rejected by the server",
+        Stage.MAIL: "The server refused the sender",
+        Stage.RCPT: "The server refused the recipient",
+        Stage.DATA: "The server refused the message",
+    }[reply.stage]
+    line = f"{where}: {reply}"
+    if basic_auth_disabled(reply):
+        line += (
+            " — basic authentication (user and password) is switched off for this"
+            " mailbox's tenant; use auth = \"oauth2\" (see the README, section OAuth2)"
+        )
+    return line

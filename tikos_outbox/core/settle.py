@@ -1,0 +1,51 @@
+"""When a file is completely written: its size and mtime unchanged for `settle_s`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float  # monotonic seconds when this size/mtime was first seen
+
+
+class SettleTracker:
+    """Remembers candidate files until they have stopped changing.
+
+    Keys are whatever the caller uses for a file (its absolute path). A file
+    whose mtime already lies `settle_s` in the past (by the wall clock) counts
+    as settled on first sight, so a catch-up pass does not wait for old files.
+    """
+
+    def __init__(self, settle_s: float) -> None:
+        self.settle_s = settle_s
+        self._seen: dict[str, _Seen] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._seen
+
+    def keys(self) -> list[str]:
+        return list(self._seen)
+
+    def observe(self, key: str, size: int, mtime_ns: int, mono: float, wall_s: float) -> bool:
+        """Note the file's current size and mtime; True when it is settled now."""
+        seen = self._seen.get(key)
+        if seen is None or seen.size != size or seen.mtime_ns != mtime_ns:
+            self._seen[key] = _Seen(size, mtime_ns, mono)
+            old_enough = wall_s - mtime_ns / 1e9 >= self.settle_s
+            return size > 0 and old_enough and seen is None
+        return size > 0 and mono - seen.since >= self.settle_s
+
+    def forget(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+    def due_in(self, key: str, mono: float) -> float | None:
+        """Seconds until the file could count as settled, if it stays unchanged."""
+        seen = self._seen.get(key)
+        return None if seen is None else max(0.0, seen.since + self.settle_s - mono)

@@ -1,0 +1,97 @@
+"""The outbox state machine as one readable transition table.
+
+Every change of an entry's state goes through :func:`transition`; an event
+that is not allowed in a state raises :class:`IllegalTransition`, so a bug
+shows as an error instead of a lost or doubled document.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    HELD = "held"
+    SKIPPED = "skipped"
+
+
+class Event(StrEnum):
+    CLAIM = "claim"  # a send run takes the entry
+    DELIVERED = "delivered"  # 250 after DATA
+    TRANSIENT = "transient"  # 4xx, timeout, connection lost
+    PERMANENT = "permanent"  # 5xx
+    EXPIRE = "expire"  # retry lifetime used up
+    INTERRUPTED = "interrupted"  # found in `sending` after a crash
+    UNCLAIM_FRESH = "unclaim_fresh"  # run stopped before DATA, never tried before
+    UNCLAIM_RETRY = "unclaim_retry"  # run stopped before DATA, tried before
+    HOLD = "hold"
+    RELEASE = "release"
+    REQUEUE = "requeue"
+    SKIP = "skip"  # no address, mandant disabled, superseded, duplicate
+
+
+S, E = State, Event
+
+#: (state, event) -> new state. Anything not listed is illegal.
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (S.PENDING, E.CLAIM): S.SENDING,
+    (S.DEFERRED, E.CLAIM): S.SENDING,
+    (S.SENDING, E.DELIVERED): S.SENT,
+    (S.SENDING, E.TRANSIENT): S.DEFERRED,
+    (S.SENDING, E.PERMANENT): S.FAILED,
+    (S.SENDING, E.EXPIRE): S.FAILED,
+    (S.SENDING, E.INTERRUPTED): S.DEFERRED,
+    (S.SENDING, E.UNCLAIM_FRESH): S.PENDING,
+    (S.SENDING, E.UNCLAIM_RETRY): S.DEFERRED,
+    (S.DEFERRED, E.EXPIRE): S.FAILED,
+    (S.PENDING, E.HOLD): S.HELD,
+    (S.DEFERRED, E.HOLD): S.HELD,
+    (S.FAILED, E.HOLD): S.HELD,
+    (S.HELD, E.RELEASE): S.PENDING,
+    (S.FAILED, E.REQUEUE): S.PENDING,
+    (S.DEFERRED, E.REQUEUE): S.PENDING,
+    (S.HELD, E.REQUEUE): S.PENDING,
+    (S.SKIPPED, E.REQUEUE): S.PENDING,
+    (S.SENT, E.REQUEUE): S.PENDING,
+    (S.PENDING, E.SKIP): S.SKIPPED,
+    (S.DEFERRED, E.SKIP): S.SKIPPED,
+    (S.HELD, E.SKIP): S.SKIPPED,
+    (S.FAILED, E.SKIP): S.SKIPPED,
+}
+
+#: States a send run may take an entry from.
+CLAIMABLE = frozenset({S.PENDING, S.DEFERRED})
+#: States nothing happens to without an administrator.
+TERMINAL = frozenset({S.SENT, S.FAILED, S.SKIPPED, S.HELD})
+
+
+class IllegalTransition(ValueError):
+    """An event that the current state does not allow."""
+
+    def __init__(self, state: State, event: Event) -> None:
+        super().__init__(f"an entry in state '{state}' cannot take the event '{event}'")
+        self.state = state
+        self.event = event
+
+
+def transition(state: State, event: Event) -> State:
+    """Return the state after `event`, or raise IllegalTransition."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
+
+
+def allowed(state: State, event: Event) -> bool:
+    """Whether `event` is legal in `state`."""
+    return (state, event) in TRANSITIONS
+
+
+def sources(event: Event) -> frozenset[State]:
+    """The states in which `event` is legal (used to build guarded UPDATEs)."""
+    return frozenset(s for (s, e) in TRANSITIONS if e is event)

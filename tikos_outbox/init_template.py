@@ -1,0 +1,95 @@
+"""The commented config template that `tikos-outbox init` writes."""
+
+from __future__ import annotations
+
+TEMPLATE = '''\
+# tikos-outbox configuration
+# Relative paths are relative to this file. After editing, run `tikos-outbox check`.
+# Each question of the onboarding form names the key it becomes.
+
+[outbox]
+database = "outbox.db"          # SQLite file here, or postgresql+psycopg://user@host/db
+key_file = "tikos-outbox.key"   # Fernet key(s) that encrypt the stored password; keep a backup
+keep_days = 90                  # `purge` removes stored copies of sent documents older than this
+# log_file = "tikos-outbox.log" # default: tikos-outbox.log beside the database
+# max_lifetime_days = 5         # a mail that keeps failing temporarily is given up after this
+
+[schedule]                      # form: "Versandzeiten"
+timezone = "Europe/Berlin"
+first = "08:00"                 # first send run of the day
+last = "18:00"                  # last send run of the day (inclusive)
+every_minutes = 60              # 08:00, 09:00, … 18:00
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+[smtp]                          # form: "Server und Port", "SSL", "Anonyme Authentifizierung"
+host = "smtp.example.com"
+port = 587
+security = "starttls"           # "none" | "starttls" (usually 587) | "ssl" (implicit TLS, usually 465)
+verify_tls = true               # check the server's certificate; ca_file = "ca.pem" adds a CA
+auth = "password"               # "anonymous" (no login) | "password" | "oauth2"
+username = "rechnung@example.com"
+# password = set with `tikos-outbox secret set` (stored encrypted, never as plain text)
+timeout_s = 60
+max_per_minute = 30             # burst protection: many mails at once look like spam; 0 = no limit
+max_per_connection = 50         # reconnect after this many mails
+
+# Examples (uncomment one instead of the values above):
+# T-Online:      host = "securesmtp.t-online.de", port = 465, security = "ssl",
+#                auth = "password", username = the full e-mail address,
+#                password = the separate e-mail password from the T-Online customer centre
+# Microsoft 365: host = "smtp.office365.com", port = 587, security = "starttls",
+#                auth = "oauth2", username = "rechnung@yourdomain.de",
+#                oauth2_tenant = "yourdomain.onmicrosoft.com", oauth2_client_id = "…",
+#                oauth2_client_secret = set with `tikos-outbox secret set client-secret`
+
+[sender]                        # form: "Absenderadresse", "Anzeigename", "Antwortadresse"
+address = "rechnung@example.com"
+name = "Musterwäscherei GmbH"
+reply_to = "info@example.com"
+bcc = []                        # optional copy of every mail, e.g. ["archiv@example.com"]
+
+[watch]                         # form: "Archiv lokal oder auf einer Netzwerkfreigabe"
+mode = "auto"                   # "events" | "polling" | "auto" (polling on network shares)
+poll_interval_s = 10
+settle_s = 5                    # a file must be unchanged this long before it is taken
+baseline = true                 # first start: files already there are recorded as skipped
+# max_size_mb = 20              # larger PDFs are held: providers reject such mails
+
+[recipients]
+# The query gets the parameters named in sql_params, in that order: "mandant" and the
+# named groups of the mandant's pattern. It may return several rows; a value may hold
+# several addresses separated by ";" or ",".
+sql_dsn = "Driver={ODBC Driver 18 for SQL Server};Server=tikos-sql;Database=TIKOS;Trusted_Connection=yes;TrustServerCertificate=yes;"
+sql_query = "SELECT EMail FROM Kunde WHERE Mandant = ? AND KundenNr = ?"
+sql_params = ["mandant", "customer"]
+# csv = "recipients.csv"        # instead of SQL: columns mandant;customer;email
+
+[[mandant]]                     # form: "Welche Mandanten nehmen teil"; one table per mandant
+id = 1
+name = "Musterwäscherei"
+enabled = true
+folder = '\\\\fileserver\\SoCom$\\Archiv\\M1'   # or a local folder like 'D:\\SoCom\\Archiv\\M1'
+pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
+# [mandant.smtp] / [mandant.sender] may override any [smtp] / [sender] key for this mandant
+
+[templates.RE]
+subject = "Ihre Rechnung {docno}"
+body = """Sehr geehrte Damen und Herren,
+
+anbei erhalten Sie Ihre Rechnung {docno} als PDF-Datei.
+
+Mit freundlichen Grüßen
+{sender_name}"""
+
+[templates.LS]
+subject = "Ihr Lieferschein {docno}"
+body = """Sehr geehrte Damen und Herren,
+
+anbei erhalten Sie Ihren Lieferschein {docno} als PDF-Datei.
+
+Mit freundlichen Grüßen
+{sender_name}"""
+
+# [report]
+# to = "admin@example.com"      # after the last run of the day: failed and held entries
+'''

@@ -1,0 +1,105 @@
+"""The outbox tables. Alembic's migrations in `migrations/` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+metadata = SQLModel.metadata
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored as UTC without offset on
+    every engine, so SQLite and PostgreSQL hold the same values."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("the outbox stores timezone-aware datetimes only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+
+
+def _when(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime, nullable=nullable, index=index))
+
+
+class Entry(SQLModel, table=True):
+    """One document: mailed once, to all its recipients."""
+
+    __tablename__ = "entry"
+    __table_args__ = (UniqueConstraint("mandant", "path", "sha256", name="uq_entry_document"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mandant: int = Field(index=True)
+    path: str = Field(index=True)  # relative to the mandant folder, '/'-separated
+    file_name: str
+    sha256: str = Field(index=True, max_length=64)
+    size: int
+    mtime_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
+    doctype: str = Field(default="")
+    docno: str = Field(default="", index=True)
+    customer: str = Field(default="", index=True)
+    fields_json: str = Field(default="{}")  # all named groups of the pattern
+    state: str = Field(index=True)
+    reason: str | None = None  # why skipped/held/failed, in words
+    recipients_json: str | None = None  # None: not looked up yet
+    refused_json: str | None = None  # recipients the server refused, with its reply
+    message_id: str
+    created_at: datetime = _when(nullable=False, index=True)
+    updated_at: datetime = _when(nullable=False)
+    sent_at: datetime | None = _when()
+    first_attempt_at: datetime | None = _when()
+    next_attempt_at: datetime | None = _when(index=True)
+    transient_failures: int = 0
+    last_error: str | None = None
+    claimed_by: str | None = None
+    lease_until: datetime | None = _when()
+
+
+class Attempt(SQLModel, table=True):
+    """One SMTP attempt for an entry, kept for good."""
+
+    __tablename__ = "attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="entry.id", index=True)
+    at: datetime = _when(nullable=False)
+    server: str
+    outcome: str  # delivered | transient | permanent | interrupted
+    code: int | None = None
+    reply: str = ""
+    refused_json: str | None = None
+
+
+class Blob(SQLModel, table=True):
+    """The outbox's own copy of a document's bytes, by content."""
+
+    __tablename__ = "blob"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    purged_at: datetime | None = _when()
+
+
+class Meta(SQLModel, table=True):
+    """Small facts the service keeps: baseline done, last run, heartbeat, last error."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True, max_length=200)
+    value: str
+    updated_at: datetime = _when(nullable=False)

@@ -1,0 +1,160 @@
+"""Setting up and changing the files an administrator owns: the config template,
+the key file, the encrypted secrets in the config, and copying an outbox."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, cast
+
+import tomlkit
+import tomlkit.exceptions
+from sqlalchemy import Table, func, select, text
+
+from tikos_outbox.config import DEFAULT_NAME, ConfigError, resolve_path
+from tikos_outbox.credentials import KeyRing, create_key_file
+from tikos_outbox.init_template import TEMPLATE
+
+PROVIDERS: dict[str, dict[str, Any]] = {
+    "t-online": {"host": "securesmtp.t-online.de", "port": 465, "security": "ssl",
+                 "auth": "password"},
+    "m365": {"host": "smtp.office365.com", "port": 587, "security": "starttls",
+             "auth": "oauth2", "oauth2_tenant": "yourdomain.onmicrosoft.com",
+             "oauth2_client_id": "00000000-0000-0000-0000-000000000000",
+             "oauth2_scope": "https://outlook.office365.com/.default"},
+    "google": {"host": "smtp.gmail.com", "port": 587, "security": "starttls",
+               "auth": "password"},
+    "ionos": {"host": "smtp.ionos.de", "port": 587, "security": "starttls", "auth": "password"},
+    "strato": {"host": "smtp.strato.de", "port": 465, "security": "ssl", "auth": "password"},
+}
+
+#: Config keys that hold Fernet tokens, and what `secret set` calls them.
+SECRET_KEYS = {"password": "password", "client-secret": "oauth2_client_secret"}
+
+
+def init_dir(folder: Path, provider: str = "custom") -> list[Path]:
+    """Write tikos-outbox.toml and a new key file into `folder`; never overwrite."""
+    config = folder / DEFAULT_NAME
+    key = folder / "tikos-outbox.key"
+    for path in (config, key):
+        if path.exists():
+            raise ConfigError(path, None, "already exists; init never overwrites (move it away"
+                                          " first if you really want a new one)")
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = tomlkit.parse(TEMPLATE)
+    if provider in PROVIDERS:
+        smtp: Any = doc["smtp"]
+        for k, v in PROVIDERS[provider].items():
+            smtp[k] = v
+    create_key_file(key)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        f.write(tomlkit.dumps(doc))
+    return [config, key]
+
+
+def _load_doc(config: Path) -> tomlkit.TOMLDocument:
+    try:
+        return tomlkit.parse(config.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(config, None, "no such config file (create one with"
+                                        " `tikos-outbox init`)") from None
+    except (tomlkit.exceptions.TOMLKitError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(config, None, f"is not valid TOML: {exc}") from None
+
+
+def _key_file(config: Path, doc: Any) -> Path:
+    outbox = doc.get("outbox", {})
+    return resolve_path(str(outbox.get("key_file", "tikos-outbox.key")), config.absolute().parent)
+
+
+def _write_doc(config: Path, doc: tomlkit.TOMLDocument) -> None:
+    """Replace the config atomically, keeping its permissions."""
+    mode = config.stat().st_mode & 0o777
+    fd, tmp = tempfile.mkstemp(prefix=".tikos-outbox-", suffix=".toml", dir=config.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(tomlkit.dumps(doc))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, config)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def set_secret(config: Path, which: str, plaintext: str) -> str:
+    """Encrypt `plaintext` and store it in [smtp]; returns the key name written."""
+    doc = _load_doc(config)
+    ring = KeyRing(_key_file(config, doc))
+    key = SECRET_KEYS[which]
+    if "smtp" not in doc:
+        doc["smtp"] = tomlkit.table()
+    smtp: Any = doc["smtp"]
+    smtp[key] = ring.encrypt(plaintext)
+    _write_doc(config, doc)
+    return key
+
+
+def _secret_tables(doc: Any) -> list[Any]:
+    tables = [doc.get("smtp")]
+    for m in doc.get("mandant", []) or []:
+        tables.append(m.get("smtp"))
+    return [t for t in tables if t is not None]
+
+
+def rotate_key(config: Path) -> int:
+    """Add a new key to the key file and re-encrypt every stored secret with it."""
+    doc = _load_doc(config)
+    ring = KeyRing(_key_file(config, doc))
+    plain: list[tuple[Any, str, str]] = []
+    for table in _secret_tables(doc):
+        for key in SECRET_KEYS.values():
+            if key in table:
+                plain.append((table, key, ring.decrypt(str(table[key]), f"[smtp] {key}")))
+    new_ring, _ = ring.rotate()  # the old keys stay: the old config stays readable
+    for table, key, value in plain:
+        table[key] = new_ring.encrypt(value)
+    _write_doc(config, doc)
+    return len(plain)
+
+
+def copy_outbox(source_url: str, target: Any) -> int:
+    """Copy every row of another outbox (e.g. the old SQLite file) into `target`,
+    which must be empty. Ids, states, attempts and stored copies are kept."""
+    from tikos_outbox.models import Attempt, Blob, Entry, Meta
+    from tikos_outbox.store import Store
+
+    if "://" not in source_url:
+        source_url = "sqlite:///" + Path(source_url).absolute().as_posix()
+    source = Store(source_url)
+    try:
+        source.migrate()
+        with target.session() as t:
+            if t.scalar(select(func.count()).select_from(Entry)):
+                raise ConfigError(target.url, "outbox.database",
+                                  "already holds entries; copy only into an empty outbox")
+        copied = 0
+        for model in (Blob, Entry, Attempt, Meta):
+            table = cast(Table, getattr(model, "__table__"))  # noqa: B009
+            with source.engine.connect() as src:
+                rows = [dict(r._mapping) for r in src.execute(select(table))]
+            if not rows:
+                continue
+            with target.session() as t:
+                t.execute(table.delete()) if model is Meta else None
+                for i in range(0, len(rows), 500):
+                    t.execute(table.insert(), rows[i:i + 500])
+            if model is Entry:
+                copied = len(rows)
+        if not target.is_sqlite:
+            with target.session() as t:
+                for name in ("entry", "attempt"):
+                    t.execute(text(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'),"
+                        f" COALESCE((SELECT MAX(id) FROM {name}), 1))"))
+        return copied
+    finally:
+        source.close()

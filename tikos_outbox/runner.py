@@ -1,0 +1,141 @@
+"""`tikos-outbox run`: the service loop.
+
+The `schedule` library ticks the jobs; what is due when is decided by the
+pure send window. Sending runs in its own thread so that recording goes on
+during a long, throttled run. Signals only set the stop flag.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, cast
+
+import schedule
+
+from tikos_outbox.service import Service
+from tikos_outbox.watcher import Intake
+
+log = logging.getLogger("tikos_outbox.run")
+
+HEARTBEAT_S = 30
+TICK_S = 0.5
+
+
+class SendScheduler:
+    """Starts a send run at each due slot; a slot passed during a run is skipped."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.window = service.config.window
+        self.thread: threading.Thread | None = None
+        now = service.clock.now()
+        stored = service.store.get_meta("consumed_slot")
+        consumed = datetime.fromisoformat(stored) if stored else None
+        latest = self.window.last_slot(now)
+        # after downtime: no burst of missed runs, the next one is the next slot
+        known = [x for x in (consumed, latest) if x is not None]
+        self.consumed: datetime | None = max(known) if known else None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def tick(self) -> bool:
+        """Start a run if a slot is due and none is going; True if one was started."""
+        if self.busy:
+            return False
+        now = self.service.clock.now()
+        slot = self.window.due(self.consumed, now)
+        if slot is None:
+            return False
+        self._consume(slot)
+        log.info("send run for the slot %s", slot.astimezone(self.window.tz).strftime("%H:%M"))
+        self.thread = threading.Thread(target=self._run, name="send-run", daemon=True)
+        self.thread.start()
+        return True
+
+    def _run(self) -> None:
+        try:
+            self.service.send_due()
+        except Exception:
+            log.exception("the send run failed")
+            self.service.note_error("The send run failed unexpectedly; see the log")
+        finally:
+            latest = self.window.last_slot(self.service.clock.now())
+            if latest is not None and (self.consumed is None or latest > self.consumed):
+                self._consume(latest)  # a slot that passed during the run is not doubled
+
+    def _consume(self, slot: datetime) -> None:
+        self.consumed = slot
+        self.service.store.set_meta("consumed_slot", slot.isoformat(), self.service.clock.now())
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
+    """Each job catches and logs its own errors; the loop goes on."""
+
+    @functools.wraps(job)
+    def wrapper() -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("%s failed; continuing", name)
+
+    return wrapper
+
+
+def run(service: Service, ready: threading.Event | None = None) -> None:
+    """Watch and send until service.stop is set."""
+    cfg = service.config
+    service.heartbeat()
+    service.recover_interrupted()
+    report = service.scan()  # catch-up on start (and the baseline on the very first one)
+    log.info("start-up pass: %d files seen, recorded %s", report.files_seen,
+             report.recorded or "nothing new")
+    intake = Intake(service, service.clock)
+    intake.start()
+    sender = SendScheduler(service)
+    log.info("next send run at %s", cfg.window.next_slot(service.clock.now())
+             .astimezone(cfg.window.tz).strftime("%Y-%m-%d %H:%M %Z"))
+
+    def reconcile() -> None:
+        intake.reconcile_requested = False
+        intake.poll(full=True)
+
+    def watch_health() -> None:
+        intake.check_observer()
+        if intake.reconcile_requested:
+            reconcile()
+
+    jobs = schedule.Scheduler()
+
+    def every(seconds: float, name: str, job: Callable[[], Any]) -> None:
+        # schedule takes fractional intervals, though its hints say int
+        jobs.every(cast(int, seconds)).seconds.do(_guarded(name, job))
+
+    every(cfg.watch.poll_interval_s, "polling", intake.poll)
+    every(cfg.watch.full_scan_minutes * 60, "full pass", reconcile)
+    every(TICK_S, "recording", intake.process)
+    every(5, "watcher check", watch_health)
+    every(HEARTBEAT_S, "heartbeat", service.heartbeat)
+    every(TICK_S, "send schedule", sender.tick)
+    if ready is not None:
+        ready.set()
+    try:
+        while not service.stop.is_set():
+            jobs.run_pending()
+            idle = jobs.idle_seconds
+            service.stop.wait(TICK_S if idle is None else max(0.05, min(TICK_S, idle)))
+    finally:
+        log.info("stopping: waiting for a send run in progress to reach a safe point")
+        intake.stop()
+        sender.join(timeout=cfg.smtp.timeout_s + 5)
+        service.heartbeat(running=False)
+        log.info("stopped")

@@ -1,0 +1,263 @@
+"""Notices settled PDFs: watchdog events where they work, our own polling scan
+where they do not (network shares), and always the database as the truth.
+
+Events only say "look here"; every candidate is stat'ed, tracked until its
+size and mtime stop changing for `settle_s`, then handed to Service.ingest.
+A periodic full pass catches whatever an event or a poll missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEventHandler
+
+from tikos_outbox.config import Mandant
+from tikos_outbox.core.naming import is_ignored
+from tikos_outbox.core.ports import Clock
+from tikos_outbox.core.settle import SettleTracker
+from tikos_outbox.scanner import FileSeen, FolderError, rel_path, walk
+
+log = logging.getLogger("tikos_outbox.watcher")
+
+NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ncpfs",
+              "fuse.rclone", "davfs", "fuse.davfs2"}
+
+
+def is_network_path(path: Path, mounts_file: str = "/proc/mounts") -> bool:
+    """UNC paths, mapped network drives (Windows) and cifs/smb/nfs mounts (Linux)."""
+    text = str(path)
+    if text.startswith(("\\\\", "//")):
+        return True
+    if sys.platform == "win32":
+        drive = os.path.splitdrive(os.path.abspath(text))[0]
+        if drive:
+            import ctypes
+
+            DRIVE_REMOTE = 4
+            return bool(ctypes.windll.kernel32.GetDriveTypeW(drive + "\\") == DRIVE_REMOTE)  # type: ignore[attr-defined]
+        return False
+    try:
+        with open(mounts_file, encoding="utf-8") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return False
+    target = os.path.realpath(text)
+    best, best_fs = "", ""
+    for parts in mounts:
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_fs = mount_point, parts[2]
+    return best_fs in NETWORK_FS
+
+
+def choose_mode(configured: str, folder: Path) -> str:
+    if configured != "auto":
+        return configured
+    return "polling" if is_network_path(folder) else "events"
+
+
+@dataclass
+class _FolderState:
+    mandant: Mandant
+    mode: str
+    available: bool = True
+    known: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class Intake:
+    """Feeds settled files of all enabled mandants into the service."""
+
+    def __init__(self, service: Any, clock: Clock) -> None:
+        self.service = service
+        self.clock = clock
+        watch = service.config.watch
+        self.tracker = SettleTracker(watch.settle_s)
+        self.events: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.folders: dict[int, _FolderState] = {}
+        self._tracked: dict[str, tuple[int, str]] = {}  # abs path -> (mandant, rel)
+        self.observer: Any = None
+        self.reconcile_requested = False
+        for m in service.config.mandants:
+            if m.enabled:
+                self.folders[m.id] = _FolderState(m, choose_mode(watch.mode, m.folder))
+
+    # -- observer ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for st in self.folders.values():
+            st.known = self.service.store.known_files(st.mandant.id)
+            log.info("mandant %d (%s): watching %s by %s", st.mandant.id, st.mandant.name,
+                     st.mandant.folder, st.mode)
+        self._start_observer()
+
+    def _start_observer(self) -> None:
+        targets = [st for st in self.folders.values() if st.mode == "events"]
+        if not targets:
+            return
+        from watchdog.observers import Observer
+
+        handler = _Handler(self)
+        observer = Observer()
+        for st in targets:
+            try:
+                observer.schedule(handler, str(st.mandant.folder), recursive=True)
+            except OSError as exc:
+                log.error("mandant %d: cannot watch %s: %s; the polling pass covers it until"
+                          " it is back", st.mandant.id, st.mandant.folder, exc)
+                st.available = False
+        observer.daemon = True
+        observer.start()
+        self.observer = observer
+
+    def observer_alive(self) -> bool:
+        return self.observer is None or bool(self.observer.is_alive())
+
+    def check_observer(self) -> None:
+        """A watcher thread that died is noticed, logged and restarted, and a
+        reconciliation pass makes up for what it may have missed."""
+        if self.observer_alive():
+            if any(not st.available for st in self.folders.values() if st.mode == "events"):
+                pass  # restarted when the folder is back (see poll)
+            return
+        log.error("the file watcher stopped; restarting it and checking all folders")
+        self.service.note_error("The file watcher stopped and was restarted")
+        self.restart_observer()
+        self.reconcile_requested = True
+
+    def restart_observer(self) -> None:
+        self.stop()
+        self._start_observer()
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            try:
+                self.observer.stop()
+                self.observer.join(timeout=5)
+            except Exception:
+                log.exception("stopping the file watcher failed")
+            self.observer = None
+
+    # -- candidates ----------------------------------------------------------------------
+
+    def on_event_path(self, path: str) -> None:
+        """Called from the watchdog thread: only queue it, the loop does the work."""
+        self.events.put(path)
+
+    def poll(self, full: bool = False) -> None:
+        """List the polling folders (all folders when `full`) for new or changed files."""
+        for st in self.folders.values():
+            if st.mode != "polling" and not full:
+                continue
+            self._poll_folder(st)
+
+    def _poll_folder(self, st: _FolderState) -> None:
+        m = st.mandant
+        errors: list[str] = []
+        try:
+            for seen in walk(m.folder, errors):
+                if st.known.get(seen.rel_path) == (seen.size, seen.mtime_ns):
+                    continue
+                self._track(m.id, seen.abs_path, seen.rel_path)
+        except FolderError as exc:
+            if st.available:
+                st.available = False
+                log.error("mandant %d (%s): %s; retrying", m.id, m.name, exc.strerror)
+                self.service.note_error(f"Archive folder of mandant {m.id} unavailable:"
+                                        f" {exc.strerror}")
+            return
+        for e in errors[:5]:
+            log.warning("mandant %d: %s", m.id, e)
+        if not st.available:
+            st.available = True
+            log.info("mandant %d (%s): folder %s is back; catching up", m.id, m.name, m.folder)
+            if st.mode == "events":
+                self.restart_observer()
+
+    def _track(self, mandant_id: int, abs_path: str, rel: str) -> None:
+        self._tracked[abs_path] = (mandant_id, rel)
+
+    def _event_to_candidate(self, path: str) -> None:
+        name = os.path.basename(path)
+        if is_ignored(name) or not name.lower().endswith(".pdf"):
+            return
+        for st in self.folders.values():
+            rel = rel_path(st.mandant.folder, path)
+            if rel is not None:
+                self._track(st.mandant.id, path, rel)
+                return
+
+    def process(self) -> int:
+        """Stat every candidate; hand over those that have settled. Returns how many
+        entries were recorded."""
+        while True:
+            try:
+                self._event_to_candidate(self.events.get_nowait())
+            except queue.Empty:
+                break
+        recorded = 0
+        mono = self.clock.monotonic()
+        wall = self.clock.now().timestamp()
+        for abs_path, (mandant_id, rel) in list(self._tracked.items()):
+            st = self.folders[mandant_id]
+            try:
+                stat = os.stat(abs_path)
+            except OSError:
+                self._drop(abs_path)  # removed before it settled
+                continue
+            if not os.path.isfile(abs_path):
+                self._drop(abs_path)
+                continue
+            if st.known.get(rel) == (stat.st_size, stat.st_mtime_ns):
+                self._drop(abs_path)
+                continue
+            if not self.tracker.observe(abs_path, stat.st_size, stat.st_mtime_ns, mono, wall):
+                continue
+            seen = FileSeen(abs_path, rel, os.path.basename(abs_path), stat.st_size,
+                            stat.st_mtime_ns)
+            try:
+                state = self.service.ingest(st.mandant, seen)
+            except OSError:
+                continue  # not readable yet (locked by the writer): try again
+            if state is not None:
+                recorded += 1
+            st.known[rel] = (stat.st_size, stat.st_mtime_ns)
+            self._drop(abs_path)
+        return recorded
+
+    def _drop(self, abs_path: str) -> None:
+        self._tracked.pop(abs_path, None)
+        self.tracker.forget(abs_path)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._tracked)
+
+
+class _Handler(FileSystemEventHandler):
+    """watchdog event handler: every event is only a hint to look at a path."""
+
+    def __init__(self, intake: Intake) -> None:
+        super().__init__()
+        self.intake = intake
+
+    def dispatch(self, event: Any) -> None:
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):
+                # a folder moved in or created with files: list it on the next full pass
+                self.intake.reconcile_requested = True
+            return
+        path = getattr(event, "dest_path", "") or event.src_path
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if event.event_type in ("created", "modified", "moved", "closed"):
+            self.intake.on_event_path(path)
