@@ -43,7 +43,7 @@ def walk(folder: Path, errors: list[str] | None = None) -> Iterator[FileSeen]:
         it, prefix = stack.pop()
         with it:  # type: ignore[attr-defined]
             subdirs: list[tuple[str, str]] = []
-            for de in it:
+            for de in sorted(it, key=lambda d: d.name):  # a stable, readable order
                 name = de.name
                 if is_ignored(name):
                     continue

@@ -526,13 +526,11 @@ class Store:
                 q = q.where(E.docno == flt.docno)
             rows = s.scalars(q.order_by(E.id.desc()).limit(flt.limit)).all()
             ids = [r.id for r in rows]
-            attempt_counts: dict[int, int] = dict(
-                s.execute(
-                    select(A.entry_id, func.count())
-                    .where(A.entry_id.in_(ids))
-                    .group_by(A.entry_id)
-                ).tuples().all()
-            ) if ids else {}
+            attempt_counts: dict[int, int] = {
+                entry_id: n for entry_id, n in s.execute(
+                    select(A.entry_id, func.count()).where(A.entry_id.in_(ids))
+                    .group_by(A.entry_id))
+            } if ids else {}
             return [_view(r, attempt_counts.get(r.id or 0, 0)) for r in rows]
 
     def get_entry(self, entry_id: int) -> EntryView | None:
