@@ -68,6 +68,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: Any = None  # (host, port) of the client: one per connection
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Handler:
         if self.b.drop_after_data:
             with self.lock:
                 self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                              envelope.original_content))
+                                              envelope.original_content, session.peer))
             server.transport.close()
             return "250 too late"
         if self.b.data_reply and (not self.b.fail_first_data
@@ -119,7 +120,7 @@ class Handler:
             return self.b.data_reply
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          envelope.original_content))
+                                          envelope.original_content, session.peer))
         return "250 2.0.0 Ok: queued"
 
 
@@ -256,3 +257,38 @@ def attachment_of(data: bytes) -> bytes:
     content = part.get_content()
     assert isinstance(content, bytes)
     return content
+
+
+class FakeClock:
+    """The only fake in the tests: time that moves when told (or when slept)."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self._now = start
+        self._mono = 1000.0
+        self.slept = 0.0
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+        self.slept += seconds
+
+    def advance(self, seconds: float) -> None:
+        self._now += dt.timedelta(seconds=seconds)
+        self._mono += seconds
+
+
+def open_service(site: Site, clock: Any = None, **kwargs: Any) -> Any:
+    """The service of a site, migrated, as the CLI wires it."""
+    from tikos_outbox.config import load_config
+    from tikos_outbox.service import Service
+    from tikos_outbox.store import Store
+
+    cfg = load_config(site.config)
+    store = Store(cfg.outbox.database)
+    store.migrate()
+    return Service(cfg, store, clock, **kwargs)

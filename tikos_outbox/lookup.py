@@ -85,16 +85,18 @@ class CsvLookup:
         except (OSError, UnicodeDecodeError) as exc:
             raise LookupUnavailable(f"cannot read the address file {self.path}: {exc}") from None
         dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else "a;b;c", ";,")
-        reader = csv.DictReader(text.splitlines(), dialect=dialect)
+        # extra cells after "email" are further addresses: 1;4711;a@x.de;b@x.de
+        reader = csv.DictReader(text.splitlines(), dialect=dialect, restkey="\0more")
         header = [h.strip().lower() for h in reader.fieldnames or []]
         if not {"mandant", "customer", "email"} <= set(header):
             raise LookupUnavailable(
                 f"the address file {self.path} needs the columns mandant;customer;email")
         table: dict[tuple[str, str], list[str]] = {}
         for row in reader:
+            more = row.pop("\0more", None) or []
             norm = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            table.setdefault((norm["mandant"], norm["customer"].lstrip("0")), []).append(
-                norm["email"])
+            key = (norm.get("mandant", ""), norm.get("customer", "").lstrip("0"))
+            table.setdefault(key, []).extend([norm.get("email", ""), *more])
         self._map = table
         self._mtime = mtime
 

@@ -62,7 +62,8 @@ def _b64(value: str | bytes) -> str:
 
 
 def _lost(stage: Stage, exc: BaseException) -> Reply:
-    if isinstance(exc, TimeoutError | socket.timeout):
+    # smtplib reports a read timeout as "Connection unexpectedly closed: timed out"
+    if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in str(exc):
         return Reply(stage, None, "timed out waiting for the server", lost=True)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return Reply(stage, None, "the server closed the connection", lost=True)

@@ -1,0 +1,210 @@
+"""Sending against a real SMTP server: every reply class lands in the right state."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    Behaviour,
+    Cert,
+    FakeClock,
+    Site,
+    SmtpServer,
+    free_port,
+    make_cert,
+    open_service,
+    write_site,
+)
+from tikos_outbox.samples import make_pdf
+
+
+def site_for(tmp_path: Path, srv: SmtpServer | None, cert: Cert | None = None,
+             n_docs: int = 1, csv: str | None = None, **smtp: Any) -> Site:
+    password = smtp.pop("_password", None)
+    port = srv.port if srv else free_port()
+    security = srv.security if srv else "none"
+    settings: dict[str, Any] = {"port": port, "security": security, **smtp}
+    if cert is not None and "ca_file" not in settings and security != "none":
+        settings["ca_file"] = str(cert.cert)
+    recipients = None
+    if csv is not None:
+        (tmp_path / "r.csv").write_text("mandant;customer;email\n" + csv, encoding="utf-8")
+        recipients = 'csv = "r.csv"'
+    site = write_site(tmp_path, smtp=settings, watch={"baseline": False}, recipients=recipients,
+                      password=password)
+    for i in range(n_docs):
+        (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([f"Nr. {i}"]))
+    assert site.cli("scan") == 0
+    return site
+
+
+def show(site: Site, capsys: pytest.CaptureFixture[str], entry_id: int = 1) -> dict[str, Any]:
+    capsys.readouterr()
+    assert site.cli("show", str(entry_id), "--json") == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data
+
+
+def status(site: Site, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert site.cli("status", "--json") == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "state", "code"),
+    [
+        (Behaviour(rcpt_replies={"kunde@example.org": "550 5.1.1 user unknown"}), "failed", 550),
+        (Behaviour(rcpt_replies={"kunde@example.org": "553 5.1.3 bad address"}), "failed", 553),
+        (Behaviour(rcpt_replies={"kunde@example.org": "451 4.7.1 greylisted"}), "deferred", 451),
+        (Behaviour(rcpt_replies={"kunde@example.org": "452 4.5.3 too many recipients"}),
+         "deferred", 452),
+        (Behaviour(mail_reply="421 4.3.2 closing"), "deferred", 421),
+        (Behaviour(data_reply="552 5.3.4 message too big"), "failed", 552),
+        (Behaviour(data_reply="554 5.7.1 rejected as spam"), "failed", 554),
+        (Behaviour(data_reply="451 4.3.0 queue full"), "deferred", 451),
+        (Behaviour(drop_after_data=True), "deferred", None),
+    ],
+)
+def test_reply_classes(tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str],
+                       behaviour: Behaviour, state: str, code: int | None) -> None:
+    with SmtpServer(cert, "starttls", behaviour=behaviour) as srv:
+        site = site_for(tmp_path, srv, cert)
+        assert site.cli("flush") == 1
+        entry = show(site, capsys)
+        assert entry["state"] == state
+        [attempt] = entry["attempts"]
+        assert attempt["code"] == code
+        assert attempt["server"] == f"127.0.0.1:{srv.port}"
+        if code is not None:
+            assert str(code) in entry["last_error"]
+        else:
+            assert "closed the connection" in attempt["reply"]
+        # failed and deferred entries come back with requeue and are delivered
+        srv.behaviour.__init__()  # type: ignore[misc]
+        assert site.cli("requeue", "1") == 0
+        assert site.cli("flush") == 0
+        entry = show(site, capsys)
+        assert entry["state"] == "sent"
+        assert len(entry["attempts"]) == 2  # the history is kept
+
+
+def test_stall_past_the_timeout_is_transient(tmp_path: Path, cert: Cert,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with SmtpServer(cert, "none", behaviour=Behaviour(stall_s=3)) as srv:
+        site = site_for(tmp_path, srv, timeout_s=1)
+        assert site.cli("flush") == 1
+        entry = show(site, capsys)
+        assert entry["state"] == "deferred"
+        assert "timed out" in entry["attempts"][0]["reply"]
+
+
+def test_some_recipients_refused_mail_goes_to_the_others(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    behaviour = Behaviour(rcpt_replies={"weg@example.org": "550 5.1.1 no such user"})
+    with SmtpServer(cert, "none", behaviour=behaviour) as srv:
+        site = site_for(tmp_path, srv, csv="1;4711;da@example.org;weg@example.org\n")
+        assert site.cli("flush") == 0
+        assert [r.rcpt_tos for r in srv.received] == [["da@example.org"]]
+    entry = show(site, capsys)
+    assert entry["state"] == "sent"
+    assert entry["refused"] == {"weg@example.org": "550 5.1.1 no such user"}
+
+
+@pytest.mark.parametrize("case", ["wrong password", "untrusted certificate", "no starttls",
+                                  "refused connection", "421 greeting", "hostname mismatch"])
+def test_run_stoppers_burn_nothing_and_show_in_status(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    users = {"u": "richtig"}
+    extra: dict[str, Any] = {}
+    if case == "wrong password":
+        srv = SmtpServer(cert, "starttls", users=users)
+        extra = {"auth": "password", "username": "u", "_password": "falsch"}
+        words = "SMTP login rejected by the server: 535"
+    elif case == "untrusted certificate":
+        srv = SmtpServer(cert, "ssl")
+        extra = {"ca_file": str(make_cert(tmp_path / "other", stem="other").cert)}
+        words = "certificate is not trusted"
+    elif case == "hostname mismatch":
+        wrong = make_cert(tmp_path / "wrong", names=("mail.example",), ips=("127.0.0.2",))
+        srv = SmtpServer(wrong, "ssl")
+        extra = {"ca_file": str(wrong.cert)}
+        words = "certificate is not trusted"
+    elif case == "no starttls":
+        srv = SmtpServer(cert, "none")
+        extra = {"security": "starttls"}
+        words = "does not offer STARTTLS; not sending in plain text"
+    elif case == "421 greeting":
+        srv = _Greeting421()
+        words = "421"
+    else:
+        srv = None
+        words = "refused the connection"
+    if srv is not None:
+        srv.__enter__()
+    try:
+        site = site_for(tmp_path / "site", srv, cert, n_docs=3, **extra)
+        assert site.cli("flush") == 1
+        assert (srv.received if srv else []) == []
+        for i in (1, 2, 3):
+            entry = show(site, capsys, i)
+            assert entry["state"] == "pending" and entry["attempts"] == []
+        st = status(site, capsys)
+        assert words in st["last_error"]["text"]
+        assert st["counts"]["pending"] == 3
+    finally:
+        if srv is not None:
+            srv.__exit__()
+
+
+class _Greeting421:
+    """A server that answers the connection with 421 and hangs up."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.security = "none"
+        self.received: list[Any] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.sendall(b"421 4.3.2 too busy, try later\r\n")
+            conn.close()
+
+    def __enter__(self) -> _Greeting421:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def test_connection_reuse_and_throttling_hold_their_figures(tmp_path: Path, cert: Cert) -> None:
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, n_docs=7, max_per_connection=3, max_per_minute=2)
+        clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+        svc = open_service(site, clock)
+        report = svc.send_due(force=True)
+        assert report.sent == 7
+        assert len({r.peer for r in srv.received}) == 3  # 3 + 3 + 1 mails per connection
+        times = sorted(a["at"] for i in range(1, 8) for a in svc.store.get_entry(i).attempts)
+        for i in range(len(times) - 2):
+            assert (times[i + 2] - times[i]).total_seconds() >= 60  # never 3 within a minute
+        assert clock.slept >= 180  # 7 mails at 2 a minute need at least three minute-waits
+        svc.store.close()
