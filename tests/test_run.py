@@ -1,0 +1,187 @@
+"""`run`: the watcher and the send schedule, on real folders, in both watch modes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from zoneinfo import ZoneInfo
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import Cert, FakeClock, Site, SmtpServer, open_service, write_site
+from tikos_outbox.runner import SendScheduler, run
+from tikos_outbox.samples import make_pdf
+
+SETTLE = 0.4
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@contextmanager
+def running(site: Site) -> Iterator[Any]:
+    svc = open_service(site)
+    ready = threading.Event()
+    thread = threading.Thread(target=run, args=(svc, ready), daemon=True)
+    thread.start()
+    assert ready.wait(20)
+    try:
+        yield svc
+    finally:
+        svc.stop.set()
+        thread.join(20)
+        assert not thread.is_alive()
+        svc.store.close()
+
+
+def by_path(svc: Any) -> dict[str, list[Any]]:
+    from tikos_outbox.store import ListFilter
+
+    out: dict[str, list[Any]] = {}
+    for v in reversed(svc.store.list_entries(ListFilter(limit=100000))):
+        out.setdefault(v.path, []).append(v)
+    return out
+
+
+def history(path: Path) -> None:
+    """A document that was in the archive long before the first start."""
+    path.write_bytes(make_pdf(["history", path.name]))
+    old = time.time() - 86400
+    os.utime(path, (old, old))
+
+
+def site_in(tmp_path: Path, mode: str, **watch: Any) -> Site:
+    return write_site(tmp_path, watch={"mode": mode, "settle_s": SETTLE, "poll_interval_s": 0.1,
+                                       **watch})
+
+
+@pytest.mark.parametrize("mode", ["events", "polling"])
+def test_run_records_new_documents_once_and_complete(tmp_path: Path, mode: str) -> None:
+    site = site_in(tmp_path, mode)
+    folder = site.mandant_folder()
+    history(folder / "RE_1_4711.pdf")
+    with running(site) as svc:
+        assert by_path(svc)["RE_1_4711.pdf"][0].state == "skipped"  # the baseline
+        # a slow writer: the file grows for well over the settle time
+        content = make_pdf(["slow"], padding=30_000)
+        slow = folder / "RE_2_4711.pdf"
+        with open(slow, "wb") as f:
+            for i in range(0, len(content), 3000):
+                f.write(content[i:i + 3000])
+                f.flush()
+                time.sleep(SETTLE / 4)
+        # a burst, a file removed before it settles, a sub folder created later
+        for i in range(100, 300):
+            (folder / f"RE_{i}_4711.pdf").write_bytes(make_pdf([str(i)]))
+        gone = folder / "RE_3_4711.pdf"
+        gone.write_bytes(make_pdf(["gone"]))
+        gone.unlink()
+        (folder / "2026" / "12").mkdir(parents=True)
+        (folder / "2026" / "12" / "LS_5_4711.pdf").write_bytes(make_pdf(["deep"]))
+        wait_until(lambda: len(by_path(svc)) == 1 + 1 + 200 + 1)
+        rows = by_path(svc)
+        [entry] = rows["RE_2_4711.pdf"]
+        assert entry.sha256 == hashlib.sha256(content).hexdigest()
+        assert entry.state == "pending"
+        assert "RE_3_4711.pdf" not in rows
+        assert all(len(v) == 1 for v in rows.values())
+        assert rows["2026/12/LS_5_4711.pdf"][0].doctype == "LS"
+
+
+@pytest.mark.parametrize("mode", ["events", "polling"])
+def test_restart_catches_up_without_a_second_baseline(tmp_path: Path, mode: str) -> None:
+    site = site_in(tmp_path, mode)
+    folder = site.mandant_folder()
+    history(folder / "RE_1_4711.pdf")
+    with running(site):
+        pass
+    (folder / "RE_2_4711.pdf").write_bytes(make_pdf(["while down"]))
+    old = time.time() - 3600
+    os.utime(folder / "RE_2_4711.pdf", (old, old))
+    with running(site) as svc:
+        rows = wait_until(lambda: (r := by_path(svc)) and "RE_2_4711.pdf" in r and r)
+        assert rows["RE_1_4711.pdf"][0].state == "skipped"
+        assert rows["RE_2_4711.pdf"][0].state == "pending"
+
+
+def test_folder_vanishing_and_coming_back(tmp_path: Path) -> None:
+    site = site_in(tmp_path, "polling")
+    folder = site.mandant_folder()
+    with running(site) as svc:
+        away = folder.with_name("away")
+        folder.rename(away)
+        wait_until(lambda: "unavailable" in (svc.status()["last_error"] or {}).get("text", ""))
+        shutil.move(str(away), str(folder))
+        (folder / "RE_7_4711.pdf").write_bytes(make_pdf(["back"]))
+        wait_until(lambda: "RE_7_4711.pdf" in by_path(svc))
+
+
+def test_heartbeat_and_clean_stop_on_sigterm(tmp_path: Path) -> None:
+    site = site_in(tmp_path, "polling")
+    proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config", str(site.config),
+                             "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def status() -> dict[str, Any]:
+            out = subprocess.run([sys.executable, "-m", "tikos_outbox", "--config",
+                                  str(site.config), "status", "--json"], capture_output=True,
+                                 text=True, check=True).stdout
+            return dict(json.loads(out))
+
+        wait_until(lambda: status()["service"]["running"])
+        (site.mandant_folder() / "RE_9_4711.pdf").write_bytes(make_pdf(["live"]))
+        wait_until(lambda: status()["counts"]["pending"] == 1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert status()["service"]["running"] is False
+    log = (tmp_path / "tikos-outbox.log").read_text(encoding="utf-8")
+    assert "entry 1 pending: RE_9_4711.pdf" in log and "stopped" in log
+
+
+def test_send_scheduler_runs_once_per_slot_and_skips_slots_passed_during_a_run(
+        tmp_path: Path, cert: Cert) -> None:
+    with SmtpServer(cert, "none") as srv:
+        site = write_site(tmp_path, smtp={"port": srv.port, "max_per_minute": 1},
+                          watch={"baseline": False},
+                          extra="[schedule]\ntimezone = 'Europe/Berlin'\nevery_minutes = 1\n")
+        for i in range(3):
+            history(site.mandant_folder() / f"RE_{i}_4711.pdf")
+        berlin = ZoneInfo("Europe/Berlin")
+        clock = FakeClock(datetime(2026, 11, 26, 9, 30, 30, tzinfo=berlin))
+        svc = open_service(site, clock)
+        svc.scan()
+        sched = SendScheduler(svc)
+        assert not sched.tick()  # 09:30 passed before the start: no burst of missed runs
+        clock.advance(30)  # 09:31
+        assert sched.tick()
+        sched.join(10)
+        assert len(srv.received) == 3
+        # the throttled run took two minutes: 09:32 and 09:33 are skipped, not doubled
+        assert clock.now() >= datetime(2026, 11, 26, 9, 33, tzinfo=berlin)
+        assert sched.consumed == datetime(2026, 11, 26, 9, 33, tzinfo=berlin)
+        assert not sched.tick()
+        clock.advance(60)
+        assert sched.tick()  # 09:34: the next slot runs again
+        sched.join(10)
+        # a restart remembers the consumed slot
+        assert SendScheduler(svc).consumed == datetime(2026, 11, 26, 9, 34, tzinfo=berlin)
+        svc.store.close()
