@@ -125,14 +125,16 @@ def run_demo(keep: bool = False) -> int:
             attachments = [p.get_filename() for p in msg.iter_attachments()]
             print(f"  {path.name}: to {msg['X-Envelope-To']} | {msg['Subject']}"
                   f" | attached: {', '.join(str(a) for a in attachments)}")
-        print(f"\nLook at: {mail_dir} (the mails), {base / 'outbox.db'} (the outbox),"
-              f" {config} (the config)")
-        print(f"Try:     tikos-outbox --config {config} status")
+        if keep:
+            print(f"\nLook at: {mail_dir} (the mails), {base / 'outbox.db'} (the outbox),"
+                  f" {config} (the config)")
+            print(f"Try:     tikos-outbox --config {config} status")
+        else:
+            print("\nThe demo folder was removed; `tikos-outbox demo --keep` keeps it to look"
+                  " around (the mails, the outbox, the config).")
         return rc
     finally:
         controller.stop()
         if not keep:
-            print("(the demo folder is removed at the end; run `tikos-outbox demo --keep`"
-                  " to keep it)")
             shutil.rmtree(base, ignore_errors=True)
         sys.stdout.flush()
