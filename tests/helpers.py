@@ -129,7 +129,7 @@ class SmtpServer:
 
     def __init__(self, cert: Cert, security: str = "starttls",
                  users: dict[str, str] | None = None, behaviour: Behaviour | None = None,
-                 auth_reply: str | None = None) -> None:
+                 auth_reply: str | None = None, exclude_auth: tuple[str, ...] = ()) -> None:
         self.behaviour = behaviour or Behaviour()
         self.handler = Handler(self.behaviour)
         self.users = users
@@ -142,7 +142,8 @@ class SmtpServer:
         kwargs: dict[str, Any] = {}
         if users is not None:
             kwargs.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=security != "none")
+                          auth_require_tls=security == "starttls",
+                          auth_exclude_mechanism=list(exclude_auth))
         if security == "starttls":
             kwargs.update(tls_context=ctx, require_starttls=True)
         self.controller = Controller(

@@ -208,3 +208,36 @@ def test_connection_reuse_and_throttling_hold_their_figures(tmp_path: Path, cert
             assert (times[i + 2] - times[i]).total_seconds() >= 60  # never 3 within a minute
         assert clock.slept >= 180  # 7 mails at 2 a minute need at least three minute-waits
         svc.store.close()
+
+
+def test_auth_login_with_a_non_ascii_password(tmp_path: Path, cert: Cert) -> None:
+    secret = "Wäsche § ; : @ \\ % \"x\" ß"
+    with SmtpServer(cert, "ssl", users={"info@w.example": secret},
+                    exclude_auth=("PLAIN",)) as srv:
+        site = site_for(tmp_path, srv, cert, auth="password", username="info@w.example",
+                        _password=secret)
+        assert site.cli("flush") == 0
+        assert srv.logins == [("info@w.example", secret)]
+        assert len(srv.received) == 1
+
+
+def test_deferred_entries_back_off_and_fail_after_the_lifetime(tmp_path: Path, cert: Cert) -> None:
+    with SmtpServer(cert, "none", behaviour=Behaviour(data_reply="451 4.3.0 later")) as srv:
+        site = site_for(tmp_path, srv)
+        clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+        svc = open_service(site, clock)
+        assert svc.send_due().deferred == 1
+        entry = svc.store.get_entry(1)
+        assert entry.state == "deferred"
+        assert entry.next_attempt_at == datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+        clock.advance(10 * 60)
+        assert svc.send_due().deferred == 0  # back-off not over: not tried
+        assert svc.send_due(force=True).deferred == 1  # flush tries anyway
+        clock.advance(5 * 86400)
+        report = svc.send_due()
+        assert report.failed == 1
+        entry = svc.store.get_entry(1)
+        assert entry.state == "failed"
+        assert entry.last_error.startswith("gave up after 5 days; last reply: 451 4.3.0 later")
+        assert len(entry.attempts) == 3
+        svc.store.close()

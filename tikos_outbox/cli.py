@@ -105,6 +105,7 @@ class App:
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_path)
+            add_log_file(default_log_file(self._config))
         return self._config
 
     @property
@@ -135,23 +136,36 @@ def _db_error(exc: SQLAlchemyError) -> str:
     return str(orig or exc).splitlines()[0]
 
 
-def setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+def setup_logging(verbose: bool) -> None:
+    """Warnings and errors to stderr (everything with -v)."""
     root = logging.getLogger("tikos_outbox")
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for h in list(root.handlers):
         root.removeHandler(h)
+        h.close()
     err = logging.StreamHandler(sys.stderr)
     err.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     err.setLevel(logging.DEBUG if verbose else logging.WARNING)
     root.addHandler(err)
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=5_000_000, backupCount=10,
-                                                  encoding="utf-8")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        fh.setLevel(logging.INFO)
-        root.addHandler(fh)
     root.propagate = False
+
+
+def add_log_file(path: Path) -> None:
+    """One line per document event into a rotating file (5 MB, 10 files)."""
+    root = logging.getLogger("tikos_outbox")
+    for h in root.handlers:
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.absolute():
+            return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=10,
+                                                  encoding="utf-8", delay=True)
+    except OSError as exc:
+        log.warning("cannot write the log file %s: %s", path, exc)
+        return
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    fh.setLevel(logging.INFO)
+    root.addHandler(fh)
 
 
 def default_log_file(cfg: Config) -> Path:
@@ -289,7 +303,6 @@ def cmd_run(app: App) -> int:
     from tikos_outbox.runner import run
 
     cfg = app.config
-    setup_logging(app.args.verbose, default_log_file(cfg))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -573,8 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    if args.command != "run":
-        setup_logging(args.verbose)
+    setup_logging(args.verbose)
     app = App(args)
     try:
         return int(args.func(app))
@@ -588,5 +600,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         app.close()
+        for h in list(logging.getLogger("tikos_outbox").handlers):
+            if isinstance(h, logging.FileHandler):
+                logging.getLogger("tikos_outbox").removeHandler(h)
+                h.close()
 
 
