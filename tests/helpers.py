@@ -129,9 +129,12 @@ class SmtpServer:
 
     def __init__(self, cert: Cert, security: str = "starttls",
                  users: dict[str, str] | None = None, behaviour: Behaviour | None = None,
-                 auth_reply: str | None = None, exclude_auth: tuple[str, ...] = ()) -> None:
+                 auth_reply: str | None = None, exclude_auth: tuple[str, ...] = (),
+                 wrap_handler: Any = None) -> None:
         self.behaviour = behaviour or Behaviour()
-        self.handler = Handler(self.behaviour)
+        self.handler: Handler = Handler(self.behaviour)
+        if wrap_handler is not None:  # a Handler subclass with more AUTH mechanisms
+            self.handler = wrap_handler(self.handler)
         self.users = users
         self.auth_reply = auth_reply
         self.logins: list[tuple[str, str]] = []

@@ -422,6 +422,16 @@ def _smtp(s: _Section, base: Path) -> SmtpSettings:
         if not client_secret:
             raise s.fail("oauth2_client_secret",
                          "is missing: store it with `tikos-outbox secret set client-secret`")
+        if not client_secret.startswith("gAAAAA"):
+            raise s.fail("oauth2_client_secret", "must be the encrypted token that"
+                         " `tikos-outbox secret set client-secret` writes, never the secret")
+        if token_url:
+            from tikos_outbox.oauth2 import check_url
+
+            try:
+                check_url(token_url)
+            except ValueError as exc:
+                raise s.fail("oauth2_token_url", str(exc)) from None
     if ca_file is not None and not ca_file.is_file():
         raise s.fail("ca_file", f"no such file: {ca_file}")
     return SmtpSettings(host=host.strip(), port=port, security=security, verify_tls=verify,
