@@ -54,13 +54,17 @@ class SendScheduler:
             return False
         self._consume(slot)
         log.info("send run for the slot %s", slot.astimezone(self.window.tz).strftime("%H:%M"))
-        self.thread = threading.Thread(target=self._run, name="send-run", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(slot,), name="send-run",
+                                       daemon=True)
         self.thread.start()
         return True
 
-    def _run(self) -> None:
+    def _run(self, slot: datetime) -> None:
         try:
             self.service.send_due()
+            day = slot.astimezone(self.window.tz).date()
+            if slot == self.window.slots_on(day)[-1]:  # after the last run of the day
+                self.service.daily_report(day)
         except Exception:
             log.exception("the send run failed")
             self.service.note_error("The send run failed unexpectedly; see the log")

@@ -17,7 +17,8 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 from tikos_outbox.config import Config, Mandant, SmtpSettings
@@ -39,7 +40,7 @@ from tikos_outbox.credentials import KeyFileError, KeyRing, SecretText
 from tikos_outbox.lookup import make_lookup
 from tikos_outbox.scanner import FileSeen, FolderError, walk
 from tikos_outbox.smtp import Mailer, RunStopped, TokenSource
-from tikos_outbox.store import Claimed, NewDocument, Store
+from tikos_outbox.store import Claimed, ListFilter, NewDocument, Store
 
 log = logging.getLogger("tikos_outbox")
 
@@ -510,6 +511,53 @@ class Service:
         n = self.store.purge(now - timedelta(days=days), now)
         log.info("purged %d stored document copies older than %d days", n, days)
         return n
+
+    # -- daily report ---------------------------------------------------------------------
+
+    def daily_report(self, day: date) -> bool:
+        """Mail `[report] to` the failed and held entries of a local day, once.
+        Returns True when a report was sent; none is sent when all went well."""
+        to = self.config.report.to
+        key = f"report:{day.isoformat()}"
+        if not to or self.store.get_meta(key):
+            return False
+        tz = self.config.window.tz
+        start = datetime.combine(day, dtime(0), tzinfo=tz)
+        rows = [v for v in self.store.list_entries(ListFilter(
+            states=(State.FAILED.value, State.HELD.value), changed_since=start, limit=10000))
+            if v.updated_at < start + timedelta(days=1)]
+        now = self.clock.now()
+        if not rows:
+            self.store.set_meta(key, "nothing to report", now)
+            return False
+        lines = [f"tikos-outbox on {socket.gethostname()}: {len(rows)} document(s) were not"
+                 f" sent on {day:%d.%m.%Y}.", ""]
+        for v in sorted(rows, key=lambda v: v.id):
+            why = v.last_error if v.state == State.FAILED.value else v.reason
+            lines.append(f"- entry {v.id} ({v.state}), mandant {v.mandant}, {v.path},"
+                         f" customer {v.customer}: {why or 'no reason recorded'}")
+        lines += ["", "Details: tikos-outbox show ID; to send again: tikos-outbox requeue ID"
+                      " (failed) or tikos-outbox release ID (held)."]
+        sender = self.config.sender
+        mail = Mail(sender_address=sender.address, sender_name=sender.name or "tikos-outbox",
+                    reply_to=None, to=tuple(to),
+                    subject=f"tikos-outbox: {len(rows)} Dokument(e) nicht versendet"
+                            f" ({day:%d.%m.%Y})",
+                    body="\n".join(lines) + "\n", filename="", pdf=None,
+                    message_id=make_message_id(uuid.uuid4().hex, sender.address),
+                    date=now.astimezone(tz))
+        try:
+            with self.mailer(self.config.smtp) as mailer:
+                result = mailer.send(sender.address, list(to), build_message(mail).as_bytes())
+        except (RunStopped, KeyFileError) as exc:
+            log.error("daily report not sent: %s", exc)
+            return False
+        if classify(result.reply) is not Outcome.DELIVERED:
+            log.error("daily report not sent: %s", explain(result.reply))
+            return False
+        self.store.set_meta(key, f"sent to {', '.join(to)}", now)
+        log.info("daily report sent to %s: %d problem(s)", ", ".join(to), len(rows))
+        return True
 
     # -- status ---------------------------------------------------------------------------
 

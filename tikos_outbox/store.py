@@ -143,6 +143,7 @@ class ListFilter:
     since: datetime | None = None
     customer: str | None = None
     docno: str | None = None
+    changed_since: datetime | None = None
     limit: int = 50
 
 
@@ -524,6 +525,8 @@ class Store:
                 q = q.where(E.customer == flt.customer)
             if flt.docno:
                 q = q.where(E.docno == flt.docno)
+            if flt.changed_since is not None:
+                q = q.where(E.updated_at >= flt.changed_since)
             rows = s.scalars(q.order_by(E.id.desc()).limit(flt.limit)).all()
             ids = [r.id for r in rows]
             attempt_counts: dict[int, int] = {

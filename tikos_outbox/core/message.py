@@ -100,7 +100,7 @@ class Mail:
     subject: str
     body: str
     filename: str
-    pdf: bytes
+    pdf: bytes | None  # None: a text-only mail (the daily report)
     message_id: str
     date: datetime
 
@@ -124,6 +124,8 @@ def build_message(mail: Mail) -> EmailMessage:
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     msg["X-Mailer"] = "tikos-outbox"
     msg.set_content(mail.body, subtype="plain", charset="utf-8")
+    if mail.pdf is None:
+        return msg
     msg.add_attachment(
         mail.pdf,
         maintype="application",

@@ -1,0 +1,81 @@
+"""The administrator's extras: the daily report and the service installation files."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.helpers import Behaviour, Cert, FakeClock, SmtpServer, open_service, write_site
+from tikos_outbox.runner import SendScheduler
+from tikos_outbox.samples import make_pdf
+
+BERLIN = ZoneInfo("Europe/Berlin")
+ROOT = Path(__file__).parent.parent
+
+
+def test_daily_report_after_the_last_run_lists_failed_and_held_entries(
+        tmp_path: Path, cert: Cert) -> None:
+    behaviour = Behaviour(rcpt_replies={"kunde@example.org": "550 5.1.1 user unknown"})
+    with SmtpServer(cert, "none", behaviour=behaviour) as srv:
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False},
+                          extra="[report]\nto = 'admin@musterwaescherei.example'\n")
+        folder = site.mandant_folder()
+        for i in (1, 2):
+            (folder / f"RE_{i}_4711.pdf").write_bytes(make_pdf([str(i)]))
+            os.utime(folder / f"RE_{i}_4711.pdf", (1764000000, 1764000000))  # 2025-11-24
+        clock = FakeClock(datetime(2026, 11, 26, 17, 59, 30, tzinfo=BERLIN))
+        svc = open_service(site, clock)
+        svc.scan(baseline=False)
+        svc.hold([2])
+        sched = SendScheduler(svc)
+        clock.advance(30)  # 18:00, the last slot of the day
+        assert sched.tick()
+        sched.join(10)
+        reports = [r for r in srv.received if r.rcpt_tos == ["admin@musterwaescherei.example"]]
+        assert len(reports) == 1
+        msg = email.message_from_bytes(reports[0].data, policy=email.policy.default)
+        assert msg["Subject"] == "tikos-outbox: 2 Dokument(e) nicht versendet (26.11.2026)"
+        body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "entry 1 (failed)" in body and "550 5.1.1 user unknown" in body
+        assert "entry 2 (held)" in body and "held by the administrator" in body
+        assert not list(msg.iter_attachments())  # type: ignore[attr-defined]
+        assert not svc.daily_report(clock.now().date())  # once a day
+        # a day when all went well: no report
+        assert not svc.daily_report(datetime(2026, 11, 27).date())
+        assert len([r for r in srv.received if "admin@" in r.rcpt_tos[0]]) == 1
+        svc.store.close()
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed here")
+    unit = (ROOT / "deploy" / "linux" / "tikos-outbox.service").read_text(encoding="utf-8")
+    for key in ("ProtectSystem=strict", "ReadWritePaths=", "NoNewPrivileges=yes",
+                "User=tikos-outbox", "Restart=on-failure", "KillSignal=SIGTERM"):
+        assert key in unit
+    exe = Path(sys.executable).with_name("tikos-outbox")
+    local = tmp_path / "tikos-outbox.service"
+    local.write_text(unit.replace("/opt/tikos-outbox/venv/bin/tikos-outbox", str(exe)),
+                     encoding="utf-8")
+    out = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_windows_service_file_runs_the_service_with_a_clean_stop() -> None:
+    xml = (ROOT / "deploy" / "windows" / "tikos-outbox.xml").read_text(encoding="utf-8")
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    assert root.findtext("executable", "").endswith("tikos-outbox.exe")
+    assert root.findtext("arguments", "").endswith(" run")
+    assert root.find("onfailure") is not None and root.findtext("stoptimeout")
