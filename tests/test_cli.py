@@ -152,7 +152,7 @@ def test_json_shapes_and_admin_moves(tmp_path: Path, cert: Cert,
         # illegal moves are reported, exit 1; unknown ids too
         assert main([*cfg, "hold", "1"]) == 1
         assert "cannot take the event 'hold'" in capsys.readouterr().out
-        assert main([*cfg, "release", "99"]) == 1
+        assert main([*cfg, "release", "99"]) == 2
         assert "no such entry" in capsys.readouterr().out
 
 
@@ -252,3 +252,27 @@ def test_log_file_has_one_line_per_document_event_and_no_secret(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_migrate_creates_the_schema_and_copies_an_outbox(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with SmtpServer(cert, "none") as srv:
+        old = populated(tmp_path / "old", srv)
+        assert old.cli("flush") == 0
+    new = write_site(tmp_path / "new")
+    assert new.cli("migrate") == 0
+    assert "up to date" in capsys.readouterr().out
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "new" / "outbox.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"entry", "attempt", "blob", "meta", "alembic_version"} <= tables
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    source = f"sqlite:///{(tmp_path / 'old' / 'outbox.db').as_posix()}"
+    assert new.cli("migrate", "--copy-from", source) == 0
+    assert "copied 3 entries" in capsys.readouterr().out
+    rows = out_json(capsys, "--config", str(new.config), "list", "--json")
+    assert [(r["id"], r["state"], r["attempts"]) for r in rows] == [
+        (3, "sent", 1), (2, "sent", 1), (1, "sent", 1)]
+    assert new.cli("migrate", "--copy-from", source) == 2  # only into an empty outbox
+    assert "copy only into an empty outbox" in capsys.readouterr().err

@@ -425,6 +425,8 @@ def _report_moves(app: App, verb: str, result: dict[int, str]) -> int:
             print(f"entry {entry_id}: {verb}" if res == "ok" else f"entry {entry_id}: {res}")
         if not result:
             print("no entries matched")
+    if any(r == "no such entry" for r in result.values()):
+        return EXIT_USAGE  # an unknown id is a usage error
     return EXIT_OK if all(r == "ok" for r in result.values()) else EXIT_FAILED
 
 
