@@ -1,11 +1,52 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import Cert, make_cert
+
+PG_ENV = "TIKOS_OUTBOX_TEST_PG"
+
+
+def pg_base_url() -> str | None:
+    """The PostgreSQL server for the tests (.ci/run sets it), or None locally."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set: .ci/run must start PostgreSQL for the store tests")
+        pytest.skip(f"no PostgreSQL server configured (set {PG_ENV}="
+                    "postgresql+psycopg://user:pw@127.0.0.1/db to run these tests)")
+    return url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(pg_base_url() or "")
+    name = f"tikos_t_{uuid.uuid4().hex[:12]}"
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The outbox database of a test: the same tests run on both engines."""
+    if request.param == "sqlite":
+        return f"sqlite:///{(tmp_path / 'outbox.db').as_posix()}"
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(scope="session")
