@@ -110,8 +110,14 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
              .astimezone(cfg.window.tz).strftime("%Y-%m-%d %H:%M %Z"))
 
     def reconcile() -> None:
+        """Events can be lost: compare every folder with the outbox (cheap: only
+        folders whose mtime changed are listed)."""
         intake.reconcile_requested = False
-        intake.poll(full=True)
+        intake.poll(everything=True)
+
+    def full_pass() -> None:
+        """The safety net: list everything, also files rewritten in place."""
+        intake.poll(everything=True, full=True)
 
     def watch_health() -> None:
         intake.check_observer()
@@ -125,7 +131,8 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
         jobs.every(cast(int, seconds)).seconds.do(_guarded(name, job))
 
     every(cfg.watch.poll_interval_s, "polling", intake.poll)
-    every(cfg.watch.full_scan_minutes * 60, "full pass", reconcile)
+    every(cfg.watch.reconcile_minutes * 60, "reconciliation", reconcile)
+    every(cfg.watch.full_scan_minutes * 60, "full pass", full_pass)
     every(TICK_S, "recording", intake.process)
     every(5, "watcher check", watch_health)
     every(HEARTBEAT_S, "heartbeat", service.heartbeat)

@@ -26,6 +26,37 @@ class FolderError(OSError):
     """The mandant folder itself cannot be read (gone, no permission, network down)."""
 
 
+def _list_dir(path: str, prefix: str,
+              errors: list[str] | None) -> tuple[list[FileSeen], list[tuple[str, str]]]:
+    """The candidate PDFs and the subfolders of one folder; raises OSError if it
+    cannot be listed. Hidden and temporary names are left out; symlinked
+    folders are not followed (no loops)."""
+    files: list[FileSeen] = []
+    subdirs: list[tuple[str, str]] = []
+    with os.scandir(path) as it:
+        for de in sorted(it, key=lambda d: d.name):  # a stable, readable order
+            name = de.name
+            if is_ignored(name):
+                continue
+            try:
+                if de.is_dir(follow_symlinks=False):
+                    subdirs.append((de.path, prefix + name + "/"))
+                    continue
+                if not name.lower().endswith(".pdf") or not de.is_file():
+                    continue
+                st = de.stat()
+            except OSError as exc:
+                if errors is not None:
+                    errors.append(f"{de.path}: {exc.strerror or exc}")
+                continue
+            files.append(FileSeen(de.path, prefix + name, name, st.st_size, st.st_mtime_ns))
+    return files, subdirs
+
+
+def _folder_error(root: str, exc: OSError) -> FolderError:
+    return FolderError(exc.errno, f"cannot read folder {root}: {exc.strerror or exc}")
+
+
 def walk(folder: Path, errors: list[str] | None = None) -> Iterator[FileSeen]:
     """Every `*.pdf` below `folder` (recursively), hidden and temporary files left out.
 
@@ -33,38 +64,19 @@ def walk(folder: Path, errors: list[str] | None = None) -> Iterator[FileSeen]:
     subfolder is noted in `errors` and passed over.
     """
     root = str(folder)
-    try:
-        top = os.scandir(root)
-    except OSError as exc:
-        raise FolderError(exc.errno, f"cannot read folder {root}: {exc.strerror or exc}"
-                          ) from None
-    stack: list[tuple[Iterator[os.DirEntry[str]], str]] = [(top, "")]
+    stack: list[tuple[str, str]] = [(root, "")]
     while stack:
-        it, prefix = stack.pop()
-        with it:  # type: ignore[attr-defined]
-            subdirs: list[tuple[str, str]] = []
-            for de in sorted(it, key=lambda d: d.name):  # a stable, readable order
-                name = de.name
-                if is_ignored(name):
-                    continue
-                try:
-                    if de.is_dir(follow_symlinks=False):
-                        subdirs.append((de.path, prefix + name + "/"))
-                        continue
-                    if not name.lower().endswith(".pdf") or not de.is_file():
-                        continue
-                    st = de.stat()
-                except OSError as exc:
-                    if errors is not None:
-                        errors.append(f"{de.path}: {exc.strerror or exc}")
-                    continue
-                yield FileSeen(de.path, prefix + name, name, st.st_size, st.st_mtime_ns)
-        for path, sub_prefix in reversed(subdirs):
-            try:
-                stack.append((os.scandir(path), sub_prefix))
-            except OSError as exc:
-                if errors is not None:
-                    errors.append(f"{path}: {exc.strerror or exc}")
+        path, prefix = stack.pop()
+        try:
+            files, subdirs = _list_dir(path, prefix, errors)
+        except OSError as exc:
+            if path == root:
+                raise _folder_error(root, exc) from None
+            if errors is not None:
+                errors.append(f"{path}: {exc.strerror or exc}")
+            continue
+        yield from files
+        stack.extend(reversed(subdirs))
 
 
 def rel_path(folder: Path, abs_path: str) -> str | None:
@@ -76,3 +88,81 @@ def rel_path(folder: Path, abs_path: str) -> str | None:
     if rel.startswith(".."):
         return None
     return rel.replace(os.sep, "/")
+
+
+@dataclass
+class _Dir:
+    mtime_ns: int
+    files: list[FileSeen]
+    subdirs: list[tuple[str, str]]  # (absolute path, relative prefix)
+    trusted: bool  # False: listed too close to its last change to trust the mtime
+
+
+class IncrementalScanner:
+    """A polling scanner that lists only directories whose mtime changed.
+
+    A new, removed or renamed file changes its directory's mtime, so an
+    unchanged pass costs one stat per directory instead of one per file. A file
+    rewritten in place does not touch its directory: the caller runs a full
+    pass (`full=True`) at a longer interval as the safety net. A directory
+    listed within `granularity_s` of its own mtime is listed again next time,
+    because a change in the same clock tick would not show in its mtime.
+    """
+
+    def __init__(self, root: Path, granularity_s: float = 2.0) -> None:
+        self.root = str(root)
+        self.granularity_ns = int(granularity_s * 1e9)
+        self._dirs: dict[str, _Dir] = {}
+        self.listed = 0  # directories listed in the last pass (for tests and benchmarks)
+
+    def forget(self) -> None:
+        self._dirs.clear()
+
+    def scan(self, wall_ns: int, full: bool = False,
+             errors: list[str] | None = None) -> Iterator[FileSeen]:
+        """The files of the directories that changed (all files when `full`).
+
+        Raises FolderError when the root cannot be read; the cache is then
+        dropped so that the next successful pass is a complete one.
+        """
+        self.listed = 0
+        seen_dirs: set[str] = set()
+        try:
+            root_st = os.stat(self.root)
+        except OSError as exc:
+            self.forget()
+            raise _folder_error(self.root, exc) from None
+        stack: list[tuple[str, str, int]] = [(self.root, "", root_st.st_mtime_ns)]
+        while stack:
+            path, prefix, mtime = stack.pop()
+            seen_dirs.add(path)
+            cached = self._dirs.get(path)
+            if cached is not None and cached.trusted and cached.mtime_ns == mtime and not full:
+                entry = cached
+            else:
+                try:
+                    entry = self._list(path, prefix, mtime, wall_ns, errors)
+                except OSError as exc:
+                    if path == self.root:
+                        self.forget()
+                        raise _folder_error(self.root, exc) from None
+                    if errors is not None:
+                        errors.append(f"{path}: {exc.strerror or exc}")
+                    self._dirs.pop(path, None)
+                    continue
+                self._dirs[path] = entry
+                self.listed += 1
+                yield from entry.files
+            for sub_path, sub_prefix in entry.subdirs:
+                try:
+                    sub_mtime = os.stat(sub_path).st_mtime_ns
+                except OSError:
+                    continue  # removed since: its parent's mtime changed too
+                stack.append((sub_path, sub_prefix, sub_mtime))
+        for gone in set(self._dirs) - seen_dirs:
+            del self._dirs[gone]
+
+    def _list(self, path: str, prefix: str, mtime: int, wall_ns: int,
+              errors: list[str] | None) -> _Dir:
+        files, subdirs = _list_dir(path, prefix, errors)
+        return _Dir(mtime, files, subdirs, trusted=wall_ns - mtime > self.granularity_ns)

@@ -22,7 +22,7 @@ from tikos_outbox.config import Mandant
 from tikos_outbox.core.naming import is_ignored
 from tikos_outbox.core.ports import Clock
 from tikos_outbox.core.settle import SettleTracker
-from tikos_outbox.scanner import FileSeen, FolderError, rel_path, walk
+from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner, rel_path
 
 log = logging.getLogger("tikos_outbox.watcher")
 
@@ -66,11 +66,17 @@ def choose_mode(configured: str, folder: Path) -> str:
     return "polling" if is_network_path(folder) else "events"
 
 
+MAX_BACKOFF_S = 300.0
+
+
 @dataclass
 class _FolderState:
     mandant: Mandant
     mode: str
+    scanner: IncrementalScanner
     available: bool = True
+    retry_at: float = 0.0  # monotonic: when to look again at an unavailable folder
+    backoff_s: float = 0.0
     known: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -89,7 +95,8 @@ class Intake:
         self.reconcile_requested = False
         for m in service.config.mandants:
             if m.enabled:
-                self.folders[m.id] = _FolderState(m, choose_mode(watch.mode, m.folder))
+                self.folders[m.id] = _FolderState(m, choose_mode(watch.mode, m.folder),
+                                                  IncrementalScanner(m.folder))
 
     # -- observer ------------------------------------------------------------------------
 
@@ -124,10 +131,12 @@ class Intake:
 
     def check_observer(self) -> None:
         """A watcher thread that died is noticed, logged and restarted, and a
-        reconciliation pass makes up for what it may have missed."""
+        reconciliation pass makes up for what it may have missed. A watched
+        folder that vanished is noticed here too (events say nothing then)."""
+        for st in self.folders.values():
+            if st.mode == "events" and st.available and not os.path.isdir(st.mandant.folder):
+                self._unavailable(st, f"cannot read folder {st.mandant.folder}: it is gone")
         if self.observer_alive():
-            if any(not st.available for st in self.folders.values() if st.mode == "events"):
-                pass  # restarted when the folder is back (see poll)
             return
         log.error("the file watcher stopped; restarting it and checking all folders")
         self.service.note_error("The file watcher stopped and was restarted")
@@ -153,35 +162,51 @@ class Intake:
         """Called from the watchdog thread: only queue it, the loop does the work."""
         self.events.put(path)
 
-    def poll(self, full: bool = False) -> None:
-        """List the polling folders (all folders when `full`) for new or changed files."""
+    def poll(self, everything: bool = False, full: bool = False) -> None:
+        """Look for new or changed files: in the polling folders, or in all folders
+        when `everything` (the reconciliation pass). Only folders whose mtime
+        changed are listed, unless `full` (the safety-net pass)."""
         for st in self.folders.values():
-            if st.mode != "polling" and not full:
-                continue
-            self._poll_folder(st)
+            if st.mode == "polling" or everything or not st.available:
+                self._poll_folder(st, full)
 
-    def _poll_folder(self, st: _FolderState) -> None:
+    def _poll_folder(self, st: _FolderState, full: bool) -> None:
         m = st.mandant
+        mono = self.clock.monotonic()
+        if not st.available and mono < st.retry_at:
+            return  # backing off while the share is away
         errors: list[str] = []
+        wall_ns = int(self.clock.now().timestamp() * 1e9)
         try:
-            for seen in walk(m.folder, errors):
+            for seen in st.scanner.scan(wall_ns, full=full, errors=errors):
                 if st.known.get(seen.rel_path) == (seen.size, seen.mtime_ns):
                     continue
                 self._track(m.id, seen.abs_path, seen.rel_path)
         except FolderError as exc:
-            if st.available:
-                st.available = False
-                log.error("mandant %d (%s): %s; retrying", m.id, m.name, exc.strerror)
-                self.service.note_error(f"Archive folder of mandant {m.id} unavailable:"
-                                        f" {exc.strerror}")
+            self._unavailable(st, exc.strerror or str(exc))
             return
         for e in errors[:5]:
             log.warning("mandant %d: %s", m.id, e)
         if not st.available:
             st.available = True
-            log.info("mandant %d (%s): folder %s is back; catching up", m.id, m.name, m.folder)
+            st.backoff_s = 0.0
+            log.warning("mandant %d (%s): folder %s is back; catching up", m.id, m.name,
+                        m.folder)
+            self.service.note_error(f"Archive folder of mandant {m.id} is available again")
             if st.mode == "events":
                 self.restart_observer()
+
+    def _unavailable(self, st: _FolderState, why: str) -> None:
+        """One log line and a status entry per outage; then retries with back-off."""
+        m = st.mandant
+        st.backoff_s = min(MAX_BACKOFF_S, st.backoff_s * 2 or self.service.config.watch
+                           .poll_interval_s)
+        st.retry_at = self.clock.monotonic() + st.backoff_s
+        st.scanner.forget()
+        if st.available:
+            st.available = False
+            log.error("mandant %d (%s): %s; retrying until it is back", m.id, m.name, why)
+            self.service.note_error(f"Archive folder of mandant {m.id} unavailable: {why}")
 
     def _track(self, mandant_id: int, abs_path: str, rel: str) -> None:
         self._tracked[abs_path] = (mandant_id, rel)
