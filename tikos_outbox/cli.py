@@ -271,7 +271,20 @@ def cmd_check(app: App) -> int:
 def cmd_scan(app: App) -> int:
     svc = app.service()
     baseline = True if app.args.baseline else (False if app.args.no_baseline else None)
-    report = svc.scan(baseline=baseline, since=app.args.since)
+    if sys.stderr.isatty() and not app.args.json:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("scanning the archive …")
+
+            def show(r: Any) -> None:
+                bar.update(task, description=f"scanning the archive: {r.files_seen:,} files,"
+                                             f" {sum(r.recorded.values()):,} new")
+
+            report = svc.scan(baseline=baseline, since=app.args.since, progress=show)
+    else:
+        report = svc.scan(baseline=baseline, since=app.args.since)
     data = {"files_seen": report.files_seen, "recorded": report.recorded,
             "waiting": report.waiting, "errors": report.errors}
     if app.args.json:

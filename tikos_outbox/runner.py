@@ -105,6 +105,9 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
              report.recorded or "nothing new")
     intake = Intake(service, service.clock)
     intake.start()
+    # what arrived between the start-up pass and the watcher's start, and what was
+    # still being written then, is picked up by one pass over every folder
+    intake.poll(everything=True)
     sender = SendScheduler(service)
     log.info("next send run at %s", cfg.window.next_slot(service.clock.now())
              .astimezone(cfg.window.tz).strftime("%Y-%m-%d %H:%M %Z"))

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -222,12 +222,14 @@ class Service:
             log.info("entry %d skipped: superseded by entry %d", old, entry_id)
         return decision.state.value
 
-    def scan(self, baseline: bool | None = None, since: datetime | None = None) -> ScanReport:
+    def scan(self, baseline: bool | None = None, since: datetime | None = None,
+             progress: Callable[[ScanReport], None] | None = None) -> ScanReport:
         """One pass over every enabled mandant's folder, recording what has settled.
 
         `baseline`: None follows the config (only the very first pass of a mandant);
         True/False force it. `since`: with a baseline, files modified at or after
-        this instant are still recorded normally.
+        this instant are still recorded normally. `progress` is called every
+        1,000 files; a plain log line is written every 20,000.
         """
         report = ScanReport()
         wall = self.clock.now().timestamp()
@@ -239,6 +241,12 @@ class Service:
             try:
                 for seen in walk(m.folder, report.errors):
                     report.files_seen += 1
+                    if report.files_seen % 1000 == 0:
+                        if progress is not None:
+                            progress(report)
+                        if report.files_seen % 20000 == 0:
+                            log.info("scanning: %d files seen, %d new so far",
+                                     report.files_seen, sum(report.recorded.values()))
                     if known.get(seen.rel_path) == (seen.size, seen.mtime_ns):
                         continue
                     if seen.size == 0 or wall - seen.mtime_ns / 1e9 < self.config.watch.settle_s:
