@@ -6,6 +6,7 @@ Clock; nothing here reads the wall clock itself.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -40,11 +41,14 @@ from tikos_outbox.credentials import KeyFileError, KeyRing, SecretText
 from tikos_outbox.lookup import make_lookup
 from tikos_outbox.scanner import FileSeen, FolderError, walk
 from tikos_outbox.smtp import Mailer, RunStopped, TokenSource
-from tikos_outbox.store import Claimed, ListFilter, NewDocument, Store
+from tikos_outbox.store import Claimed, ListFilter, NewDocument, Recording, Store
 
 log = logging.getLogger("tikos_outbox")
 
 INTERRUPTED = "interrupted — may have been delivered"
+NOT_READY = "not-ready"  # ingest: the file could not be read completely; try again later
+BATCH_FILES = 200  # files recorded in one transaction
+BATCH_BYTES = 32 * 1024 * 1024
 HEARTBEAT_STALE_S = 180
 
 
@@ -171,8 +175,43 @@ class Service:
                             self.clock.now())
 
     def ingest(self, mandant: Mandant, seen: FileSeen, baseline: bool = False) -> str | None:
-        """Record one settled file; returns the new entry's state, or None when there
-        was nothing to record (already known, not a document, or changed while read)."""
+        """Record one settled file; see ingest_many."""
+        return self.ingest_many(mandant, [seen], baseline)[0]
+
+    def ingest_many(self, mandant: Mandant, files: Sequence[FileSeen],
+                    baseline: bool = False) -> list[str | None]:
+        """Record settled files of one mandant in one transaction; returns each new
+        entry's state, None where there was nothing to record (already known, not
+        a document), or NOT_READY where the file could not be read completely
+        (locked, changed while it was read): it is to be tried again."""
+        prepared: list[tuple[int, Recording]] = []
+        results: list[str | None] = [None] * len(files)
+        for index, seen in enumerate(files):
+            try:
+                item = self._prepare(mandant, seen, baseline)
+            except OSError as exc:
+                log.warning("cannot read %s yet: %s", seen.abs_path, exc.strerror or exc)
+                results[index] = NOT_READY
+                continue
+            if item is not None:
+                prepared.append((index, item))
+        if not prepared:
+            return results
+        recorded = self.store.record_many([item for _, item in prepared], self.clock.now())
+        for (index, item), outcome in zip(prepared, recorded, strict=True):
+            if outcome is None:
+                continue
+            entry_id, decision = outcome
+            quiet = decision.state is State.SKIPPED and baseline
+            log.log(logging.DEBUG if quiet else logging.INFO, "entry %d %s: %s%s", entry_id,
+                    decision.state, item.doc.path,
+                    f" ({decision.reason})" if decision.reason else "")
+            for old in decision.supersede:
+                log.info("entry %d skipped: superseded by entry %d", old, entry_id)
+            results[index] = decision.state.value
+        return results
+
+    def _prepare(self, mandant: Mandant, seen: FileSeen, baseline: bool) -> Recording | None:
         doc = parse_name(mandant.pattern, seen.name)
         if doc is None:
             return None
@@ -183,21 +222,18 @@ class Service:
             problem = (f"larger than the limit of {self.config.watch.max_size_mb:g} MB"
                        f" ({seen.size / 1048576:.1f} MB); providers reject such mails")
             sha = _sha256_file(seen.abs_path)
-            if sha is None:
-                return None
         else:
-            try:
-                with open(seen.abs_path, "rb") as f:
-                    data = f.read(limit + 1)
-                    st = os.fstat(f.fileno())
-            except OSError as exc:
-                log.warning("cannot read %s yet: %s", seen.abs_path, exc.strerror or exc)
-                raise
+            with open(seen.abs_path, "rb") as f:
+                data = f.read(limit + 1)
+                st = os.fstat(f.fileno())
             if len(data) != st.st_size or st.st_mtime_ns != seen.mtime_ns:
-                return None  # still being written: it will be seen again
+                raise OSError(errno.EAGAIN, "it changed while it was read")
             sha = hashlib.sha256(data).hexdigest()
             problem = incomplete_reason(data)
-        now = self.clock.now()
+        recipients: list[str] | None = None
+        no_address: str | None = None
+        if not baseline and problem is None:
+            recipients, no_address = self._addresses(mandant.id, doc.fields)
         new = NewDocument(
             mandant=mandant.id, path=seen.rel_path, file_name=seen.name, sha256=sha,
             size=seen.size, mtime_ns=seen.mtime_ns, doctype=doc.doctype, docno=doc.docno,
@@ -207,20 +243,31 @@ class Service:
         def decide(same_path: list[intake.Prior], same_content: intake.Prior | None
                    ) -> intake.Decision | None:
             return intake.decide(sha256=sha, same_path=same_path, same_content=same_content,
-                                 baseline=baseline, problem=problem)
+                                 baseline=baseline, problem=problem, no_address=no_address)
 
         message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
-        recorded = self.store.record(new, decide, message_id, now)
-        if recorded is None:
-            return None
-        entry_id, decision = recorded
-        quiet = decision.state is State.SKIPPED and baseline
-        level = logging.DEBUG if quiet else logging.INFO
-        log.log(level, "entry %d %s: %s%s", entry_id, decision.state, seen.rel_path,
-                f" ({decision.reason})" if decision.reason else "")
-        for old in decision.supersede:
-            log.info("entry %d skipped: superseded by entry %d", old, entry_id)
-        return decision.state.value
+        return Recording(new, decide, message_id, recipients)
+
+    def _addresses(self, mandant_id: int, fields: dict[str, str]
+                   ) -> tuple[list[str] | None, str | None]:
+        """(addresses, None), or (None, why nobody) — or (None, None) when the source
+        cannot be asked now: the entry then waits, pending, for a later run."""
+        try:
+            values = self.lookup.lookup(mandant_id, fields)
+        except LookupUnavailable as exc:
+            log.warning("addresses not looked up yet (will retry): %s", exc)
+            self.note_error(f"Address lookup: {exc}")
+            return None, None
+        valid, rejected = split_addresses(values)
+        if rejected:
+            log.warning("customer %s: ignored invalid address value(s): %s",
+                        fields.get("customer", "?"), "; ".join(rejected))
+        if valid:
+            return valid, None
+        reason = f"no e-mail address found for customer {fields.get('customer', '?')}"
+        if rejected:
+            reason += f" (invalid: {'; '.join(rejected)})"
+        return None, reason
 
     def scan(self, baseline: bool | None = None, since: datetime | None = None,
              progress: Callable[[ScanReport], None] | None = None) -> ScanReport:
@@ -232,35 +279,12 @@ class Service:
         1,000 files; a plain log line is written every 20,000.
         """
         report = ScanReport()
-        wall = self.clock.now().timestamp()
         for m in self.config.mandants:
             if not m.enabled:
                 continue
             first = self.baseline_due(m) if baseline is None else baseline
-            known = self.store.known_files(m.id)
             try:
-                for seen in walk(m.folder, report.errors):
-                    report.files_seen += 1
-                    if report.files_seen % 1000 == 0:
-                        if progress is not None:
-                            progress(report)
-                        if report.files_seen % 20000 == 0:
-                            log.info("scanning: %d files seen, %d new so far",
-                                     report.files_seen, sum(report.recorded.values()))
-                    if known.get(seen.rel_path) == (seen.size, seen.mtime_ns):
-                        continue
-                    if seen.size == 0 or wall - seen.mtime_ns / 1e9 < self.config.watch.settle_s:
-                        report.waiting += 1
-                        continue
-                    as_baseline = first and (
-                        since is None or seen.mtime_ns / 1e9 < since.timestamp())
-                    try:
-                        state = self.ingest(m, seen, baseline=as_baseline)
-                    except OSError as exc:
-                        report.errors.append(f"{seen.abs_path}: {exc.strerror or exc}")
-                        continue
-                    if state is not None:
-                        report.count(state)
+                self._scan_mandant(m, first, since, report, progress)
             except FolderError as exc:
                 report.errors.append(f"mandant {m.id} ({m.name}): {exc.strerror}")
                 log.error("mandant %d (%s): %s", m.id, m.name, exc.strerror)
@@ -270,36 +294,68 @@ class Service:
         self.resolve_recipients()
         return report
 
+    def _scan_mandant(self, m: Mandant, first: bool, since: datetime | None,
+                      report: ScanReport, progress: Callable[[ScanReport], None] | None) -> None:
+        wall = self.clock.now().timestamp()
+        known = self.store.known_files(m.id)
+        batch: list[FileSeen] = []
+        batch_bytes = 0
+
+        def record_batch() -> None:
+            nonlocal batch_bytes
+            for seen, state in zip(batch, self.ingest_many(m, batch, first), strict=True):
+                self._count(report, seen, state)
+            batch.clear()
+            batch_bytes = 0
+
+        for seen in walk(m.folder, report.errors):
+            report.files_seen += 1
+            if report.files_seen % 1000 == 0:
+                if progress is not None:
+                    progress(report)
+                if report.files_seen % 20000 == 0:
+                    log.info("scanning: %d files seen, %d new so far", report.files_seen,
+                             sum(report.recorded.values()))
+            if known.get(seen.rel_path) == (seen.size, seen.mtime_ns):
+                continue
+            if seen.size == 0 or wall - seen.mtime_ns / 1e9 < self.config.watch.settle_s:
+                report.waiting += 1
+                continue
+            if first and since is not None and seen.mtime_ns / 1e9 >= since.timestamp():
+                # newer than --since: recorded normally, not as the baseline
+                self._count(report, seen, self.ingest(m, seen, baseline=False))
+                continue
+            batch.append(seen)
+            batch_bytes += seen.size
+            if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                record_batch()
+        record_batch()
+
+    @staticmethod
+    def _count(report: ScanReport, seen: FileSeen, state: str | None) -> None:
+        if state == NOT_READY:
+            report.errors.append(f"{seen.abs_path}: cannot be read yet")
+        elif state is not None:
+            report.count(state)
+
     def resolve_recipients(self) -> int:
-        """Look up the addresses of pending entries that have none yet; returns how many
-        were resolved. An unreachable source leaves them pending for a later run."""
+        """Look up the addresses of pending entries that have none yet (the source
+        was unreachable, or the entry was requeued); returns how many were resolved.
+        An unreachable source leaves them pending for a later run."""
         done = 0
-        while True:
-            batch = self.store.unresolved()
-            if not batch:
-                return done
+        while batch := self.store.unresolved():
             for entry_id, mandant_id, fields in batch:
-                try:
-                    values = self.lookup.lookup(mandant_id, fields)
-                except LookupUnavailable as exc:
-                    log.warning("addresses not looked up yet (will retry): %s", exc)
-                    self.note_error(f"Address lookup: {exc}")
-                    return done
-                valid, rejected = split_addresses(values)
+                valid, reason = self._addresses(mandant_id, fields)
                 now = self.clock.now()
                 if valid:
                     self.store.set_recipients(entry_id, valid, now)
-                    if rejected:
-                        log.warning("entry %d: ignored invalid address value(s): %s", entry_id,
-                                    "; ".join(rejected))
-                else:
-                    customer = fields.get("customer", "?")
-                    reason = f"no e-mail address found for customer {customer}"
-                    if rejected:
-                        reason += f" (invalid: {'; '.join(rejected)})"
+                elif reason:
                     self.store.apply([entry_id], Event.SKIP, now, reason=reason)
                     log.info("entry %d skipped: %s", entry_id, reason)
+                else:
+                    return done
                 done += 1
+        return done
 
     # -- sending --------------------------------------------------------------------------
 
@@ -600,13 +656,10 @@ class Service:
         }
 
 
-def _sha256_file(path: str) -> str | None:
+def _sha256_file(path: str) -> str:
     h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()
 

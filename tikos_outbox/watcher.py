@@ -23,6 +23,7 @@ from tikos_outbox.core.naming import is_ignored
 from tikos_outbox.core.ports import Clock
 from tikos_outbox.core.settle import SettleTracker
 from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner, rel_path
+from tikos_outbox.service import BATCH_FILES, NOT_READY
 
 log = logging.getLogger("tikos_outbox.watcher")
 
@@ -229,9 +230,9 @@ class Intake:
                 self._event_to_candidate(self.events.get_nowait())
             except queue.Empty:
                 break
-        recorded = 0
         mono = self.clock.monotonic()
         wall = self.clock.now().timestamp()
+        settled: dict[int, list[FileSeen]] = {}
         for abs_path, (mandant_id, rel) in list(self._tracked.items()):
             st = self.folders[mandant_id]
             try:
@@ -239,24 +240,25 @@ class Intake:
             except OSError:
                 self._drop(abs_path)  # removed before it settled
                 continue
-            if not os.path.isfile(abs_path):
+            if not os.path.isfile(abs_path) or st.known.get(rel) == (stat.st_size,
+                                                                     stat.st_mtime_ns):
                 self._drop(abs_path)
                 continue
-            if st.known.get(rel) == (stat.st_size, stat.st_mtime_ns):
-                self._drop(abs_path)
-                continue
-            if not self.tracker.observe(abs_path, stat.st_size, stat.st_mtime_ns, mono, wall):
-                continue
-            seen = FileSeen(abs_path, rel, os.path.basename(abs_path), stat.st_size,
-                            stat.st_mtime_ns)
-            try:
-                state = self.service.ingest(st.mandant, seen)
-            except OSError:
-                continue  # not readable yet (locked by the writer): try again
-            if state is not None:
-                recorded += 1
-            st.known[rel] = (stat.st_size, stat.st_mtime_ns)
-            self._drop(abs_path)
+            if self.tracker.observe(abs_path, stat.st_size, stat.st_mtime_ns, mono, wall):
+                settled.setdefault(mandant_id, []).append(FileSeen(
+                    abs_path, rel, os.path.basename(abs_path), stat.st_size, stat.st_mtime_ns))
+        recorded = 0
+        for mandant_id, files in settled.items():
+            st = self.folders[mandant_id]
+            for i in range(0, len(files), BATCH_FILES):
+                chunk = files[i:i + BATCH_FILES]
+                for seen, state in zip(chunk, self.service.ingest_many(st.mandant, chunk),
+                                       strict=True):
+                    if state == NOT_READY:
+                        continue  # locked by the writer or still changing: try again
+                    recorded += state is not None
+                    st.known[seen.rel_path] = (seen.size, seen.mtime_ns)
+                    self._drop(seen.abs_path)
         return recorded
 
     def _drop(self, abs_path: str) -> None:

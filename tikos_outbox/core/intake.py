@@ -37,12 +37,14 @@ def decide(
     same_content: Prior | None,
     baseline: bool,
     problem: str | None,
+    no_address: str | None = None,
 ) -> Decision | None:
     """What a settled file becomes; None when it is already recorded as it is.
 
     `same_path`: entries of the same mandant and relative path; `same_content`:
     an entry of the same mandant with the same bytes under another path;
-    `problem`: why the file is not mailable (incomplete PDF, too large).
+    `problem`: why the file is not mailable (incomplete PDF, too large);
+    `no_address`: why there is no one to mail it to, when the lookup found nobody.
     """
     if any(p.sha256 == sha256 for p in same_path):
         return None
@@ -57,4 +59,6 @@ def decide(
     if delivered:
         n = max(p.id for p in delivered)
         return Decision(State.HELD, f"changed after it was sent as entry {n}", replaceable)
+    if no_address is not None:
+        return Decision(State.SKIPPED, no_address, replaceable)
     return Decision(State.PENDING, None, replaceable)
