@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -28,6 +29,7 @@ from tikos_outbox.core.message import (
     Mail,
     build_message,
     make_message_id,
+    message_bytes,
     render,
     split_addresses,
 )
@@ -421,14 +423,19 @@ class Service:
         except KeyFileError as exc:  # says which file and what to do
             report.stopped.append(str(exc))
             return
-        with mailer:
+        # the next mail is built while the server takes the current one
+        with mailer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as pool:
             while not self.stop.is_set():
                 now = self.clock.now()
                 batch = self.store.claim_due(now, self.worker, now + lease, batch_size,
                                              mandant=m.id, force_before=started if force else None)
                 if not batch:
                     return
+                upcoming = pool.submit(self._build, m, batch[0])
                 for i, claimed in enumerate(batch):
+                    built = upcoming.result()
+                    if i + 1 < len(batch):
+                        upcoming = pool.submit(self._build, m, batch[i + 1])
                     if self.stop.is_set():
                         self.store.unclaim(batch[i:], self.worker, self.clock.now())
                         return
@@ -437,7 +444,7 @@ class Service:
                         self.clock.sleep(min(wait, 1.0))
                         wait = throttle.wait_time(self.clock.monotonic())
                     try:
-                        self._send_one(m, mailer, claimed, report)
+                        self._send_one(m, mailer, claimed, built, report)
                     except RunStopped as exc:
                         self.store.unclaim(batch[i:], self.worker, self.clock.now())
                         report.stopped.append(explain(exc.reply))
@@ -445,17 +452,24 @@ class Service:
                         return
                     throttle.record(self.clock.monotonic())
 
-    def _send_one(self, m: Mandant, mailer: Mailer, c: Claimed, report: SendReport) -> None:
+    def _build(self, m: Mandant, c: Claimed) -> bytes | str:
+        """The message bytes of a claimed entry, or why it cannot be sent."""
         data = self._document_bytes(m, c)
-        now = self.clock.now()
         if data is None:
-            self._finish(c, Event.PERMANENT, report, server="", code=None,
-                         reply="the stored copy was purged and the archive file is gone or"
-                               " changed", outcome=Outcome.PERMANENT)
+            return "the stored copy was purged and the archive file is gone or changed"
+        try:
+            return message_bytes(self.mail_for(m, c, data, self.clock.now()))
+        except ValueError as exc:  # an address or template value that cannot be mailed
+            return f"the message cannot be built: {exc}"
+
+    def _send_one(self, m: Mandant, mailer: Mailer, c: Claimed, built: bytes | str,
+                  report: SendReport) -> None:
+        if isinstance(built, str):
+            self._finish(c, Event.PERMANENT, report, server="", code=None, reply=built,
+                         outcome=Outcome.PERMANENT, reason=built)
             return
-        message = build_message(self.mail_for(m, c, data, now))
-        result = mailer.send(m.sender.address, [*c.recipients, *m.sender.bcc],
-                             message.as_bytes())
+        result = mailer.send(m.sender.address, [*c.recipients, *m.sender.bcc], built)
+        now = self.clock.now()
         outcome = classify(result.reply)
         reply = result.reply
         if outcome is Outcome.DELIVERED:

@@ -54,6 +54,7 @@ _PRIORS = (select(E.id, E.state, E.sha256, E.path)
                   or_(E.path == bindparam("p"), E.sha256 == bindparam("h")))
            .order_by(E.id))
 _INSERT_ENTRY = insert(ENTRY).returning(E.id)
+_INSERT_ATTEMPT = insert(ATTEMPT)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -479,17 +480,18 @@ class Store:
                 values["reason"] = reason
             if ev is Event.TRANSIENT or ev is Event.INTERRUPTED:
                 values["transient_failures"] = E.transient_failures + 1
-        with self.session() as s:
-            n = s.execute(
+        with self.engine.begin() as conn:  # Core, no ORM: this runs once per mail
+            n = conn.execute(
                 update(ENTRY)
                 .where(E.id == claimed.id, E.state == State.SENDING.value,
                        E.claimed_by == worker)
                 .values(**values)
-            ).rowcount  # type: ignore[attr-defined]
+            ).rowcount
             if n != 1:
                 return False
-            s.add(Attempt(entry_id=claimed.id, at=db_now, server=server, outcome=outcome,
-                          code=code, reply=reply, refused_json=refused_json))
+            conn.execute(_INSERT_ATTEMPT, {
+                "entry_id": claimed.id, "at": db_now, "server": server, "outcome": outcome,
+                "code": code, "reply": reply, "refused_json": refused_json})
         return True
 
     def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime) -> None:

@@ -7,10 +7,12 @@ into a header has its line breaks and control characters replaced first.
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
@@ -133,6 +135,22 @@ def build_message(mail: Mail) -> EmailMessage:
         filename=clean_text(mail.filename) or "document.pdf",
     )
     return msg
+
+
+def message_bytes(mail: Mail) -> bytes:
+    """The message as it goes on the wire (CRLF line ends); the same bytes as
+    `build_message(mail).as_bytes()`, without the email package encoding the PDF
+    one line at a time: the structure is built with a 12-byte stand-in, whose
+    base64 line is then replaced by the PDF's base64 lines."""
+    if mail.pdf is None:
+        return build_message(mail).as_bytes()
+    marker = secrets.token_bytes(12)
+    raw = build_message(replace(mail, pdf=marker)).as_bytes()
+    stand_in = b"\r\n" + base64.b64encode(marker) + b"\r\n"
+    assert raw.count(stand_in) == 1
+    encoded = base64.b64encode(mail.pdf)
+    lines = b"\r\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+    return raw.replace(stand_in, b"\r\n" + lines + (b"\r\n" if lines else b""), 1)
 
 
 def make_message_id(unique: str, sender_address: str) -> str:

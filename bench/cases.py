@@ -1,0 +1,292 @@
+"""The benchmarks. Each returns a dict of its figures; baselines run on the same data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import smtplib
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.site import free_port, make_site, open_service, write_pdfs
+from tikos_outbox.samples import make_pdf
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="tikos-bench-") as d:
+        yield Path(d)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# -- ingest_burst -----------------------------------------------------------------------------
+
+
+def bare_ingest(folder: Path, db: Path) -> None:
+    """The limit: scandir + read + sha256 + one SQLite transaction (WAL, synchronous FULL)."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE doc (path TEXT, sha256 TEXT, size INTEGER, data BLOB)")
+    with conn:
+        for de in os.scandir(folder):
+            with open(de.path, "rb") as f:
+                data = f.read()
+            conn.execute("INSERT INTO doc VALUES (?, ?, ?, ?)",
+                         (de.name, hashlib.sha256(data).hexdigest(), len(data), data))
+    conn.close()
+
+
+def ingest_burst(n: int) -> dict[str, Any]:
+    with workdir() as root:
+        config = make_site(root)
+        archive = root / "archive"
+        write_pdfs(archive, n, 20_000, 200_000)
+        baseline = timed(lambda: bare_ingest(archive, root / "bare.db"))
+        svc = open_service(config)
+        report: list[Any] = []
+        seconds = timed(lambda: report.append(svc.scan()))
+        assert report[0].recorded.get("pending") == n, report[0]
+        svc.store.close()
+    return {"files": n, "seconds": round(seconds, 3), "baseline_seconds": round(baseline, 3),
+            "ratio": round(seconds / baseline, 3)}
+
+
+# -- idle_poll -------------------------------------------------------------------------------
+
+
+def make_tree(root: Path, files: int, per_dir: int = 100) -> None:
+    """An archive of years/months/days with `per_dir` small files per folder."""
+    made = 0
+    day = 0
+    while made < files:
+        folder = root / f"{2010 + day // 365}" / f"{day // 30 % 12 + 1:02d}" / f"{day:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(min(per_dir, files - made)):
+            (folder / f"RE_{made + i}_4711.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+        made += per_dir
+        day += 1
+    old = time.time() - 86400
+    for path, _, _ in os.walk(root):
+        os.utime(path, (old, old))
+
+
+def idle_poll(n: int) -> dict[str, Any]:
+    from watchdog.utils.dirsnapshot import DirectorySnapshot
+
+    from tikos_outbox.scanner import IncrementalScanner
+
+    with workdir() as root:
+        tree = root / "archive"
+        tree.mkdir()
+        make_tree(tree, n)
+        scanner = IncrementalScanner(tree)
+        found = sum(1 for _ in scanner.scan(time.time_ns()))  # the first pass lists everything
+        assert found == n, found
+
+        def ours() -> None:
+            changed = list(scanner.scan(time.time_ns()))
+            assert not changed
+
+        runs = [timed(ours) for _ in range(5)]
+        base_runs = [timed(lambda: DirectorySnapshot(str(tree), recursive=True))
+                     for _ in range(3)]
+    seconds, baseline = statistics.median(runs), statistics.median(base_runs)
+    return {"files": n, "seconds": round(seconds, 4), "baseline_seconds": round(baseline, 4),
+            "ratio": round(seconds / baseline, 4)}
+
+
+# -- flush -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def sink() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def flush(m: int) -> dict[str, Any]:
+    from tikos_outbox.store import ListFilter
+
+    with workdir() as root, sink() as port:
+        config = make_site(root, port=port)
+        write_pdfs(root / "archive", m, 100_000, 100_000)
+        svc = open_service(config)
+        svc.scan()
+        # the same messages, prepared, for the two reference loops
+        mandant = svc.config.mandants[0]
+        now = datetime.now(UTC)
+        messages: list[bytes] = []
+        from tikos_outbox.core.message import build_message
+        from tikos_outbox.core.states import State
+        from tikos_outbox.store import Claimed
+
+        for v in svc.store.list_entries(ListFilter(limit=m)):
+            c = Claimed(id=v.id, mandant=1, path=v.path, file_name=v.file_name,
+                        sha256=v.sha256, doctype=v.doctype, docno=v.docno, customer=v.customer,
+                        fields={}, recipients=v.recipients or [], message_id=v.message_id,
+                        first_attempt_at=None, transient_failures=0,
+                        previous_state=State.PENDING)
+            pdf = svc.store.load_copy(v.sha256) or b""
+            messages.append(build_message(svc.mail_for(mandant, c, pdf, now)).as_bytes())
+        sender, rcpt = "rechnung@musterwaescherei.example", ["kunde@example.org"]
+
+        def limit() -> None:
+            with smtplib.SMTP("127.0.0.1", port) as conn:
+                for msg in messages:
+                    conn.sendmail(sender, rcpt, msg)
+
+        def naive() -> None:
+            for msg in messages[: max(50, m // 10)]:
+                with smtplib.SMTP("127.0.0.1", port) as conn:
+                    conn.sendmail(sender, rcpt, msg)
+
+        limit_s = timed(limit)
+        naive_s = timed(naive)
+        report: list[Any] = []
+        seconds = timed(lambda: report.append(svc.send_due(force=True)))
+        assert report[0].sent == m, report[0]
+        svc.store.close()
+    return {"messages": m, "msgs_per_s": round(m / seconds, 1),
+            "limit_msgs_per_s": round(m / limit_s, 1),
+            "naive_msgs_per_s": round(max(50, m // 10) / naive_s, 1),
+            "ratio_to_limit": round(limit_s / seconds, 3)}
+
+
+# -- an outbox with R rows -----------------------------------------------------------------
+
+
+def fill_outbox(svc: Any, rows: int) -> None:
+    """R sent entries of the past (their copies purged), inserted in bulk."""
+    from sqlalchemy import insert
+
+    from tikos_outbox.store import ATTEMPT, ENTRY
+
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    batch = 5000
+    with svc.store.session() as s:
+        for start in range(0, rows, batch):
+            entries = [{
+                "id": 1_000_000 + i, "mandant": 1, "path": f"2026/RE_{i}_4711.pdf",
+                "file_name": f"RE_{i}_4711.pdf", "sha256": f"{i:064x}", "size": 50_000,
+                "mtime_ns": 1_764_000_000_000_000_000, "doctype": "RE", "docno": str(i),
+                "customer": "4711", "fields_json": "{}", "state": "sent", "reason": None,
+                "recipients_json": '["kunde@example.org"]', "message_id": f"<{i}@x.example>",
+                "created_at": when, "updated_at": when, "sent_at": when,
+                "transient_failures": 0,
+            } for i in range(start, min(rows, start + batch))]
+            s.execute(insert(ENTRY), entries)
+            s.execute(insert(ATTEMPT), [{
+                "entry_id": e["id"], "at": when, "server": "smtp:25", "outcome": "delivered",
+                "code": 250, "reply": "2.0.0 Ok"} for e in entries])
+
+
+def query(rows: int) -> dict[str, Any]:
+    from tikos_outbox.store import ListFilter
+
+    with workdir() as root:
+        svc = open_service(make_site(root))
+        fill_outbox(svc, rows)
+        status_ms = statistics.median(timed(svc.status) for _ in range(7)) * 1000
+        list_ms = statistics.median(
+            timed(lambda: svc.store.list_entries(ListFilter(limit=50))) for _ in range(7)) * 1000
+        svc.store.close()
+    return {"rows": rows, "status_ms": round(status_ms, 2), "list_ms": round(list_ms, 2)}
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory(rows: int, pending: int = 1000) -> dict[str, Any]:
+    """Peak RSS of a `run` process over an outbox of `rows` entries while it sends
+    `pending` documents at its next (minutely) slot."""
+    with workdir() as root, sink() as port:
+        config = make_site(root, port=port, every=1)
+        svc = open_service(config)
+        fill_outbox(svc, rows)
+        write_pdfs(root / "archive", pending, 30_000, 60_000)
+        svc.scan()
+        proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config", str(config),
+                                 "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak = 0.0
+        deadline = time.monotonic() + 240
+        try:
+            while time.monotonic() < deadline:
+                peak = max(peak, _vm_hwm_mb(proc.pid))
+                if svc.store.counts()["sent"] >= rows + pending:
+                    break
+                time.sleep(0.5)
+            peak = max(peak, _vm_hwm_mb(proc.pid))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        sent = svc.store.counts()["sent"] - rows
+        svc.store.close()
+    return {"rows": rows, "peak_rss_mb": round(peak, 1), "sent": sent}
+
+
+# -- latency ------------------------------------------------------------------------------------
+
+
+def latency(files: int = 200, settle_s: float = 1.0) -> dict[str, Any]:
+    """From a PDF's last write to its entry, with the watcher in events mode."""
+    from tikos_outbox.runner import run
+    from tikos_outbox.store import ListFilter
+
+    with workdir() as root:
+        config = make_site(root, mode="events", settle=settle_s)
+        svc = open_service(config)
+        ready = threading.Event()
+        thread = threading.Thread(target=run, args=(svc, ready), daemon=True)
+        thread.start()
+        ready.wait(30)
+        written: dict[str, float] = {}
+        archive = root / "archive"
+        for i in range(files):
+            path = archive / f"RE_{200000 + i}_4711.pdf"
+            with open(path, "wb") as f:
+                f.write(make_pdf([f"Rechnung {i}"], padding=20_000))
+            written[path.name] = time.time()
+            time.sleep(0.02)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and svc.store.counts()["pending"] < files:
+            time.sleep(0.1)
+        views = svc.store.list_entries(ListFilter(limit=files))
+        svc.stop.set()
+        thread.join(30)
+        svc.store.close()
+    delays = sorted(v.created_at.timestamp() - written[v.file_name] for v in views)
+    p95 = delays[max(0, round(0.95 * len(delays)) - 1)]
+    return {"files": len(delays), "p50_s": round(statistics.median(delays), 3),
+            "p95_s": round(p95, 3), "settle_s": settle_s}
