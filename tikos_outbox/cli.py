@@ -111,7 +111,7 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            store = Store(self.config.outbox.database)
+            store = Store(self.config.outbox.database, self.config.outbox.busy_timeout_s)
             try:
                 store.migrate()
             except SQLAlchemyError as exc:

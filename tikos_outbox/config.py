@@ -145,6 +145,7 @@ class OutboxSettings:
     keep_days: int
     log_file: Path | None
     retry: RetryPolicy
+    busy_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -350,12 +351,14 @@ def _outbox(s: _Section, base: Path) -> OutboxSettings:
     keep_days = s.int_("keep_days", 90, 1, 36500)
     log_file_raw = s.str_("log_file", None)
     lifetime_days = s.num("max_lifetime_days", 5, 0.01, 365)
+    busy = s.num("busy_timeout_s", 30, 0.1, 3600)
     s.finish()
     assert key_file is not None
     log_file = resolve_path(log_file_raw, base) if log_file_raw else None
     return OutboxSettings(database=url, key_file=key_file, keep_days=keep_days,
                           log_file=log_file,
-                          retry=RetryPolicy(lifetime=timedelta(days=lifetime_days)))
+                          retry=RetryPolicy(lifetime=timedelta(days=lifetime_days)),
+                          busy_timeout_s=busy)
 
 
 def _window(s: _Section) -> SendWindow:

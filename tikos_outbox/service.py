@@ -34,7 +34,7 @@ from tikos_outbox.core.message import (
     split_addresses,
 )
 from tikos_outbox.core.naming import parse_name
-from tikos_outbox.core.pdf import incomplete_reason
+from tikos_outbox.core.pdf import mail_problem
 from tikos_outbox.core.ports import Clock, LookupUnavailable, RecipientLookup
 from tikos_outbox.core.replies import Outcome, classify, explain
 from tikos_outbox.core.states import Event, State
@@ -231,7 +231,7 @@ class Service:
             if len(data) != st.st_size or st.st_mtime_ns != seen.mtime_ns:
                 raise OSError(errno.EAGAIN, "it changed while it was read")
             sha = hashlib.sha256(data).hexdigest()
-            problem = incomplete_reason(data)
+            problem = mail_problem(data)
         recipients: list[str] | None = None
         no_address: str | None = None
         if not baseline and problem is None:

@@ -72,17 +72,17 @@ def migrations_dir() -> Path:
     raise StoreError("the database migrations are missing from this installation")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> Engine:
     """An engine with the settings the outbox relies on (SQLite: WAL, busy timeout,
     BEGIN IMMEDIATE so that a read-then-write transaction never fails half-way)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = FULL")
             cur.execute("PRAGMA foreign_keys = ON")
@@ -187,9 +187,9 @@ class ListFilter:
 class Store:
     """The outbox database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout_s)
         self.is_sqlite = url.startswith("sqlite")
         # a document copy that is already stored (same content) is not stored again
         blob_insert = sqlite_insert(BLOB) if self.is_sqlite else pg_insert(BLOB)

@@ -8,6 +8,7 @@ A periodic full pass catches whatever an event or a poll missed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from watchdog.events import FileSystemEventHandler
 
 from tikos_outbox.config import Mandant
@@ -94,6 +96,7 @@ class Intake:
         self._tracked: dict[str, tuple[int, str]] = {}  # abs path -> (mandant, rel)
         self.observer: Any = None
         self.reconcile_requested = False
+        self._store_error_logged = -1e9
         for m in service.config.mandants:
             if m.enabled:
                 self.folders[m.id] = _FolderState(m, choose_mode(watch.mode, m.folder),
@@ -252,14 +255,31 @@ class Intake:
             st = self.folders[mandant_id]
             for i in range(0, len(files), BATCH_FILES):
                 chunk = files[i:i + BATCH_FILES]
-                for seen, state in zip(chunk, self.service.ingest_many(st.mandant, chunk),
-                                       strict=True):
+                try:
+                    states = self.service.ingest_many(st.mandant, chunk)
+                except SQLAlchemyError as exc:
+                    self._store_failed(exc)  # the files stay tracked and are tried again
+                    return recorded
+                for seen, state in zip(chunk, states, strict=True):
                     if state == NOT_READY:
                         continue  # locked by the writer or still changing: try again
                     recorded += state is not None
                     st.known[seen.rel_path] = (seen.size, seen.mtime_ns)
                     self._drop(seen.abs_path)
         return recorded
+
+    def _store_failed(self, exc: SQLAlchemyError) -> None:
+        """The outbox cannot record now (disk full, locked, read-only): one line a
+        minute, not one per file; the documents wait in the archive meanwhile."""
+        now = self.clock.monotonic()
+        if now - self._store_error_logged < 60:
+            return
+        self._store_error_logged = now
+        text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        log.error("cannot record new documents in the outbox database: %s; %d file(s) wait"
+                  " in the archive and are recorded when it works again", text, self.waiting)
+        with contextlib.suppress(SQLAlchemyError):
+            self.service.note_error(f"Cannot record new documents: {text}")
 
     def _drop(self, abs_path: str) -> None:
         self._tracked.pop(abs_path, None)

@@ -18,5 +18,15 @@ def incomplete_reason(data: bytes) -> str | None:
 
 
 def is_encrypted(data: bytes) -> bool:
-    """Whether the PDF's trailer names an /Encrypt dictionary."""
-    return b"/Encrypt" in data[-65536:]
+    """Whether the PDF names an /Encrypt dictionary (in its trailer, or in a
+    cross-reference stream, which may stand anywhere)."""
+    return b"/Encrypt" in data[-65536:] or b"/Encrypt " in data
+
+
+def mail_problem(data: bytes) -> str | None:
+    """Why a PDF should not be mailed as it is, or None: incomplete, or encrypted."""
+    reason = incomplete_reason(data)
+    if reason is None and is_encrypted(data):
+        reason = ("encrypted PDF (password-protected): the customer may not be able to open"
+                  " it; release the entry to send it anyway")
+    return reason

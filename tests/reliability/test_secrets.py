@@ -1,0 +1,108 @@
+"""Secret hygiene: after a full run with a known password and a known OAuth2 client
+secret, neither is found in the database (and its WAL), the logs, any --json output,
+error output, or the service's command line and environment."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Cert, SmtpServer, write_site
+from tests.test_oauth2 import CLIENT_SECRET, MAILBOX, TokenEndpoint, oauth_server
+from tikos_outbox.samples import make_pdf
+
+pytestmark = pytest.mark.reliability
+
+PASSWORD = "Sehr-Geheim §;:@\\% Wäsche 42"
+
+
+def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with TokenEndpoint() as tokens, SmtpServer(cert, "starttls",
+                                               users={"u": PASSWORD}) as pw_srv:
+        oauth_srv, _ = oauth_server(cert, {"token-1"})
+        with oauth_srv:
+            site = write_site(
+                tmp_path,
+                smtp={"port": pw_srv.port, "security": "starttls", "ca_file": str(cert.cert),
+                      "auth": "password", "username": "u"},
+                password=PASSWORD, watch={"baseline": False, "settle_s": 0},
+                mandants=[{"id": 1}, {"id": 2}])
+            text = site.config.read_text(encoding="utf-8")
+            text += (f"\n[mandant.smtp]\nport = {oauth_srv.port}\nauth = 'oauth2'\n"
+                     f"username = '{MAILBOX}'\noauth2_token_url = '{tokens.url}'\n"
+                     "oauth2_client_id = 'id'\noauth2_client_secret = 'gAAAAAx'\n")
+            site.config.write_text(text, encoding="utf-8")
+            from tikos_outbox.credentials import KeyRing
+            from tikos_outbox.provision import _load_doc, _write_doc
+
+            doc = _load_doc(site.config)
+            ring = KeyRing(tmp_path / "tikos-outbox.key")
+            doc["mandant"][1]["smtp"]["oauth2_client_secret"] = ring.encrypt(CLIENT_SECRET)  # type: ignore[index]
+            _write_doc(site.config, doc)
+            for m in (1, 2):
+                (site.mandant_folder(m) / f"RE_{m}_4711.pdf").write_bytes(make_pdf([str(m)]))
+            outputs: list[str] = []
+
+            def run_cli(*args: str) -> None:
+                capsys.readouterr()
+                site.cli(*args)
+                captured = capsys.readouterr()
+                outputs.extend([captured.out, captured.err])
+
+            run_cli("scan", "--json")
+            run_cli("flush", "--json")
+            for args in (("status", "--json"), ("list", "--json"), ("show", "1", "--json"),
+                         ("show", "2", "--json"), ("check", "--smtp", "--json")):
+                run_cli(*args)
+            assert len(pw_srv.received) == 1 and len(oauth_srv.received) == 1
+            # the service itself: command line, environment, database with its WAL
+            proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config",
+                                     str(site.config), "run"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+            try:
+                time.sleep(3)
+                cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+                environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+                wal = tmp_path / "outbox.db-wal"
+                wal_bytes = wal.read_bytes() if wal.exists() else b""
+            finally:
+                proc.terminate()
+                out, err = proc.communicate(timeout=30)
+            # a failing run shows its error, and no secret in it
+            os.rename(tmp_path / "tikos-outbox.key", tmp_path / "moved.key")
+            run_cli("flush")
+            run_cli("check", "--smtp")
+            run_cli("test-mail", "--to", "x@example.org")
+    haystacks: list[bytes] = [cmdline, environ, wal_bytes, out, err,
+                              *(o.encode() for o in outputs)]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            haystacks.append(path.read_bytes())
+    for secret in (PASSWORD, CLIENT_SECRET):
+        for variant in {secret.encode(), secret.encode("utf-16-le"), secret.encode("latin-1",
+                                                                                   "ignore")}:
+            hits = [h[:80] for h in haystacks if variant in h]
+            assert hits == [], (secret, hits)
+    assert any("is missing" in o for o in outputs)  # the error was shown
+
+
+def test_key_file_is_private_and_a_readable_one_is_reported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tikos_outbox.cli import main
+
+    assert main(["init", str(tmp_path)]) == 0
+    key = tmp_path / "tikos-outbox.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    site = write_site(tmp_path / "site")
+    os.chmod(tmp_path / "site" / "tikos-outbox.key", 0o644)
+    capsys.readouterr()
+    assert site.cli("check") == 1
+    assert "readable by other users" in capsys.readouterr().out
+    sys.stdin = io.StringIO("")
