@@ -17,7 +17,7 @@ from tikos_outbox.scanner import FileSeen
 
 pytestmark = pytest.mark.reliability
 
-LOOSE = r"^(?P<doctype>RE)_(?P<docno>\d+)_(?P<customer>\d+).*\.pdf$"
+LOOSE = r"(?s)^(?P<doctype>RE)_(?P<docno>\d+)_(?P<customer>\d+).*\.pdf$"
 
 
 def listing(site: object, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
