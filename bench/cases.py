@@ -71,20 +71,29 @@ def ingest_burst(n: int) -> dict[str, Any]:
 # -- idle_poll -------------------------------------------------------------------------------
 
 
-def make_tree(root: Path, files: int, per_dir: int = 100) -> None:
-    """An archive of years/months/days with `per_dir` small files per folder."""
-    made = 0
-    day = 0
+TINY = b"%PDF-1.4\n%%EOF\n"
+OLD = 1_764_000_000  # 2025-11-24: every file and folder of a generated archive has this mtime
+
+
+def make_tree(root: Path, files: int, per_dir: int = 100) -> list[str]:
+    """An archive of years/months/days with `per_dir` tiny files per folder; returns
+    the files' paths relative to `root`."""
+    made, day = 0, 0
+    paths: list[str] = []
     while made < files:
-        folder = root / f"{2010 + day // 365}" / f"{day // 30 % 12 + 1:02d}" / f"{day:05d}"
+        rel = f"{2010 + day // 365}/{day // 30 % 12 + 1:02d}/{day:05d}"
+        folder = root / rel
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(min(per_dir, files - made)):
-            (folder / f"RE_{made + i}_4711.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+            name = f"RE_{made + i}_4711.pdf"
+            (folder / name).write_bytes(TINY)
+            os.utime(folder / name, (OLD, OLD))
+            paths.append(f"{rel}/{name}")
         made += per_dir
         day += 1
-    old = time.time() - 86400
     for path, _, _ in os.walk(root):
-        os.utime(path, (old, old))
+        os.utime(path, (OLD, OLD))
+    return paths
 
 
 def idle_poll(n: int) -> dict[str, Any]:
@@ -179,8 +188,9 @@ def flush(m: int) -> dict[str, Any]:
 # -- an outbox with R rows -----------------------------------------------------------------
 
 
-def fill_outbox(svc: Any, rows: int) -> None:
-    """R sent entries of the past (their copies purged), inserted in bulk."""
+def fill_outbox(svc: Any, rows: int, paths: list[str] | None = None) -> None:
+    """R sent entries of the past (their copies purged), inserted in bulk; with
+    `paths`, they are the entries of those (tiny) archive files."""
     from sqlalchemy import insert
 
     from tikos_outbox.store import ATTEMPT, ENTRY
@@ -190,9 +200,11 @@ def fill_outbox(svc: Any, rows: int) -> None:
     with svc.store.session() as s:
         for start in range(0, rows, batch):
             entries = [{
-                "id": 1_000_000 + i, "mandant": 1, "path": f"2026/RE_{i}_4711.pdf",
-                "file_name": f"RE_{i}_4711.pdf", "sha256": f"{i:064x}", "size": 50_000,
-                "mtime_ns": 1_764_000_000_000_000_000, "doctype": "RE", "docno": str(i),
+                "id": 1_000_000 + i, "mandant": 1,
+                "path": paths[i] if paths else f"2026/RE_{i}_4711.pdf",
+                "file_name": f"RE_{i}_4711.pdf", "sha256": f"{i:064x}",
+                "size": len(TINY) if paths else 50_000,
+                "mtime_ns": OLD * 10**9, "doctype": "RE", "docno": str(i),
                 "customer": "4711", "fields_json": "{}", "state": "sent", "reason": None,
                 "recipients_json": '["kunde@example.org"]', "message_id": f"<{i}@x.example>",
                 "created_at": when, "updated_at": when, "sent_at": when,
@@ -229,12 +241,22 @@ def _vm_hwm_mb(pid: int) -> float:
 
 
 def memory(rows: int, pending: int = 1000) -> dict[str, Any]:
-    """Peak RSS of a `run` process over an outbox of `rows` entries while it sends
-    `pending` documents at its next (minutely) slot."""
+    """Peak RSS of a `run` process over an archive and outbox of `rows` documents
+    while it sends `pending` new ones at its next (minutely) slot; and the same
+    with a tenth of the rows, to show whether memory grows with them."""
+    small = _peak_rss(rows // 10, pending)
+    large = _peak_rss(rows, pending)
+    return {"rows": rows, "peak_rss_mb": large["peak_rss_mb"],
+            "rows_tenth": rows // 10, "peak_rss_mb_tenth": small["peak_rss_mb"],
+            "sent": large["sent"]}
+
+
+def _peak_rss(rows: int, pending: int) -> dict[str, Any]:
     with workdir() as root, sink() as port:
         config = make_site(root, port=port, every=1)
         svc = open_service(config)
-        fill_outbox(svc, rows)
+        history = make_tree(root / "archive" / "history", rows)
+        fill_outbox(svc, rows, [f"history/{path}" for path in history])
         write_pdfs(root / "archive", pending, 30_000, 60_000)
         svc.scan()
         proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config", str(config),
@@ -253,7 +275,7 @@ def memory(rows: int, pending: int = 1000) -> dict[str, Any]:
             proc.wait(60)
         sent = svc.store.counts()["sent"] - rows
         svc.store.close()
-    return {"rows": rows, "peak_rss_mb": round(peak, 1), "sent": sent}
+    return {"peak_rss_mb": round(peak, 1), "sent": sent}
 
 
 # -- latency ------------------------------------------------------------------------------------

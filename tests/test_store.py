@@ -48,7 +48,8 @@ def test_record_is_idempotent_and_keeps_a_copy(store: Store) -> None:
     assert first == 1
     assert add(store, doc(1)) is None  # same path, same content
     assert store.load_copy(doc(1).sha256) == doc(1).data
-    assert store.known_files(1) == {"RE_1_4711.pdf": (101, 1_764_000_000_000_000_000)}
+    assert store.known_among(1, ["RE_1_4711.pdf", "RE_2_4711.pdf"]) == {
+        "RE_1_4711.pdf": (101, 1_764_000_000_000_000_000)}
     assert store.counts()["pending"] == 1
 
 

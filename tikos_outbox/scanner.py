@@ -93,38 +93,43 @@ def rel_path(folder: Path, abs_path: str) -> str | None:
 @dataclass
 class _Dir:
     mtime_ns: int
-    files: list[FileSeen]
+    signatures: frozenset[int]  # hash of (name, size, mtime) of each file: small in memory
     subdirs: list[tuple[str, str]]  # (absolute path, relative prefix)
     trusted: bool  # False: listed too close to its last change to trust the mtime
 
 
-class IncrementalScanner:
-    """A polling scanner that lists only directories whose mtime changed.
+def _signature(f: FileSeen) -> int:
+    return hash((f.name, f.size, f.mtime_ns))
 
-    A new, removed or renamed file changes its directory's mtime, so an
-    unchanged pass costs one stat per directory instead of one per file. A file
-    rewritten in place does not touch its directory: the caller runs a full
-    pass (`full=True`) at a longer interval as the safety net. A directory
+
+class IncrementalScanner:
+    """A polling scanner that lists only folders whose mtime changed, and yields
+    only files that are new or changed since the folder was last listed.
+
+    A new, removed or renamed file changes its folder's mtime, so an unchanged
+    pass costs one stat per folder instead of one per file. A file rewritten in
+    place does not touch its folder: the caller runs a full pass (`full=True`,
+    every folder listed) at a longer interval as the safety net. A folder
     listed within `granularity_s` of its own mtime is listed again next time,
-    because a change in the same clock tick would not show in its mtime.
+    because a change in the same clock tick would not show in its mtime. The
+    first pass (and the first after an outage) yields every file. Per file only
+    a hash is kept, so memory stays small for a large archive.
     """
 
     def __init__(self, root: Path, granularity_s: float = 2.0) -> None:
         self.root = str(root)
         self.granularity_ns = int(granularity_s * 1e9)
         self._dirs: dict[str, _Dir] = {}
-        self.listed = 0  # directories listed in the last pass (for tests and benchmarks)
+        self.listed = 0  # folders listed in the last pass (for tests and benchmarks)
 
     def forget(self) -> None:
         self._dirs.clear()
 
     def scan(self, wall_ns: int, full: bool = False,
              errors: list[str] | None = None) -> Iterator[FileSeen]:
-        """The files of the directories that changed (all files when `full`).
-
-        Raises FolderError when the root cannot be read; the cache is then
-        dropped so that the next successful pass is a complete one.
-        """
+        """The new and changed files of the folders that changed (of all folders when
+        `full`). Raises FolderError when the root cannot be read; the cache is then
+        dropped, so that the next successful pass yields everything again."""
         self.listed = 0
         seen_dirs: set[str] = set()
         try:
@@ -138,10 +143,10 @@ class IncrementalScanner:
             seen_dirs.add(path)
             cached = self._dirs.get(path)
             if cached is not None and cached.trusted and cached.mtime_ns == mtime and not full:
-                entry = cached
+                subdirs = cached.subdirs
             else:
                 try:
-                    entry = self._list(path, prefix, mtime, wall_ns, errors)
+                    files, subdirs = _list_dir(path, prefix, errors)
                 except OSError as exc:
                     if path == self.root:
                         self.forget()
@@ -150,10 +155,13 @@ class IncrementalScanner:
                         errors.append(f"{path}: {exc.strerror or exc}")
                     self._dirs.pop(path, None)
                     continue
-                self._dirs[path] = entry
                 self.listed += 1
-                yield from entry.files
-            for sub_path, sub_prefix in entry.subdirs:
+                old = cached.signatures if cached is not None else frozenset()
+                signatures = [_signature(f) for f in files]
+                yield from (f for f, sig in zip(files, signatures, strict=True) if sig not in old)
+                self._dirs[path] = _Dir(mtime, frozenset(signatures), subdirs,
+                                        trusted=wall_ns - mtime > self.granularity_ns)
+            for sub_path, sub_prefix in subdirs:
                 try:
                     sub_mtime = os.stat(sub_path).st_mtime_ns
                 except OSError:
@@ -161,8 +169,3 @@ class IncrementalScanner:
                 stack.append((sub_path, sub_prefix, sub_mtime))
         for gone in set(self._dirs) - seen_dirs:
             del self._dirs[gone]
-
-    def _list(self, path: str, prefix: str, mtime: int, wall_ns: int,
-              errors: list[str] | None) -> _Dir:
-        files, subdirs = _list_dir(path, prefix, errors)
-        return _Dir(mtime, files, subdirs, trusted=wall_ns - mtime > self.granularity_ns)

@@ -299,7 +299,8 @@ class Service:
     def _scan_mandant(self, m: Mandant, first: bool, since: datetime | None,
                       report: ScanReport, progress: Callable[[ScanReport], None] | None) -> None:
         wall = self.clock.now().timestamp()
-        known = self.store.known_files(m.id)
+        settle_s = self.config.watch.settle_s
+        listed: list[FileSeen] = []
         batch: list[FileSeen] = []
         batch_bytes = 0
 
@@ -310,28 +311,40 @@ class Service:
             batch.clear()
             batch_bytes = 0
 
+        def take_listed() -> None:
+            """Files the outbox does not have as they are now go to the batch."""
+            nonlocal batch_bytes
+            for seen in self.unknown(m, listed):
+                if seen.size == 0 or wall - seen.mtime_ns / 1e9 < settle_s:
+                    report.waiting += 1
+                elif first and since is not None and seen.mtime_ns / 1e9 >= since.timestamp():
+                    # newer than --since: recorded normally, not as the baseline
+                    self._count(report, seen, self.ingest(m, seen, baseline=False))
+                else:
+                    batch.append(seen)
+                    batch_bytes += seen.size
+                    if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                        record_batch()
+            listed.clear()
+
         for seen in walk(m.folder, report.errors):
             report.files_seen += 1
+            listed.append(seen)
+            if len(listed) >= 500:
+                take_listed()
             if report.files_seen % 1000 == 0:
                 if progress is not None:
                     progress(report)
                 if report.files_seen % 20000 == 0:
                     log.info("scanning: %d files seen, %d new so far", report.files_seen,
                              sum(report.recorded.values()))
-            if known.get(seen.rel_path) == (seen.size, seen.mtime_ns):
-                continue
-            if seen.size == 0 or wall - seen.mtime_ns / 1e9 < self.config.watch.settle_s:
-                report.waiting += 1
-                continue
-            if first and since is not None and seen.mtime_ns / 1e9 >= since.timestamp():
-                # newer than --since: recorded normally, not as the baseline
-                self._count(report, seen, self.ingest(m, seen, baseline=False))
-                continue
-            batch.append(seen)
-            batch_bytes += seen.size
-            if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
-                record_batch()
+        take_listed()
         record_batch()
+
+    def unknown(self, m: Mandant, files: Sequence[FileSeen]) -> list[FileSeen]:
+        """Those of `files` that the outbox does not hold with this size and mtime."""
+        known = self.store.known_among(m.id, [f.rel_path for f in files])
+        return [f for f in files if known.get(f.rel_path) != (f.size, f.mtime_ns)]
 
     @staticmethod
     def _count(report: ScanReport, seen: FileSeen, state: str | None) -> None:

@@ -236,17 +236,19 @@ class Store:
 
     # -- intake ---------------------------------------------------------------------------
 
-    def known_files(self, mandant: int) -> dict[str, tuple[int, int]]:
-        """path -> (size, mtime_ns) of the newest entry per path: files to skip unread."""
+    def known_among(self, mandant: int, paths: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of the newest entry, for those of `paths` the outbox
+        has: files that need not be read again. Asked in chunks, so that memory does
+        not grow with the archive."""
         out: dict[str, tuple[int, int]] = {}
-        with self.session() as s:
-            rows = s.execute(
-                select(E.path, E.size, E.mtime_ns)
-                .where(E.mandant == mandant)
-                .order_by(E.id)
-            )
-            for path, size, mtime in rows:
-                out[path] = (size, mtime)
+        with self.engine.connect() as conn:
+            for i in range(0, len(paths), 500):
+                rows = conn.execute(
+                    select(E.path, E.size, E.mtime_ns)
+                    .where(E.mandant == mandant, E.path.in_(paths[i:i + 500]))
+                    .order_by(E.id))
+                for path, size, mtime in rows:
+                    out[path] = (size, mtime)
         return out
 
     def record(self, doc: NewDocument, decide: Decide, message_id: str, now: datetime,

@@ -13,7 +13,7 @@ import logging
 import os
 import queue
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,6 @@ class _FolderState:
     available: bool = True
     retry_at: float = 0.0  # monotonic: when to look again at an unavailable folder
     backoff_s: float = 0.0
-    known: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Intake:
@@ -106,7 +105,6 @@ class Intake:
 
     def start(self) -> None:
         for st in self.folders.values():
-            st.known = self.service.store.known_files(st.mandant.id)
             log.info("mandant %d (%s): watching %s by %s", st.mandant.id, st.mandant.name,
                      st.mandant.folder, st.mode)
         self._start_observer()
@@ -181,11 +179,13 @@ class Intake:
             return  # backing off while the share is away
         errors: list[str] = []
         wall_ns = int(self.clock.now().timestamp() * 1e9)
+        changed: list[FileSeen] = []
         try:
             for seen in st.scanner.scan(wall_ns, full=full, errors=errors):
-                if st.known.get(seen.rel_path) == (seen.size, seen.mtime_ns):
-                    continue
-                self._track(m.id, seen.abs_path, seen.rel_path)
+                changed.append(seen)
+                if len(changed) >= 500:
+                    self._track_unknown(st, changed)
+            self._track_unknown(st, changed)
         except FolderError as exc:
             self._unavailable(st, exc.strerror or str(exc))
             return
@@ -212,6 +212,13 @@ class Intake:
             log.error("mandant %d (%s): %s; retrying until it is back", m.id, m.name, why)
             self.service.note_error(f"Archive folder of mandant {m.id} unavailable: {why}")
 
+    def _track_unknown(self, st: _FolderState, files: list[FileSeen]) -> None:
+        """Track the files the outbox does not hold as they are (after a first or a
+        full listing, most of them it does)."""
+        for seen in self.service.unknown(st.mandant, files):
+            self._track(st.mandant.id, seen.abs_path, seen.rel_path)
+        files.clear()
+
     def _track(self, mandant_id: int, abs_path: str, rel: str) -> None:
         self._tracked[abs_path] = (mandant_id, rel)
 
@@ -237,14 +244,12 @@ class Intake:
         wall = self.clock.now().timestamp()
         settled: dict[int, list[FileSeen]] = {}
         for abs_path, (mandant_id, rel) in list(self._tracked.items()):
-            st = self.folders[mandant_id]
             try:
                 stat = os.stat(abs_path)
             except OSError:
                 self._drop(abs_path)  # removed before it settled
                 continue
-            if not os.path.isfile(abs_path) or st.known.get(rel) == (stat.st_size,
-                                                                     stat.st_mtime_ns):
+            if not os.path.isfile(abs_path):
                 self._drop(abs_path)
                 continue
             if self.tracker.observe(abs_path, stat.st_size, stat.st_mtime_ns, mono, wall):
@@ -264,7 +269,6 @@ class Intake:
                     if state == NOT_READY:
                         continue  # locked by the writer or still changing: try again
                     recorded += state is not None
-                    st.known[seen.rel_path] = (seen.size, seen.mtime_ns)
                     self._drop(seen.abs_path)
         return recorded
 
