@@ -155,3 +155,14 @@ def test_admin_events_queries_and_purge(store: Store) -> None:
     store.set_meta("k", "v1", NOW)
     store.set_meta("k", "v2", NOW)
     assert store.get_meta("k") == "v2"
+
+
+def test_the_migrations_create_exactly_the_models_schema(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tikos_outbox.models import metadata
+
+    with store.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diffs == []

@@ -43,7 +43,7 @@ class Entry(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("mandant", "path", "sha256", name="uq_entry_document"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    mandant: int = Field(index=True)
+    mandant: int  # few values: no index of its own (see migration 0002)
     path: str = Field(index=True)  # relative to the mandant folder, '/'-separated
     file_name: str
     sha256: str = Field(index=True, max_length=64)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -48,11 +49,14 @@ META = cast(Table, getattr(Meta, "__table__"))  # noqa: B009
 E, A, B = ENTRY.c, ATTEMPT.c, BLOB.c
 
 # statements of the intake's hot path, built once (recording 10,000 files builds none)
-# entries of the same mandant with the same path or the same content
-_PRIORS = (select(E.id, E.state, E.sha256, E.path)
-           .where(E.mandant == bindparam("m"),
-                  or_(E.path == bindparam("p"), E.sha256 == bindparam("h")))
-           .order_by(E.id))
+# entries of the same mandant with the same path or the same content; two indexed
+# lookups (with one OR, SQLite would walk every entry of the mandant)
+_PRIORS = union_all(
+    select(E.id, E.state, E.sha256, E.path)
+    .where(E.mandant == bindparam("m"), E.path == bindparam("p")),
+    select(E.id, E.state, E.sha256, E.path)
+    .where(E.mandant == bindparam("m"), E.sha256 == bindparam("h")),
+).order_by("id")
 _INSERT_ENTRY = insert(ENTRY).returning(E.id)
 _INSERT_ATTEMPT = insert(ATTEMPT)
 
