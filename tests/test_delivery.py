@@ -117,35 +117,46 @@ def test_some_recipients_refused_mail_goes_to_the_others(
     assert entry["refused"] == {"weg@example.org": "550 5.1.1 no such user"}
 
 
-@pytest.mark.parametrize("case", ["wrong password", "untrusted certificate", "no starttls",
-                                  "refused connection", "421 greeting", "hostname mismatch"])
+RUN_STOPPERS = {
+    "wrong password": "SMTP login rejected by the server: 535",
+    "untrusted certificate": "certificate is not trusted",
+    "hostname mismatch": "certificate is not trusted",
+    "no starttls": "does not offer STARTTLS; not sending in plain text",
+    "refused connection": "refused the connection",
+    "421 greeting": "421 4.3.2 too busy",
+    "554 greeting": "554 5.7.1 no service for you",
+    "tls handshake failure": "TLS handshake failed",
+    "closed mid-tls": "TLS",
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_STOPPERS))
 def test_run_stoppers_burn_nothing_and_show_in_status(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], case: str) -> None:
-    users = {"u": "richtig"}
     extra: dict[str, Any] = {}
+    srv: Any = None
     if case == "wrong password":
-        srv = SmtpServer(cert, "starttls", users=users)
+        srv = SmtpServer(cert, "starttls", users={"u": "richtig"})
         extra = {"auth": "password", "username": "u", "_password": "falsch"}
-        words = "SMTP login rejected by the server: 535"
     elif case == "untrusted certificate":
         srv = SmtpServer(cert, "ssl")
         extra = {"ca_file": str(make_cert(tmp_path / "other", stem="other").cert)}
-        words = "certificate is not trusted"
     elif case == "hostname mismatch":
         wrong = make_cert(tmp_path / "wrong", names=("mail.example",), ips=("127.0.0.2",))
         srv = SmtpServer(wrong, "ssl")
         extra = {"ca_file": str(wrong.cert)}
-        words = "certificate is not trusted"
     elif case == "no starttls":
         srv = SmtpServer(cert, "none")
         extra = {"security": "starttls"}
-        words = "does not offer STARTTLS; not sending in plain text"
-    elif case == "421 greeting":
-        srv = _Greeting421()
-        words = "421"
-    else:
-        srv = None
-        words = "refused the connection"
+    elif case in ("421 greeting", "554 greeting"):
+        srv = RawServer(lambda c: c.sendall(RUN_STOPPERS[case].encode()[:3] + b" " +
+                                            RUN_STOPPERS[case].encode()[4:] + b"\r\n"))
+    elif case == "tls handshake failure":  # plain SMTP where implicit TLS is configured
+        srv = RawServer(lambda c: c.sendall(b"220 plain.example ESMTP\r\n"), "ssl")
+        extra = {"ca_file": str(cert.cert)}
+    elif case == "closed mid-tls":  # says yes to STARTTLS, then hangs up
+        srv = RawServer(_starttls_then_close, "starttls")
+        extra = {"ca_file": str(cert.cert)}
     if srv is not None:
         srv.__enter__()
     try:
@@ -156,25 +167,35 @@ def test_run_stoppers_burn_nothing_and_show_in_status(
             entry = show(site, capsys, i)
             assert entry["state"] == "pending" and entry["attempts"] == []
         st = status(site, capsys)
-        assert words in st["last_error"]["text"]
+        assert RUN_STOPPERS[case] in st["last_error"]["text"]
         assert st["counts"]["pending"] == 3
     finally:
         if srv is not None:
             srv.__exit__()
 
 
-class _Greeting421:
-    """A server that answers the connection with 421 and hangs up."""
+def _starttls_then_close(conn: Any) -> None:
+    conn.sendall(b"220 half.example ESMTP\r\n")
+    f = conn.makefile("rb")
+    f.readline()  # EHLO
+    conn.sendall(b"250-half.example\r\n250 STARTTLS\r\n")
+    f.readline()  # STARTTLS
+    conn.sendall(b"220 2.0.0 go ahead\r\n")
 
-    def __init__(self) -> None:
+
+class RawServer:
+    """A TCP server on loopback that runs `script` on each connection, then hangs up."""
+
+    def __init__(self, script: Any, security: str = "none") -> None:
         import socket
         import threading
 
+        self.script = script
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen()
         self.port = self.sock.getsockname()[1]
-        self.security = "none"
+        self.security = security
         self.received: list[Any] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -184,10 +205,14 @@ class _Greeting421:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            conn.sendall(b"421 4.3.2 too busy, try later\r\n")
-            conn.close()
+            try:
+                self.script(conn)
+            except OSError:
+                pass
+            finally:
+                conn.close()
 
-    def __enter__(self) -> _Greeting421:
+    def __enter__(self) -> RawServer:
         self.thread.start()
         return self
 

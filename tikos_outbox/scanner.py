@@ -93,27 +93,22 @@ def rel_path(folder: Path, abs_path: str) -> str | None:
 @dataclass
 class _Dir:
     mtime_ns: int
-    signatures: frozenset[int]  # hash of (name, size, mtime) of each file: small in memory
     subdirs: list[tuple[str, str]]  # (absolute path, relative prefix)
     trusted: bool  # False: listed too close to its last change to trust the mtime
 
 
-def _signature(f: FileSeen) -> int:
-    return hash((f.name, f.size, f.mtime_ns))
-
-
 class IncrementalScanner:
-    """A polling scanner that lists only folders whose mtime changed, and yields
-    only files that are new or changed since the folder was last listed.
+    """A polling scanner that lists only the folders whose mtime changed.
 
     A new, removed or renamed file changes its folder's mtime, so an unchanged
-    pass costs one stat per folder instead of one per file. A file rewritten in
-    place does not touch its folder: the caller runs a full pass (`full=True`,
-    every folder listed) at a longer interval as the safety net. A folder
-    listed within `granularity_s` of its own mtime is listed again next time,
-    because a change in the same clock tick would not show in its mtime. The
-    first pass (and the first after an outage) yields every file. Per file only
-    a hash is kept, so memory stays small for a large archive.
+    pass costs one stat per folder instead of one per file, and the scanner
+    keeps nothing per file: memory does not grow with the archive. It yields
+    every file of a folder it lists; the caller asks the outbox which of them
+    are new. A file rewritten in place does not touch its folder: the caller
+    runs a full pass (`full=True`, every folder listed) at a longer interval as
+    the safety net. A folder listed within `granularity_s` of its own mtime is
+    listed again next time, because a change in the same clock tick would not
+    show in its mtime.
     """
 
     def __init__(self, root: Path, granularity_s: float = 2.0) -> None:
@@ -127,9 +122,9 @@ class IncrementalScanner:
 
     def scan(self, wall_ns: int, full: bool = False,
              errors: list[str] | None = None) -> Iterator[FileSeen]:
-        """The new and changed files of the folders that changed (of all folders when
-        `full`). Raises FolderError when the root cannot be read; the cache is then
-        dropped, so that the next successful pass yields everything again."""
+        """The files of the folders that changed (of all folders when `full`).
+        Raises FolderError when the root cannot be read; the cache is then
+        dropped, so that the next successful pass lists everything again."""
         self.listed = 0
         seen_dirs: set[str] = set()
         try:
@@ -156,11 +151,9 @@ class IncrementalScanner:
                     self._dirs.pop(path, None)
                     continue
                 self.listed += 1
-                old = cached.signatures if cached is not None else frozenset()
-                signatures = [_signature(f) for f in files]
-                yield from (f for f, sig in zip(files, signatures, strict=True) if sig not in old)
-                self._dirs[path] = _Dir(mtime, frozenset(signatures), subdirs,
+                self._dirs[path] = _Dir(mtime, subdirs,
                                         trusted=wall_ns - mtime > self.granularity_ns)
+                yield from files
             for sub_path, sub_prefix in subdirs:
                 try:
                     sub_mtime = os.stat(sub_path).st_mtime_ns

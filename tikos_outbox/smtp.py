@@ -145,7 +145,12 @@ class Mailer:
                         Stage.TLS, None,
                         "the server does not offer STARTTLS; not sending in plain text"
                         " (set security = \"ssl\" for port 465, or ask the provider)"))
-                code, resp = conn.starttls(context=ctx)
+                try:
+                    code, resp = conn.starttls(context=ctx)
+                except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                    raise RunStopped(Reply(Stage.TLS, None, "the server closed the connection"
+                                           f" during the TLS handshake ({exc})", lost=True)
+                                     ) from None
                 if code != 220:
                     raise RunStopped(Reply(Stage.TLS, code, _text(resp)))
                 conn.ehlo()

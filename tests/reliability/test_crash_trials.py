@@ -44,6 +44,17 @@ def cli(site: Site, *args: str) -> subprocess.Popen[bytes]:
                              *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def kill_at_random(site: Site, rng: random.Random, lo: float, hi: float, *args: str) -> bool:
+    """Start a command and SIGKILL it after a random delay; True if it was killed."""
+    proc = cli(site, *args)
+    time.sleep(rng.uniform(lo, hi))
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return killed
+
+
 def integrity(db: Path) -> str:
     with sqlite3.connect(db) as conn:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
@@ -57,14 +68,7 @@ def test_sigkill_during_send_runs(tmp_path: Path, cert: Cert) -> None:
         for i in range(n):
             (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([str(i)]))
         assert site.cli("scan") == 0
-        kills = 0
-        for _ in range(trials):
-            proc = cli(site, "flush")
-            time.sleep(rng.uniform(0.3, 1.6))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait()
+        kills = sum(kill_at_random(site, rng, 0.3, 1.6, "flush") for _ in range(trials))
         final = cli(site, "flush")
         assert final.wait(timeout=300) == 0
         received = [str(email.message_from_bytes(r.data, policy=email.policy.default)
@@ -90,14 +94,7 @@ def test_sigkill_during_a_scan_of_1000_files(tmp_path: Path) -> None:
     for i in range(1000):
         (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(
             make_pdf([str(i)], padding=rng.randint(20_000, 80_000)))
-    kills = 0
-    for _ in range(10):
-        proc = cli(site, "scan")
-        time.sleep(rng.uniform(0.4, 2.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    kills = sum(kill_at_random(site, rng, 0.4, 2.0, "scan") for _ in range(10))
     assert cli(site, "scan").wait(timeout=300) == 0
     with sqlite3.connect(tmp_path / "outbox.db") as conn:
         rows = conn.execute("SELECT path, count(*) FROM entry GROUP BY path").fetchall()
@@ -114,11 +111,7 @@ def test_sigkill_during_the_migration(tmp_path: Path) -> None:
     rng = random.Random(SEED + 2)
     for trial in range(8):
         site = write_site(tmp_path / f"t{trial}")
-        proc = cli(site, "migrate")
-        time.sleep(rng.uniform(0.2, 1.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_at_random(site, rng, 0.2, 1.0, "migrate")
         assert cli(site, "migrate").wait(timeout=60) == 0
         assert cli(site, "status", "--json").wait(timeout=60) == 0
         db = tmp_path / f"t{trial}" / "outbox.db"
