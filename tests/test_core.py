@@ -20,7 +20,7 @@ from tikos_outbox.core.message import (
     split_addresses,
 )
 from tikos_outbox.core.naming import compile_pattern, parse_name
-from tikos_outbox.core.replies import Outcome, Reply, Stage, classify, explain, stops_run
+from tikos_outbox.core.replies import Outcome, Reply, Stage, classify, explain
 from tikos_outbox.core.retry import RetryPolicy
 from tikos_outbox.core.states import (
     CLAIMABLE,
@@ -162,11 +162,11 @@ def test_classify(code: int | None, text: str, outcome: Outcome) -> None:
     assert classify(Reply(Stage.DATA, code, text, lost=code is None)) is outcome
 
 
-def test_failures_before_any_mail_stop_the_run_and_say_why() -> None:
+def test_a_login_refused_for_basic_auth_points_to_oauth2() -> None:
     auth = Reply(Stage.AUTH, 535, "5.7.139 Authentication unsuccessful, basic auth blocked")
-    assert stops_run(auth)
     assert "basic authentication" in explain(auth) and "OAuth2" in explain(auth)
-    assert not stops_run(Reply(Stage.RCPT, 550, "no"))
+    plain = Reply(Stage.AUTH, 535, "5.7.8 Error: authentication failed")
+    assert "OAuth2" not in explain(plain) and "535 5.7.8" in explain(plain)
 
 
 def test_retry_backoff_grows_and_lifetime_ends() -> None:

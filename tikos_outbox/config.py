@@ -263,8 +263,8 @@ class _Section:
             raise self.fail(key, f"is not a valid e-mail address: {value!r}")
         return value.strip() if isinstance(value, str) else value
 
-    def finish(self, allowed_extra: tuple[str, ...] = ()) -> None:
-        unknown = sorted(set(self.data) - self.used - set(allowed_extra))
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
         if unknown:
             raise self.fail(unknown[0], "is not a known key (check the spelling)")
 

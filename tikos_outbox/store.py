@@ -22,7 +22,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     create_engine,
-    delete,
     event,
     func,
     insert,
@@ -233,10 +232,6 @@ class Store:
             else:
                 row.value = value
                 row.updated_at = now
-
-    def delete_meta(self, key: str) -> None:
-        with self.session() as s:
-            s.execute(delete(META).where(META.c.key == key))
 
     # -- intake ---------------------------------------------------------------------------
 

@@ -45,7 +45,6 @@ class Reply:
 
 
 _TOO_MANY_RECIPIENTS = re.compile(r"too many recipients|5\.5\.3", re.IGNORECASE)
-_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 # Microsoft: basic authentication switched off for SMTP AUTH in the tenant.
 _BASIC_AUTH_OFF = re.compile(r"\b5\.7\.(?:30|3|139)\b")
 
@@ -66,24 +65,9 @@ def classify(reply: Reply) -> Outcome:
     return Outcome.TRANSIENT  # a code outside the RFC: do not give up on it
 
 
-def stops_run(reply: Reply) -> bool:
-    """Whether the whole run must stop instead of judging the entry.
-
-    A failure before any mail was handed over (no connection, TLS, login) says
-    nothing about the document; it stays as it was and no attempt is spent.
-    """
-    return reply.stage in (Stage.CONNECT, Stage.TLS, Stage.AUTH)
-
-
 def closes_connection(reply: Reply) -> bool:
     """Whether the connection is unusable after this reply (421 or lost)."""
     return reply.lost or reply.code == 421
-
-
-def enhanced_code(text: str) -> str | None:
-    """The RFC 3463 enhanced status code in a reply text, e.g. '5.1.1'."""
-    match = _ENHANCED.search(text)
-    return match.group(0) if match else None
 
 
 def basic_auth_disabled(reply: Reply) -> bool:

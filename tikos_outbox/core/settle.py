@@ -24,15 +24,6 @@ class SettleTracker:
         self.settle_s = settle_s
         self._seen: dict[str, _Seen] = {}
 
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._seen
-
-    def keys(self) -> list[str]:
-        return list(self._seen)
-
     def observe(self, key: str, size: int, mtime_ns: int, mono: float, wall_s: float) -> bool:
         """Note the file's current size and mtime; True when it is settled now."""
         seen = self._seen.get(key)
@@ -44,8 +35,3 @@ class SettleTracker:
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
-
-    def due_in(self, key: str, mono: float) -> float | None:
-        """Seconds until the file could count as settled, if it stays unchanged."""
-        seen = self._seen.get(key)
-        return None if seen is None else max(0.0, seen.since + self.settle_s - mono)

@@ -66,8 +66,6 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 
 #: States a send run may take an entry from.
 CLAIMABLE = frozenset({S.PENDING, S.DEFERRED})
-#: States nothing happens to without an administrator.
-TERMINAL = frozenset({S.SENT, S.FAILED, S.SKIPPED, S.HELD})
 
 
 class IllegalTransition(ValueError):
@@ -85,11 +83,6 @@ def transition(state: State, event: Event) -> State:
         return TRANSITIONS[(state, event)]
     except KeyError:
         raise IllegalTransition(state, event) from None
-
-
-def allowed(state: State, event: Event) -> bool:
-    """Whether `event` is legal in `state`."""
-    return (state, event) in TRANSITIONS
 
 
 def sources(event: Event) -> frozenset[State]:
