@@ -613,6 +613,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
+    except OSError as exc:  # a file or folder the command needs
+        print(f"tikos-outbox: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # a bug: one line here, the traceback in the log (or with -v)
+        log.debug("unexpected error", exc_info=True)
+        for h in logging.getLogger("tikos_outbox").handlers:
+            if isinstance(h, logging.FileHandler):
+                h.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0,
+                                        "unexpected error in %s", (args.command,),
+                                        sys.exc_info()))
+        print(f"tikos-outbox: unexpected error ({type(exc).__name__}: {exc}); the traceback is"
+              " in the log file, or run again with -v", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         app.close()
         for h in list(logging.getLogger("tikos_outbox").handlers):
