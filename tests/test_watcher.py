@@ -42,8 +42,9 @@ def make_tree(root: Path, dirs: int, per_dir: int) -> None:
         for f in range(per_dir):
             (folder / f"RE_{d}{f:04d}_4711.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
     old = time.time() - 3600
-    for path, _, _ in os.walk(root):
-        os.utime(path, (old, old))
+    for path, _, names in os.walk(root):
+        for name in [*names, ""]:
+            os.utime(os.path.join(path, name) if name else path, (old, old))
 
 
 def test_an_unchanged_pass_lists_no_folder_and_new_files_are_found(tmp_path: Path) -> None:
@@ -135,4 +136,24 @@ def test_kill_9_and_restart_records_what_arrived_while_down(tmp_path: Path, mode
     assert {rows[f"RE_{i}_4711.pdf"][0].state for i in range(2, 13)} == {"pending"}, [
         (p, v[0].state, v[0].reason) for p, v in rows.items()]
     assert all(len(v) == 1 for v in rows.values())
+    svc.store.close()
+
+
+def test_the_start_up_pass_fills_the_polling_scanner(tmp_path: Path) -> None:
+    """`run` lists the archive once at start: the scan goes through the polling
+    scanner, whose next pass then lists nothing; files still being written are
+    handed over to be watched until they settle."""
+    from tests.helpers import open_service, write_site
+
+    site = write_site(tmp_path, watch={"baseline": False, "settle_s": 60})
+    make_tree(site.mandant_folder(), dirs=3, per_dir=5)
+    (site.mandant_folder() / "RE_9_4711.pdf").write_bytes(make_pdf(["fresh"]))
+    old = time.time() - 3600
+    os.utime(site.mandant_folder(), (old, old))  # the folder itself changed long ago
+    svc = open_service(site)
+    scanner = IncrementalScanner(site.mandant_folder())
+    report = svc.scan(scanners={1: scanner})
+    assert report.files_seen == 16 and scanner.listed == 7
+    assert [seen.name for _, seen in report.waiting_files] == ["RE_9_4711.pdf"]
+    assert list(scanner.scan(time.time_ns() + 10**10)) == [] and scanner.listed == 0
     svc.store.close()

@@ -100,14 +100,14 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
     cfg = service.config
     service.heartbeat()
     service.recover_interrupted()
-    report = service.scan()  # catch-up on start (and the baseline on the very first one)
+    intake = Intake(service, service.clock)
+    intake.start()  # the watcher first: nothing that arrives during the pass is missed
+    # catch-up on start (and the baseline on the very first one); the pass fills the
+    # polling scanners, so their first poll lists only what changed since
+    report = service.scan(scanners=intake.scanners)
+    intake.track(report.waiting_files)  # still being written: taken once they settle
     log.info("start-up pass: %d files seen, recorded %s", report.files_seen,
              report.recorded or "nothing new")
-    intake = Intake(service, service.clock)
-    intake.start()
-    # what arrived between the start-up pass and the watcher's start, and what was
-    # still being written then, is picked up by one pass over every folder
-    intake.poll(everything=True)
     sender = SendScheduler(service)
     log.info("next send run at %s", cfg.window.next_slot(service.clock.now())
              .astimezone(cfg.window.tz).strftime("%Y-%m-%d %H:%M %Z"))

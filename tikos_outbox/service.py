@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,7 +41,7 @@ from tikos_outbox.core.states import Event, State
 from tikos_outbox.core.throttle import Throttle
 from tikos_outbox.credentials import KeyFileError, KeyRing, SecretText
 from tikos_outbox.lookup import make_lookup
-from tikos_outbox.scanner import FileSeen, FolderError, walk
+from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner, walk
 from tikos_outbox.smtp import Mailer, RunStopped, TokenSource
 from tikos_outbox.store import Claimed, ListFilter, NewDocument, Recording, Store
 
@@ -95,6 +95,7 @@ class ScanReport:
     recorded: dict[str, int] = field(default_factory=dict)
     waiting: int = 0  # not settled yet, taken at a later pass
     errors: list[str] = field(default_factory=list)
+    waiting_files: list[tuple[int, FileSeen]] = field(default_factory=list)  # (mandant, file)
 
     def count(self, state: str) -> None:
         self.recorded[state] = self.recorded.get(state, 0) + 1
@@ -272,13 +273,16 @@ class Service:
         return None, reason
 
     def scan(self, baseline: bool | None = None, since: datetime | None = None,
-             progress: Callable[[ScanReport], None] | None = None) -> ScanReport:
+             progress: Callable[[ScanReport], None] | None = None,
+             scanners: Mapping[int, IncrementalScanner] | None = None) -> ScanReport:
         """One pass over every enabled mandant's folder, recording what has settled.
 
         `baseline`: None follows the config (only the very first pass of a mandant);
         True/False force it. `since`: with a baseline, files modified at or after
         this instant are still recorded normally. `progress` is called every
-        1,000 files; a plain log line is written every 20,000.
+        1,000 files; a plain log line is written every 20,000. With `scanners`
+        (the service's polling scanners per mandant) the pass lists through them,
+        so that their next pass lists only what changed.
         """
         report = ScanReport()
         for m in self.config.mandants:
@@ -286,7 +290,8 @@ class Service:
                 continue
             first = self.baseline_due(m) if baseline is None else baseline
             try:
-                self._scan_mandant(m, first, since, report, progress)
+                self._scan_mandant(m, first, since, report, progress,
+                                   scanners.get(m.id) if scanners else None)
             except FolderError as exc:
                 report.errors.append(f"mandant {m.id} ({m.name}): {exc.strerror}")
                 log.error("mandant %d (%s): %s", m.id, m.name, exc.strerror)
@@ -297,7 +302,8 @@ class Service:
         return report
 
     def _scan_mandant(self, m: Mandant, first: bool, since: datetime | None,
-                      report: ScanReport, progress: Callable[[ScanReport], None] | None) -> None:
+                      report: ScanReport, progress: Callable[[ScanReport], None] | None,
+                      scanner: IncrementalScanner | None) -> None:
         wall = self.clock.now().timestamp()
         settle_s = self.config.watch.settle_s
         listed: list[FileSeen] = []
@@ -317,6 +323,7 @@ class Service:
             for seen in self.unknown(m, listed):
                 if seen.size == 0 or wall - seen.mtime_ns / 1e9 < settle_s:
                     report.waiting += 1
+                    report.waiting_files.append((m.id, seen))
                 elif first and since is not None and seen.mtime_ns / 1e9 >= since.timestamp():
                     # newer than --since: recorded normally, not as the baseline
                     self._count(report, seen, self.ingest(m, seen, baseline=False))
@@ -327,7 +334,9 @@ class Service:
                         record_batch()
             listed.clear()
 
-        for seen in walk(m.folder, report.errors):
+        files = (scanner.scan(int(wall * 1e9), full=True, errors=report.errors)
+                 if scanner is not None else walk(m.folder, report.errors))
+        for seen in files:
             report.files_seen += 1
             listed.append(seen)
             if len(listed) >= 500:

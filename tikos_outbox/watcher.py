@@ -212,6 +212,16 @@ class Intake:
             log.error("mandant %d (%s): %s; retrying until it is back", m.id, m.name, why)
             self.service.note_error(f"Archive folder of mandant {m.id} unavailable: {why}")
 
+    @property
+    def scanners(self) -> dict[int, IncrementalScanner]:
+        return {mandant_id: st.scanner for mandant_id, st in self.folders.items()}
+
+    def track(self, files: list[tuple[int, FileSeen]]) -> None:
+        """Watch these files (mandant, file) until they settle."""
+        for mandant_id, seen in files:
+            if mandant_id in self.folders:
+                self._track(mandant_id, seen.abs_path, seen.rel_path)
+
     def _track_unknown(self, st: _FolderState, files: list[FileSeen]) -> None:
         """Track the files the outbox does not hold as they are (after a first or a
         full listing, most of them it does)."""
