@@ -276,3 +276,18 @@ def test_migrate_creates_the_schema_and_copies_an_outbox(
         (3, "sent", 1), (2, "sent", 1), (1, "sent", 1)]
     assert new.cli("migrate", "--copy-from", source) == 2  # only into an empty outbox
     assert "copy only into an empty outbox" in capsys.readouterr().err
+
+
+def test_check_sql_runs_the_address_query_once(tmp_path: Path, odbc_sqlite: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, recipients=(
+        f"sql_dsn = '{odbc_sqlite}'\n"
+        "sql_query = 'SELECT EMail FROM Kunde WHERE Mandant = ? AND KundenNr = ?'"))
+    results = out_json(capsys, "--config", str(site.config), "check", "--sql", "--json")
+    assert {"check": "address lookup", "ok": True,
+            "detail": "query ran; 0 row value(s) for customer 0"} in results
+    text = site.config.read_text(encoding="utf-8").replace("FROM Kunde", "FROM Kunden")
+    site.config.write_text(text, encoding="utf-8")
+    results = out_json(capsys, "--config", str(site.config), "check", "--sql", "--json")
+    [bad] = [r for r in results if r["check"] == "address lookup"]
+    assert not bad["ok"] and "no such table: Kunden" in bad["detail"]
