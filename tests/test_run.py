@@ -191,3 +191,17 @@ def test_send_scheduler_runs_once_per_slot_and_skips_slots_passed_during_a_run(
         # a restart remembers the consumed slot
         assert SendScheduler(svc).consumed == datetime(2026, 11, 26, 9, 34, tzinfo=berlin)
         svc.store.close()
+
+
+def test_a_clock_going_back_is_noticed() -> None:
+    """schedule keeps naive local times; the loop re-plans its jobs when the local
+    clock goes back (end of summer time), instead of pausing for an hour."""
+    from datetime import timedelta
+
+    from tikos_outbox.runner import BackwardsGuard
+
+    times = iter([datetime(2026, 10, 25, 2, 59, 59), datetime(2026, 10, 25, 3, 0, 0),
+                  datetime(2026, 10, 25, 2, 0, 0), datetime(2026, 10, 25, 2, 0, 1),
+                  datetime(2026, 10, 25, 2, 0, 1) + timedelta(hours=1)])
+    guard = BackwardsGuard(lambda: next(times))
+    assert [guard.went_back() for _ in range(4)] == [False, True, False, False]

@@ -11,7 +11,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import schedule
@@ -82,6 +82,23 @@ class SendScheduler:
             self.thread.join(timeout)
 
 
+class BackwardsGuard:
+    """Notices the local wall clock going back (the end of summer time, or an admin
+    setting the clock). The `schedule` library keeps naive local times: after
+    such a jump its jobs would wait until the old time came round again (an hour
+    without recording or heartbeat), so the loop then re-creates them."""
+
+    def __init__(self, wall: Callable[[], datetime] = datetime.now) -> None:
+        self.wall = wall
+        self.last = wall()
+
+    def went_back(self) -> bool:
+        now = self.wall()
+        back = now < self.last - timedelta(seconds=1)
+        self.last = now
+        return back
+
+
 def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
     """Each job catches and logs its own errors; the loop goes on."""
 
@@ -133,17 +150,25 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
         # schedule takes fractional intervals, though its hints say int
         jobs.every(cast(int, seconds)).seconds.do(_guarded(name, job))
 
-    every(cfg.watch.poll_interval_s, "polling", intake.poll)
-    every(cfg.watch.reconcile_minutes * 60, "reconciliation", reconcile)
-    every(cfg.watch.full_scan_minutes * 60, "full pass", full_pass)
-    every(TICK_S, "recording", intake.process)
-    every(5, "watcher check", watch_health)
-    every(HEARTBEAT_S, "heartbeat", service.heartbeat)
-    every(TICK_S, "send schedule", sender.tick)
+    def plan() -> None:
+        jobs.clear()
+        every(cfg.watch.poll_interval_s, "polling", intake.poll)
+        every(cfg.watch.reconcile_minutes * 60, "reconciliation", reconcile)
+        every(cfg.watch.full_scan_minutes * 60, "full pass", full_pass)
+        every(TICK_S, "recording", intake.process)
+        every(5, "watcher check", watch_health)
+        every(HEARTBEAT_S, "heartbeat", service.heartbeat)
+        every(TICK_S, "send schedule", sender.tick)
+
+    plan()
+    clock_guard = BackwardsGuard()
     if ready is not None:
         ready.set()
     try:
         while not service.stop.is_set():
+            if clock_guard.went_back():
+                log.warning("the local clock went back; re-planning the service's jobs")
+                plan()
             jobs.run_pending()
             idle = jobs.idle_seconds
             service.stop.wait(TICK_S if idle is None else max(0.05, min(TICK_S, idle)))
