@@ -266,3 +266,17 @@ def test_deferred_entries_back_off_and_fail_after_the_lifetime(tmp_path: Path, c
         assert entry.last_error.startswith("gave up after 5 days; last reply: 451 4.3.0 later")
         assert len(entry.attempts) == 3
         svc.store.close()
+
+
+def test_verify_tls_false_is_the_admins_explicit_choice(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    other = make_cert(tmp_path / "other", stem="other").cert
+    with SmtpServer(cert, "ssl") as srv:
+        site = site_for(tmp_path / "a", srv, cert, ca_file=str(other))
+        assert site.cli("flush") == 1  # verified by default: not trusted, nothing sent
+        assert srv.received == []
+        site = site_for(tmp_path / "b", srv, cert, ca_file=str(other), verify_tls=False)
+        capsys.readouterr()
+        assert site.cli("flush") == 0
+        assert len(srv.received) == 1
+    assert "TLS certificate checks are off" in capsys.readouterr().err

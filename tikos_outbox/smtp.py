@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import smtplib
 import socket
 import ssl
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 
 from tikos_outbox.config import SmtpSettings
 from tikos_outbox.core.replies import Reply, Stage, closes_connection
+
+log = logging.getLogger("tikos_outbox.smtp")
 
 #: Gives a fresh OAuth2 access token; `force` asks for a new one even if cached.
 TokenSource = Callable[[bool], str]
@@ -45,6 +48,8 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     if settings.ca_file is not None:
         ctx.load_verify_locations(cafile=str(settings.ca_file))
     if not settings.verify_tls:
+        log.warning("TLS certificate checks are off for %s (verify_tls = false in the config)",
+                    settings.server)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
