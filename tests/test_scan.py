@@ -177,3 +177,22 @@ def test_unreachable_address_database_leaves_entries_pending_until_it_is_back(
     assert site.cli("scan") == 0
     [row] = entries(site, capsys)
     assert row["state"] == "pending" and len(row["recipients"]) == 3
+
+
+def test_the_baseline_is_not_copied_and_a_requeued_skipped_entry_uses_the_archive(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    with SmtpServer(cert, "none") as srv:
+        site = write_site(tmp_path, smtp={"port": srv.port})
+        folder = site.mandant_folder()
+        for i in range(5):
+            (folder / f"RE_{i}_4711.pdf").write_bytes(make_pdf([f"alt {i}"]))
+        assert site.cli("scan") == 0  # the baseline: recorded, never mailed, not copied
+        with sqlite3.connect(tmp_path / "outbox.db") as conn:
+            assert conn.execute("SELECT count(*) FROM blob").fetchone() == (0,)
+        assert site.cli("requeue", "3") == 0  # the admin wants this old one sent after all
+        assert site.cli("flush") == 0
+        assert len(srv.received) == 1
+        # entry 3 is RE_2 (the files are recorded in name order)
+        assert attachment_of(srv.received[0].data) == (folder / "RE_2_4711.pdf").read_bytes()

@@ -121,7 +121,8 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
     intake.start()  # the watcher first: nothing that arrives during the pass is missed
     # catch-up on start (and the baseline on the very first one); the pass fills the
     # polling scanners, so their first poll lists only what changed since
-    report = service.scan(scanners=intake.scanners)
+    report = service.scan(scanners=intake.scanners,
+                          progress=lambda _: service.heartbeat())  # alive during a long pass
     intake.track(report.waiting_files)  # still being written: taken once they settle
     log.info("start-up pass: %d files seen, recorded %s", report.files_seen,
              report.recorded or "nothing new")

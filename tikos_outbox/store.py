@@ -282,8 +282,12 @@ class Store:
         decision = item.decide(same_path, same_content)
         if decision is None:
             return None
-        s.execute(self._insert_blob, {"sha256": doc.sha256, "size": doc.size, "data": doc.data,
-                                      "purged_at": None})
+        if decision.state in (State.PENDING, State.HELD):
+            # a copy only of what may be mailed: the baseline (often the whole archive),
+            # duplicates and skipped entries are not copied; if one is requeued, the
+            # send run takes the archive file, provided its content is still the same
+            s.execute(self._insert_blob, {"sha256": doc.sha256, "size": doc.size,
+                                          "data": doc.data, "purged_at": None})
         recipients = item.recipients if decision.state is State.PENDING else None
         entry_id: int = s.execute(_INSERT_ENTRY, {
             "mandant": doc.mandant, "path": doc.path, "file_name": doc.file_name,
