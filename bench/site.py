@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 from pathlib import Path
 
 from tikos_outbox.config import load_config
@@ -47,12 +46,6 @@ id = 1
 folder = "archive"
 pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_site(root: Path, *, port: int = 25, mode: str = "polling", settle: float = 0,

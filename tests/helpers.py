@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from tikos_outbox.cli import main
 from tikos_outbox.credentials import create_key_file
+from tikos_outbox.demo import free_port
 from tikos_outbox.provision import set_secret
 
 
@@ -55,12 +55,6 @@ def make_cert(folder: Path, names: tuple[str, ...] = ("localhost",),
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return Cert(cert_path, key_path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

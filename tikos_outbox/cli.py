@@ -420,13 +420,13 @@ def cmd_show(app: App) -> int:
     return EXIT_OK
 
 
-def _ids_or_state(app: App, allow_state: bool = True) -> list[int]:
+def _ids_or_state(app: App) -> list[int]:
     ids: list[int] = list(app.args.ids or [])
     state = getattr(app.args, "state", None)
     if state:
         ids += app.store.ids_in_state(State(state), since=getattr(app.args, "since", None))
     elif not ids:
-        raise UsageError("name entry ids" + (" or --state" if allow_state else ""))
+        raise UsageError("name entry ids or --state")
     return ids
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tikos_outbox.core.naming import is_ignored
+from tikos_outbox.core.naming import is_candidate, is_ignored
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _list_dir(path: str, prefix: str,
                 if de.is_dir(follow_symlinks=False):
                     subdirs.append((de.path, prefix + name + "/"))
                     continue
-                if not name.lower().endswith(".pdf") or not de.is_file():
+                if not is_candidate(name) or not de.is_file():
                     continue
                 st = de.stat()
             except OSError as exc:
@@ -55,28 +55,6 @@ def _list_dir(path: str, prefix: str,
 
 def _folder_error(root: str, exc: OSError) -> FolderError:
     return FolderError(exc.errno, f"cannot read folder {root}: {exc.strerror or exc}")
-
-
-def walk(folder: Path, errors: list[str] | None = None) -> Iterator[FileSeen]:
-    """Every `*.pdf` below `folder` (recursively), hidden and temporary files left out.
-
-    Raises FolderError when the folder itself cannot be listed; an unreadable
-    subfolder is noted in `errors` and passed over.
-    """
-    root = str(folder)
-    stack: list[tuple[str, str]] = [(root, "")]
-    while stack:
-        path, prefix = stack.pop()
-        try:
-            files, subdirs = _list_dir(path, prefix, errors)
-        except OSError as exc:
-            if path == root:
-                raise _folder_error(root, exc) from None
-            if errors is not None:
-                errors.append(f"{path}: {exc.strerror or exc}")
-            continue
-        yield from files
-        stack.extend(reversed(subdirs))
 
 
 def rel_path(folder: Path, abs_path: str) -> str | None:

@@ -41,7 +41,7 @@ from tikos_outbox.core.states import Event, State
 from tikos_outbox.core.throttle import Throttle
 from tikos_outbox.credentials import KeyFileError, KeyRing, SecretText
 from tikos_outbox.lookup import make_lookup
-from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner, walk
+from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner
 from tikos_outbox.smtp import Mailer, RunStopped, TokenSource
 from tikos_outbox.store import Claimed, ListFilter, NewDocument, Recording, Store
 
@@ -334,8 +334,8 @@ class Service:
                         record_batch()
             listed.clear()
 
-        files = (scanner.scan(int(wall * 1e9), full=True, errors=report.errors)
-                 if scanner is not None else walk(m.folder, report.errors))
+        files = (scanner or IncrementalScanner(m.folder)).scan(
+            int(wall * 1e9), full=True, errors=report.errors)
         for seen in files:
             report.files_seen += 1
             listed.append(seen)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from watchdog.events import FileSystemEventHandler
 
 from tikos_outbox.config import Mandant
-from tikos_outbox.core.naming import is_ignored
+from tikos_outbox.core.naming import is_candidate
 from tikos_outbox.core.ports import Clock
 from tikos_outbox.core.settle import SettleTracker
 from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner, rel_path
@@ -234,7 +234,7 @@ class Intake:
 
     def _event_to_candidate(self, path: str) -> None:
         name = os.path.basename(path)
-        if is_ignored(name) or not name.lower().endswith(".pdf"):
+        if not is_candidate(name):
             return
         for st in self.folders.values():
             rel = rel_path(st.mandant.folder, path)

@@ -22,6 +22,12 @@ def is_ignored(name: str) -> bool:
     return name.startswith((".", "~")) or lower.endswith((".tmp", ".part", ".crdownload"))
 
 
+def is_candidate(name: str) -> bool:
+    """Whether a file name may be a document at all: a `.pdf` (any case), not hidden
+    or temporary. The mandant's pattern decides the rest."""
+    return name.lower().endswith(".pdf") and not is_ignored(name)
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """Compile a mandant's file name pattern (always case-insensitive)."""
     return re.compile(pattern, re.IGNORECASE)
@@ -29,7 +35,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def parse_name(pattern: re.Pattern[str], name: str) -> DocName | None:
     """The document's fields, or None when the file is not a document."""
-    if is_ignored(name) or not name.lower().endswith(".pdf"):
+    if not is_candidate(name):
         return None
     match = pattern.fullmatch(name) or pattern.match(name)
     if match is None:
