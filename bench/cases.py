@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.site import free_port, make_site, open_service, write_pdfs
+from bench.site import make_site, open_service, write_pdfs
+from tikos_outbox.demo import free_port
 from tikos_outbox.samples import make_pdf
 
 
