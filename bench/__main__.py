@@ -20,6 +20,7 @@ SIZES = {
     "memory": (20_000, 100_000),
     "query": (20_000, 100_000),
     "latency": (200, 200),
+    "cli": (100_000, 100_000),
 }
 
 GOALS = {
@@ -29,6 +30,7 @@ GOALS = {
     "memory": "peak_rss_mb <= 120, not growing with rows",
     "query": "<= 50 ms each at 100,000 rows",
     "latency": "p95_s <= settle_s + 1",
+    "cli": "status, list, show <= 0.35 s; --help <= 0.15 s (at 100,000 entries)",
 }
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.site import make_site, open_service, write_pdfs
+from bench.site import make_site, open_site, write_pdfs
 from tikos_outbox.demo import free_port
 from tikos_outbox.samples import make_pdf
 
@@ -60,7 +60,7 @@ def ingest_burst(n: int) -> dict[str, Any]:
         archive = root / "archive"
         write_pdfs(archive, n, 20_000, 200_000)
         baseline = timed(lambda: bare_ingest(archive, root / "bare.db"))
-        svc = open_service(config)
+        svc = open_site(config)
         report: list[Any] = []
         seconds = timed(lambda: report.append(svc.scan()))
         assert report[0].recorded.get("pending") == n, report[0]
@@ -139,12 +139,12 @@ def sink() -> Iterator[int]:
 
 
 def flush(m: int) -> dict[str, Any]:
-    from tikos_outbox.store import ListFilter
+    from tikos_outbox.core.views import ListFilter
 
     with workdir() as root, sink() as port:
         config = make_site(root, port=port)
         write_pdfs(root / "archive", m, 100_000, 100_000)
-        svc = open_service(config)
+        svc = open_site(config)
         svc.scan()
         # the same messages, prepared, for the two reference loops
         mandant = svc.config.mandants[0]
@@ -152,16 +152,17 @@ def flush(m: int) -> dict[str, Any]:
         messages: list[bytes] = []
         from tikos_outbox.core.message import build_message
         from tikos_outbox.core.states import State
-        from tikos_outbox.store import Claimed
+        from tikos_outbox.core.views import Claimed
+        from tikos_outbox.usecases.compose import mail_for
 
-        for v in svc.store.list_entries(ListFilter(limit=m)):
+        for v in svc.store.queries.list_entries(ListFilter(limit=m)):
             c = Claimed(id=v.id, mandant=1, path=v.path, file_name=v.file_name,
                         sha256=v.sha256, doctype=v.doctype, docno=v.docno, customer=v.customer,
                         fields={}, recipients=v.recipients or [], message_id=v.message_id,
                         first_attempt_at=None, transient_failures=0,
                         previous_state=State.PENDING)
-            pdf = svc.store.load_copy(v.sha256) or b""
-            messages.append(build_message(svc.mail_for(mandant, c, pdf, now)).as_bytes())
+            pdf = svc.store.queries.load_copy(v.sha256) or b""
+            messages.append(build_message(mail_for(svc.config, mandant, c, pdf, now)).as_bytes())
         sender, rcpt = "rechnung@musterwaescherei.example", ["kunde@example.org"]
 
         def limit() -> None:
@@ -177,7 +178,7 @@ def flush(m: int) -> dict[str, Any]:
         limit_s = timed(limit)
         naive_s = timed(naive)
         report: list[Any] = []
-        seconds = timed(lambda: report.append(svc.send_due(force=True)))
+        seconds = timed(lambda: report.append(svc.delivery.send_due(force=True)))
         assert report[0].sent == m, report[0]
         svc.store.close()
     rate, limit_rate = m / seconds, m / limit_s
@@ -196,11 +197,10 @@ def fill_outbox(svc: Any, rows: int, paths: list[str] | None = None) -> None:
     `paths`, they are the entries of those (tiny) archive files."""
     from sqlalchemy import insert
 
-    from tikos_outbox.store import ATTEMPT, ENTRY
-
     when = datetime(2026, 1, 1, tzinfo=UTC)
     batch = 5000
-    with svc.store.session() as s:
+    tables = svc.store.tables
+    with svc.store.engine.begin() as s:
         for start in range(0, rows, batch):
             entries = [{
                 "id": 1_000_000 + i, "mandant": 1,
@@ -213,23 +213,54 @@ def fill_outbox(svc: Any, rows: int, paths: list[str] | None = None) -> None:
                 "created_at": when, "updated_at": when, "sent_at": when,
                 "transient_failures": 0,
             } for i in range(start, min(rows, start + batch))]
-            s.execute(insert(ENTRY), entries)
-            s.execute(insert(ATTEMPT), [{
+            s.execute(insert(tables.entry), entries)
+            s.execute(insert(tables.attempt), [{
                 "entry_id": e["id"], "at": when, "server": "smtp:25", "outcome": "delivered",
                 "code": 250, "reply": "2.0.0 Ok"} for e in entries])
 
 
 def query(rows: int) -> dict[str, Any]:
-    from tikos_outbox.store import ListFilter
+    from tikos_outbox.core.views import ListFilter
 
     with workdir() as root:
-        svc = open_service(make_site(root))
+        svc = open_site(make_site(root))
         fill_outbox(svc, rows)
-        status_ms = statistics.median(timed(svc.status) for _ in range(7)) * 1000
+        status_ms = statistics.median(timed(svc.monitor.status) for _ in range(7)) * 1000
         list_ms = statistics.median(
-            timed(lambda: svc.store.list_entries(ListFilter(limit=50))) for _ in range(7)) * 1000
+            timed(lambda: svc.admin.entries(ListFilter(limit=50))) for _ in range(7)) * 1000
         svc.store.close()
     return {"rows": rows, "status_ms": round(status_ms, 2), "list_ms": round(list_ms, 2)}
+
+
+# -- cli ---------------------------------------------------------------------------------------
+
+
+def best_of(cmd: list[str], runs: int = 7) -> float:
+    """The fastest of several runs of a fresh process (the first one also warms the
+    operating system's file cache)."""
+    def once() -> None:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+    return min(timed(once) for _ in range(runs))
+
+
+def cli(rows: int) -> dict[str, Any]:
+    """What an admin waits for: the commands as typed, on an outbox of R entries,
+    against a bare `python -c pass` in the same run."""
+    script = Path(sys.executable).with_name("tikos-outbox")
+    tool = [str(script)] if script.exists() else [sys.executable, "-m", "tikos_outbox"]
+    with workdir() as root:
+        config = make_site(root)
+        svc = open_site(config)
+        fill_outbox(svc, rows)
+        svc.close()
+        cmd = [*tool, "--config", str(config)]
+        return {"rows": rows,
+                "status_s": round(best_of([*cmd, "status"]), 3),
+                "list_s": round(best_of([*cmd, "list"]), 3),
+                "show_s": round(best_of([*cmd, "show", str(1_000_000 + rows // 2)]), 3),
+                "help_s": round(best_of([*tool, "--help"]), 3),
+                "python_s": round(best_of([sys.executable, "-c", "pass"]), 3)}
 
 
 # -- memory ------------------------------------------------------------------------------------
@@ -258,7 +289,7 @@ def memory(rows: int, pending: int = 1000, compare: bool = True) -> dict[str, An
 def _peak_rss(rows: int, pending: int) -> dict[str, Any]:
     with workdir() as root, sink() as port:
         config = make_site(root, port=port, every=1)
-        svc = open_service(config)
+        svc = open_site(config)
         history = make_tree(root / "archive" / "history", rows)
         fill_outbox(svc, rows, [f"history/{path}" for path in history])
         write_pdfs(root / "archive", pending, 30_000, 60_000)
@@ -270,14 +301,14 @@ def _peak_rss(rows: int, pending: int) -> dict[str, Any]:
         try:
             while time.monotonic() < deadline:
                 peak = max(peak, _vm_hwm_mb(proc.pid))
-                if svc.store.counts()["sent"] >= rows + pending:
+                if svc.store.queries.counts()["sent"] >= rows + pending:
                     break
                 time.sleep(0.5)
             peak = max(peak, _vm_hwm_mb(proc.pid))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-        sent = svc.store.counts()["sent"] - rows
+        sent = svc.store.queries.counts()["sent"] - rows
         svc.store.close()
     return {"peak_rss_mb": round(peak, 1), "sent": sent}
 
@@ -287,12 +318,12 @@ def _peak_rss(rows: int, pending: int) -> dict[str, Any]:
 
 def latency(files: int = 200, settle_s: float = 1.0) -> dict[str, Any]:
     """From a PDF's last write to its entry, with the watcher in events mode."""
+    from tikos_outbox.core.views import ListFilter
     from tikos_outbox.runner import run
-    from tikos_outbox.store import ListFilter
 
     with workdir() as root:
         config = make_site(root, mode="events", settle=settle_s)
-        svc = open_service(config)
+        svc = open_site(config)
         ready = threading.Event()
         thread = threading.Thread(target=run, args=(svc, ready), daemon=True)
         thread.start()
@@ -306,9 +337,9 @@ def latency(files: int = 200, settle_s: float = 1.0) -> dict[str, Any]:
             written[path.name] = time.time()
             time.sleep(0.02)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and svc.store.counts()["pending"] < files:
+        while time.monotonic() < deadline and svc.store.queries.counts()["pending"] < files:
             time.sleep(0.1)
-        views = svc.store.list_entries(ListFilter(limit=files))
+        views = svc.store.queries.list_entries(ListFilter(limit=files))
         svc.stop.set()
         thread.join(30)
         svc.store.close()

@@ -9,8 +9,7 @@ from pathlib import Path
 from tikos_outbox.config import load_config
 from tikos_outbox.credentials import create_key_file
 from tikos_outbox.samples import make_pdf
-from tikos_outbox.service import Service
-from tikos_outbox.store import Store
+from tikos_outbox.wiring import Outbox, open_outbox
 
 CONFIG = """\
 [outbox]
@@ -61,11 +60,9 @@ def make_site(root: Path, *, port: int = 25, mode: str = "polling", settle: floa
     return config
 
 
-def open_service(config: Path) -> Service:
-    cfg = load_config(config)
-    store = Store(cfg.outbox.database)
-    store.migrate()
-    return Service(cfg, store)
+def open_site(config: Path) -> Outbox:
+    """The site's outbox, opened by the composition root as the CLI opens it."""
+    return open_outbox(load_config(config))
 
 
 def write_pdfs(folder: Path, n: int, lo: int, hi: int, seed: int = 1, old: bool = True) -> int:

@@ -19,10 +19,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tikos_outbox import wiring
 from tikos_outbox.cli import main
+from tikos_outbox.config import load_config
+from tikos_outbox.core.ports import Clock
 from tikos_outbox.credentials import create_key_file
 from tikos_outbox.demo import free_port
 from tikos_outbox.provision import set_secret
+from tikos_outbox.wiring import Outbox
 
 
 @dataclass(frozen=True)
@@ -280,13 +284,6 @@ class FakeClock:
         self._mono += seconds
 
 
-def open_service(site: Site, clock: Any = None, **kwargs: Any) -> Any:
-    """The service of a site, migrated, as the CLI wires it."""
-    from tikos_outbox.config import load_config
-    from tikos_outbox.service import Service
-    from tikos_outbox.store import Store
-
-    cfg = load_config(site.config)
-    store = Store(cfg.outbox.database)
-    store.migrate()
-    return Service(cfg, store, clock, **kwargs)
+def open_outbox(site: Site, clock: Clock | None = None, **kwargs: Any) -> Outbox:
+    """The outbox of a site, opened by the composition root as the CLI opens it."""
+    return wiring.open_outbox(load_config(site.config), clock=clock, **kwargs)

@@ -17,7 +17,7 @@ from tests.helpers import (
     SmtpServer,
     free_port,
     make_cert,
-    open_service,
+    open_outbox,
     write_site,
 )
 from tikos_outbox.samples import make_pdf
@@ -224,11 +224,12 @@ def test_connection_reuse_and_throttling_hold_their_figures(tmp_path: Path, cert
     with SmtpServer(cert, "none") as srv:
         site = site_for(tmp_path, srv, n_docs=7, max_per_connection=3, max_per_minute=2)
         clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
-        svc = open_service(site, clock)
-        report = svc.send_due(force=True)
+        svc = open_outbox(site, clock)
+        report = svc.delivery.send_due(force=True)
         assert report.sent == 7
         assert len({r.peer for r in srv.received}) == 3  # 3 + 3 + 1 mails per connection
-        times = sorted(a["at"] for i in range(1, 8) for a in svc.store.get_entry(i).attempts)
+        times = sorted(a.at for i in range(1, 8)
+                       for a in svc.store.queries.get_entry(i).attempts)
         for i in range(len(times) - 2):
             assert (times[i + 2] - times[i]).total_seconds() >= 60  # never 3 within a minute
         assert clock.slept >= 180  # 7 mails at 2 a minute need at least three minute-waits
@@ -250,18 +251,18 @@ def test_deferred_entries_back_off_and_fail_after_the_lifetime(tmp_path: Path, c
     with SmtpServer(cert, "none", behaviour=Behaviour(data_reply="451 4.3.0 later")) as srv:
         site = site_for(tmp_path, srv)
         clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
-        svc = open_service(site, clock)
-        assert svc.send_due().deferred == 1
-        entry = svc.store.get_entry(1)
+        svc = open_outbox(site, clock)
+        assert svc.delivery.send_due().deferred == 1
+        entry = svc.store.queries.get_entry(1)
         assert entry.state == "deferred"
         assert entry.next_attempt_at == datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
         clock.advance(10 * 60)
-        assert svc.send_due().deferred == 0  # back-off not over: not tried
-        assert svc.send_due(force=True).deferred == 1  # flush tries anyway
+        assert svc.delivery.send_due().deferred == 0  # back-off not over: not tried
+        assert svc.delivery.send_due(force=True).deferred == 1  # flush tries anyway
         clock.advance(5 * 86400)
-        report = svc.send_due()
+        report = svc.delivery.send_due()
         assert report.failed == 1
-        entry = svc.store.get_entry(1)
+        entry = svc.store.queries.get_entry(1)
         assert entry.state == "failed"
         assert entry.last_error.startswith("gave up after 5 days; last reply: 451 4.3.0 later")
         assert len(entry.attempts) == 3

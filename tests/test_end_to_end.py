@@ -97,16 +97,15 @@ def test_implicit_tls_anonymous_and_message_id_is_stable_across_retries(
         assert srv.received == []
         assert site.cli("flush") == 0
         assert len(srv.received) == 1
-    from tikos_outbox.config import load_config
-    from tikos_outbox.store import Store
+    from tests.helpers import open_outbox
 
-    store = Store(load_config(site.config).outbox.database)
-    view = store.get_entry(1)
+    outbox = open_outbox(site)
+    view = outbox.admin.entry(1)
     assert view is not None and view.state == "sent"
-    assert [a["outcome"] for a in view.attempts] == ["transient", "delivered"]
-    assert [a["code"] for a in view.attempts] == [451, 250]
+    assert [a.outcome for a in view.attempts] == ["transient", "delivered"]
+    assert [a.code for a in view.attempts] == [451, 250]
     assert parse(srv.received[0].data)["Message-ID"] == view.message_id
-    store.close()
+    outbox.close()
 
 
 def test_plain_smtp_with_password_login(tmp_path: Path, cert: Cert) -> None:

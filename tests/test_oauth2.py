@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from tests.helpers import Cert, FakeClock, Handler, SmtpServer, open_service, write_site
+from tests.helpers import Cert, FakeClock, Handler, SmtpServer, open_outbox, write_site
 from tikos_outbox.cli import main
 from tikos_outbox.config import ConfigError, load_config
 from tikos_outbox.samples import make_pdf
@@ -150,13 +150,13 @@ def test_an_expired_token_is_refreshed(tmp_path: Path, cert: Cert) -> None:
         with srv:
             site = oauth_site(tmp_path, srv, cert, tokens.url, 3)
             clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
-            svc = open_service(site, clock)
-            svc.hold([3])
-            assert svc.send_due(force=True).sent == 2
+            svc = open_outbox(site, clock)
+            svc.admin.hold([3])
+            assert svc.delivery.send_due(force=True).sent == 2
             assert len(tokens.requests) == 1
             clock.advance(3600)  # the token has expired
-            svc.release([3])
-            assert svc.send_due(force=True).sent == 1
+            svc.admin.release([3])
+            assert svc.delivery.send_due(force=True).sent == 1
             assert len(tokens.requests) == 2
             assert handler.seen[-1] == (MAILBOX, "Bearer token-2")
             svc.store.close()

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import Cert, FakeClock, Site, SmtpServer, open_service, write_site
+from tests.helpers import Cert, FakeClock, Site, SmtpServer, open_outbox, write_site
 from tikos_outbox.runner import SendScheduler, run
 from tikos_outbox.samples import make_pdf
 
@@ -39,7 +39,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 @contextmanager
 def running(site: Site) -> Iterator[Any]:
-    svc = open_service(site)
+    svc = open_outbox(site)
     ready = threading.Event()
     thread = threading.Thread(target=run, args=(svc, ready), daemon=True)
     thread.start()
@@ -54,10 +54,10 @@ def running(site: Site) -> Iterator[Any]:
 
 
 def by_path(svc: Any) -> dict[str, list[Any]]:
-    from tikos_outbox.store import ListFilter
+    from tikos_outbox.core.views import ListFilter
 
     out: dict[str, list[Any]] = {}
-    for v in reversed(svc.store.list_entries(ListFilter(limit=100000))):
+    for v in reversed(svc.store.queries.list_entries(ListFilter(limit=100000))):
         out.setdefault(v.path, []).append(v)
     return out
 
@@ -65,7 +65,7 @@ def by_path(svc: Any) -> dict[str, list[Any]]:
 def history(path: Path) -> None:
     """A document that was in the archive long before the first start."""
     path.write_bytes(make_pdf(["history", path.name]))
-    old = time.time() - 86400
+    old = 1_764_000_000  # 2025-11-24: older than every clock of the tests, real or fake
     os.utime(path, (old, old))
 
 
@@ -132,8 +132,8 @@ def test_folder_vanishing_and_coming_back(tmp_path: Path, mode: str) -> None:
     with running(site) as svc:
         away = folder.with_name("away")
         folder.rename(away)
-        wait_until(lambda: "unavailable" in (svc.status()["last_error"] or {}).get("text", ""),
-                   timeout=30)
+        wait_until(lambda: "unavailable" in (svc.monitor.status().last_error or {})
+                   .get("text", ""), timeout=30)
         (away / "RE_8_4711.pdf").write_bytes(make_pdf(["while away"]))
         shutil.move(str(away), str(folder))
         wait_until(lambda: "RE_8_4711.pdf" in by_path(svc), timeout=30)
@@ -173,13 +173,14 @@ def test_send_scheduler_runs_once_per_slot_and_skips_slots_passed_during_a_run(
             history(site.mandant_folder() / f"RE_{i}_4711.pdf")
         berlin = ZoneInfo("Europe/Berlin")
         clock = FakeClock(datetime(2026, 11, 26, 9, 30, 30, tzinfo=berlin))
-        svc = open_service(site, clock)
+        svc = open_outbox(site, clock)
         svc.scan()
         sched = SendScheduler(svc)
         assert not sched.tick()  # 09:30 passed before the start: no burst of missed runs
         clock.advance(30)  # 09:31
         assert sched.tick()
-        sched.join(10)
+        sched.join(120)  # the run ends by itself; a hang fails here
+        assert not sched.busy
         assert len(srv.received) == 3
         # the throttled run took two minutes: 09:32 and 09:33 are skipped, not doubled
         assert clock.now() >= datetime(2026, 11, 26, 9, 33, tzinfo=berlin)
@@ -187,7 +188,8 @@ def test_send_scheduler_runs_once_per_slot_and_skips_slots_passed_during_a_run(
         assert not sched.tick()
         clock.advance(60)
         assert sched.tick()  # 09:34: the next slot runs again
-        sched.join(10)
+        sched.join(120)  # the run ends by itself; a hang fails here
+        assert not sched.busy
         # a restart remembers the consumed slot
         assert SendScheduler(svc).consumed == datetime(2026, 11, 26, 9, 34, tzinfo=berlin)
         svc.store.close()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import Update, event, text
 
 from tikos_outbox.core import intake
-from tikos_outbox.core.states import Event, State
-from tikos_outbox.store import ListFilter, NewDocument, Store
+from tikos_outbox.core.states import TRANSITIONS, Event, Refusal, State, sources, target
+from tikos_outbox.core.views import Finish, ListFilter, NewDocument, Recording
+from tikos_outbox.store import Store
+from tikos_outbox.store.engine import current_revision, head_revision
 
 NOW = datetime(2026, 11, 26, 9, tzinfo=UTC)
+OK = Finish(server="s", outcome="delivered", code=250, reply="ok")
 
 
 def doc(n: int, path: str | None = None, sha: str | None = None) -> NewDocument:
@@ -23,23 +30,20 @@ def doc(n: int, path: str | None = None, sha: str | None = None) -> NewDocument:
 
 
 def add(store: Store, d: NewDocument, baseline: bool = False) -> int | None:
-    def decide(same_path: list[intake.Prior], same: intake.Prior | None) -> intake.Decision | None:
-        return intake.decide(sha256=d.sha256, same_path=same_path, same_content=same,
-                             baseline=baseline, problem=None)
-
-    recorded = store.record(d, decide, f"<{d.sha256[:8]}@x.example>", NOW)
+    decide = intake.bind(sha256=d.sha256, baseline=baseline, problem=None, no_address=None)
+    [recorded] = store.commands.record_many(
+        [Recording(d, decide, f"<{d.sha256[:8]}@x.example>")], NOW)
     if recorded is None:
         return None
-    store.set_recipients(recorded[0], ["kunde@example.org"], NOW)
-    return recorded[0]
+    assert store.commands.set_recipients(recorded.entry_id, ["kunde@example.org"], NOW)
+    return recorded.entry_id
 
 
 @pytest.fixture
-def store(store_url: str) -> Store:
+def store(store_url: str) -> Iterator[Store]:
     s = Store(store_url)
-    s.migrate()
-    s.migrate()  # idempotent
-    yield s  # type: ignore[misc]
+    assert s.migrated and not Store(store_url).migrated  # a second open finds it current
+    yield s
     s.close()
 
 
@@ -47,15 +51,15 @@ def test_record_is_idempotent_and_keeps_a_copy(store: Store) -> None:
     first = add(store, doc(1))
     assert first == 1
     assert add(store, doc(1)) is None  # same path, same content
-    assert store.load_copy(doc(1).sha256) == doc(1).data
-    assert store.known_among(1, ["RE_1_4711.pdf", "RE_2_4711.pdf"]) == {
+    q = store.queries
+    assert q.load_copy(doc(1).sha256) == doc(1).data
+    assert q.known_among(1, ["RE_1_4711.pdf", "RE_2_4711.pdf"]) == {
         "RE_1_4711.pdf": (101, 1_764_000_000_000_000_000)}
-    assert store.counts()["pending"] == 1
+    assert q.counts()["pending"] == 1
 
 
 def test_concurrent_recording_of_one_document_is_a_no_op_not_an_error(store_url: str) -> None:
     stores = [Store(store_url) for _ in range(4)]
-    stores[0].migrate()
     results: list[int | None] = []
     barrier = threading.Barrier(4)
 
@@ -69,14 +73,13 @@ def test_concurrent_recording_of_one_document_is_a_no_op_not_an_error(store_url:
     for t in threads:
         t.join()
     assert sorted(r for r in results if r is not None) == [1]
-    assert stores[0].counts()["pending"] == 1
+    assert stores[0].queries.counts()["pending"] == 1
     for s in stores:
         s.close()
 
 
 def test_claims_are_atomic_across_workers(store_url: str) -> None:
     main = Store(store_url)
-    main.migrate()
     for n in range(1, 101):
         add(main, doc(n))
     stores = [Store(store_url) for _ in range(4)]
@@ -86,11 +89,10 @@ def test_claims_are_atomic_across_workers(store_url: str) -> None:
     def worker(i: int, s: Store) -> None:
         barrier.wait()
         mine = claimed.setdefault(f"w{i}", [])
-        while batch := s.claim_due(NOW, f"w{i}", NOW + timedelta(minutes=15), 3):
+        while batch := s.commands.claim_due(NOW, f"w{i}", NOW + timedelta(minutes=15), 3):
             mine.extend(c.id for c in batch)
             for c in batch:
-                assert s.finish(c, f"w{i}", Event.DELIVERED, NOW, server="s", outcome="delivered",
-                                code=250, reply="ok")
+                assert s.commands.finish(c, f"w{i}", Event.DELIVERED, NOW, OK)
 
     threads = [threading.Thread(target=worker, args=(i, s)) for i, s in enumerate(stores)]
     for t in threads:
@@ -99,62 +101,154 @@ def test_claims_are_atomic_across_workers(store_url: str) -> None:
         t.join()
     every = [i for ids in claimed.values() for i in ids]
     assert sorted(every) == list(range(1, 101))  # each exactly once
-    assert main.counts()["sent"] == 100
+    assert main.queries.counts()["sent"] == 100
     for s in [main, *stores]:
         s.close()
 
 
 def test_finish_records_the_attempt_and_guards_the_claim(store: Store) -> None:
     add(store, doc(1))
-    [c] = store.claim_due(NOW, "w1", NOW + timedelta(minutes=5), 10)
+    cmd, q = store.commands, store.queries
+    [c] = cmd.claim_due(NOW, "w1", NOW + timedelta(minutes=5), 10)
     assert c.previous_state is State.PENDING and c.recipients == ["kunde@example.org"]
-    assert not store.finish(c, "w2", Event.DELIVERED, NOW, server="s", outcome="delivered",
-                            code=250, reply="ok")  # not w2's claim
-    assert store.finish(c, "w1", Event.TRANSIENT, NOW, server="s:25", outcome="transient",
-                        code=451, reply="later", next_attempt_at=NOW + timedelta(minutes=30))
-    view = store.get_entry(1)
+    assert not cmd.finish(c, "w2", Event.DELIVERED, NOW, OK)  # not w2's claim
+    assert cmd.finish(c, "w1", Event.TRANSIENT, NOW, Finish(
+        server="s:25", outcome="transient", code=451, reply="later",
+        next_attempt_at=NOW + timedelta(minutes=30)))
+    view = q.get_entry(1)
     assert view is not None and view.state == "deferred" and view.last_error == "451 later"
     assert view.next_attempt_at == NOW + timedelta(minutes=30)
-    assert [a["code"] for a in view.attempts] == [451]
-    assert store.claim_due(NOW, "w1", NOW, 10) == []  # back-off not over
-    [c2] = store.claim_due(NOW, "w1", NOW, 10, force_before=NOW + timedelta(seconds=1))
+    assert [a.code for a in view.attempts] == [451]
+    assert cmd.claim_due(NOW, "w1", NOW, 10) == []  # back-off not over
+    [c2] = cmd.claim_due(NOW, "w1", NOW, 10, force_before=NOW + timedelta(seconds=1))
     assert c2.previous_state is State.DEFERRED
-    store.unclaim([c2], "w1", NOW)
-    assert store.get_entry(1).state == "deferred"  # type: ignore[union-attr]
+    cmd.unclaim([c2], "w1", NOW)
+    assert q.get_entry(1).state == "deferred"  # type: ignore[union-attr]
 
 
 def test_expired_lease_is_recovered_as_interrupted(store: Store) -> None:
     add(store, doc(1))
-    store.claim_due(NOW, "otherhost:1", NOW + timedelta(minutes=5), 10)
-    assert store.stale_claims(NOW, lambda w: False) == []  # lease still running
+    cmd, q = store.commands, store.queries
+    cmd.claim_due(NOW, "otherhost:1", NOW + timedelta(minutes=5), 10)
+    assert q.stale_claims(NOW, lambda w: False) == []  # lease still running
     later = NOW + timedelta(minutes=6)
-    assert store.stale_claims(later, lambda w: False) == [(1, "otherhost:1")]
-    assert store.recover(1, "otherhost:1", later, "interrupted — may have been delivered")
-    view = store.get_entry(1)
+    [stale] = q.stale_claims(later, lambda w: False)
+    assert (stale.entry_id, stale.worker) == (1, "otherhost:1")
+    assert cmd.recover(stale, later, "interrupted — may have been delivered")
+    assert not cmd.recover(stale, later, "again")  # only once
+    view = q.get_entry(1)
     assert view is not None and view.state == "deferred"
-    assert view.attempts[0]["outcome"] == "interrupted"
-    [again] = store.claim_due(later, "w2", later + timedelta(minutes=5), 10)
+    assert view.attempts[0].outcome == "interrupted"
+    [again] = cmd.claim_due(later, "w2", later + timedelta(minutes=5), 10)
     assert again.message_id == "<00000000@x.example>"  # the same Message-ID
 
 
 def test_admin_events_queries_and_purge(store: Store) -> None:
     for n in range(1, 5):
         add(store, doc(n))
-    assert store.apply([1, 2, 99], Event.HOLD, NOW, reason="held") == {
-        1: "ok", 2: "ok", 99: "no such entry"}
-    assert "cannot take the event" in store.apply([1], Event.HOLD, NOW)[1]
-    assert store.ids_in_state(State.HELD) == [1, 2]
-    assert [v.id for v in store.list_entries(ListFilter(states=("held",)))] == [2, 1]
-    assert [v.id for v in store.list_entries(ListFilter(docno="3"))] == [3]
-    for c in store.claim_due(NOW, "w", NOW + timedelta(minutes=5), 10):
-        store.finish(c, "w", Event.DELIVERED, NOW, server="s", outcome="delivered", code=250,
-                     reply="ok")
-    assert store.purge(NOW + timedelta(days=1), NOW) == 2  # the copies of 3 and 4
-    assert store.load_copy(doc(3).sha256) is None
-    assert store.load_copy(doc(1).sha256) is not None  # held: kept
-    store.set_meta("k", "v1", NOW)
-    store.set_meta("k", "v2", NOW)
-    assert store.get_meta("k") == "v2"
+    cmd, q = store.commands, store.queries
+    results = cmd.move([1, 2, 99], Event.HOLD, NOW, reason="held")
+    assert {i: (r.ok, r.refusal) for i, r in results.items()} == {
+        1: (True, None), 2: (True, None), 99: (False, Refusal.NO_SUCH_ENTRY)}
+    again = cmd.move([1], Event.HOLD, NOW)[1]
+    assert again.refusal is Refusal.NOT_ALLOWED and "cannot take the event" in again.explain()
+    assert q.ids_in_state(State.HELD) == [1, 2]
+    assert [v.id for v in q.list_entries(ListFilter(states=("held",)))] == [2, 1]
+    assert [v.id for v in q.list_entries(ListFilter(docno="3"))] == [3]
+    for c in cmd.claim_due(NOW, "w", NOW + timedelta(minutes=5), 10):
+        cmd.finish(c, "w", Event.DELIVERED, NOW, OK)
+    assert cmd.purge(NOW + timedelta(days=1), NOW) == 2  # the copies of 3 and 4
+    assert q.load_copy(doc(3).sha256) is None
+    assert q.load_copy(doc(1).sha256) is not None  # held: kept
+    cmd.set_meta("k", "v1", NOW)
+    cmd.set_meta("k", "v2", NOW)
+    assert q.get_meta("k") == "v2"
+
+
+def test_requeue_gives_a_sent_entry_a_new_message_id_and_keeps_the_others(store: Store) -> None:
+    add(store, doc(1))
+    add(store, doc(2))
+    cmd, q = store.commands, store.queries
+    [c1] = cmd.claim_due(NOW, "w", NOW + timedelta(minutes=5), 1)
+    cmd.finish(c1, "w", Event.DELIVERED, NOW, OK)
+    cmd.move([2], Event.HOLD, NOW, reason="held")
+    results = cmd.requeue({1: "<new1@x>", 2: "<new2@x>"}, NOW)
+    assert all(r.ok for r in results.values())
+    one, two = q.get_entry(1), q.get_entry(2)
+    assert one is not None and two is not None
+    assert (one.state, one.message_id, one.sent_at, one.recipients) == (
+        "pending", "<new1@x>", None, None)
+    assert (two.state, two.message_id) == ("pending", "<00000000@x.example>")
+
+
+def test_an_admin_move_on_an_entry_being_sent_is_refused(store: Store) -> None:
+    add(store, doc(1))
+    [c] = store.commands.claim_due(NOW, "w", NOW + timedelta(minutes=5), 1)
+    for ev in (Event.HOLD, Event.RELEASE, Event.SKIP):
+        res = store.commands.move([1], ev, NOW, reason="x")[1]
+        assert res.refusal is Refusal.BUSY and "being sent right now" in res.explain()
+    assert store.commands.requeue({1: "<n@x>"}, NOW)[1].refusal is Refusal.BUSY
+    assert store.commands.finish(c, "w", Event.DELIVERED, NOW, OK)  # the claim is intact
+    assert store.queries.get_entry(1).state == "sent"  # type: ignore[union-attr]
+
+
+def test_every_update_of_the_state_column_is_guarded_by_the_table(store: Store) -> None:
+    """Walk every statement the store sends while every event happens at least once:
+    each UPDATE that sets `state` names its event, sets that event's target, and is
+    guarded by exactly that event's sources."""
+    from tikos_outbox.store.commands import EVENT_OPTION
+
+    seen: set[Event] = set()
+
+    @event.listens_for(store.engine, "before_execute")
+    def watch(_conn: Any, clause: Any, *_args: Any) -> None:
+        if not (isinstance(clause, Update) and clause.table.name == "entry"):
+            return
+        compiled = clause.compile()
+        if "state" not in {getattr(k, "key", k) for k in clause._values or {}}:
+            return
+        name = clause.get_execution_options().get(EVENT_OPTION)
+        assert name is not None, f"a state change outside the transition table: {compiled}"
+        ev = Event(name)
+        guard = re.search(r"entry\.state IN \(__\[POSTCOMPILE_(\w+)\]\)", str(compiled))
+        assert guard is not None, f"an unguarded state change: {compiled}"
+        assert set(compiled.params[guard.group(1)]) == {s.value for s in sources(ev)}
+        assert compiled.params["state"] == target(ev).value
+        seen.add(ev)
+
+    cmd = store.commands
+    for n in range(1, 7):
+        add(store, doc(n))
+    add(store, doc(8, path="RE_1_4711.pdf"))  # supersedes entry 1: SKIP
+    cmd.move([2], Event.HOLD, NOW, reason="h")
+    cmd.move([2], Event.RELEASE, NOW)
+    cmd.requeue({2: "<r@x>"}, NOW)
+    cmd.set_recipients(2, ["kunde@example.org"], NOW)  # no state change: not an event
+    outcome = {2: Event.DELIVERED, 3: Event.TRANSIENT, 4: Event.PERMANENT, 5: Event.EXPIRE}
+    for c in cmd.claim_due(NOW, "w", NOW + timedelta(minutes=1), 10):  # CLAIM
+        if c.id in outcome:
+            cmd.finish(c, "w", outcome[c.id], NOW, OK)
+        else:
+            cmd.unclaim([c], "w", NOW)  # UNCLAIM_FRESH (6, 7)
+    cmd.claim_due(NOW, "gone:1", NOW, 1, force_before=NOW + timedelta(1))  # 3
+    for stale in store.queries.stale_claims(NOW + timedelta(seconds=1), lambda w: True):
+        assert cmd.recover(stale, NOW, "interrupted")  # INTERRUPTED
+    [c3] = cmd.claim_due(NOW, "w", NOW, 1, force_before=NOW + timedelta(1))
+    cmd.unclaim([c3], "w", NOW)  # UNCLAIM_RETRY
+    assert seen == set(Event), set(Event) - seen
+    assert {e for (_, e) in TRANSITIONS} == set(Event)
+
+
+def test_the_schema_check_is_one_query_and_alembic_agrees_on_the_head(store: Store) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from tikos_outbox.store import migrations_dir
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+    assert current_revision(store.engine) == head_revision()
 
 
 def test_the_migrations_create_exactly_the_models_schema(store: Store) -> None:
@@ -166,3 +260,53 @@ def test_the_migrations_create_exactly_the_models_schema(store: Store) -> None:
     with store.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diffs == []
+
+
+def test_database_errors_leave_the_store_as_its_own(tmp_path: Any) -> None:
+    from tikos_outbox.core.ports import StoreError, StoreUnavailable
+
+    url = f"sqlite:///{tmp_path}/outbox.db"
+    s = Store(url)
+    with s.engine.begin() as conn:
+        conn.execute(text("DROP TABLE meta"))
+    with pytest.raises(StoreError, match="no such table: meta"):
+        s.queries.get_meta("heartbeat")
+    s.close()
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreUnavailable, match="cannot be used"):
+        Store(f"sqlite:///{tmp_path}/dir.db")
+
+
+def test_a_hold_racing_a_claim_on_postgresql_never_overwrites_it(pg_url: str) -> None:
+    """Two connections: a send run's claim holds the row (uncommitted) while an
+    admin's hold arrives. PostgreSQL makes the hold wait, then re-checks its
+    guard against the committed claim: the hold is refused, the claim stands."""
+    s = Store(pg_url)
+    add(s, doc(1))
+    claim = s.engine.connect()
+    tx = claim.begin()
+    claim.execute(text("UPDATE entry SET state = 'sending', claimed_by = 'w' WHERE id = 1"
+                       " AND state IN ('deferred', 'pending')"))
+    holding = threading.Event()
+    result: dict[str, Any] = {}
+
+    def admin() -> None:
+        holding.set()
+        result["hold"] = s.commands.move([1], Event.HOLD, NOW, reason="by admin")[1]
+
+    t = threading.Thread(target=admin)
+    t.start()
+    holding.wait()
+    with s.engine.connect() as probe:  # wait until the hold is blocked on the row lock
+        while t.is_alive() and not probe.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()")).scalar():
+            probe.rollback()
+            t.join(0.01)
+    tx.commit()
+    t.join()
+    claim.close()
+    assert result["hold"].refusal is Refusal.BUSY
+    view = s.queries.get_entry(1)
+    assert view is not None and view.state == "sending"
+    s.close()

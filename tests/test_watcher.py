@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_run import SETTLE, by_path, history, running, site_in, wait_until
+from tikos_outbox.core.settings import WatchMode
 from tikos_outbox.samples import make_pdf
 from tikos_outbox.scanner import FolderError, IncrementalScanner
 from tikos_outbox.watcher import choose_mode, is_network_path
@@ -30,9 +31,9 @@ def test_auto_mode_polls_network_paths(tmp_path: Path) -> None:
     assert not is_network_path(Path("/mnt/socom/tmp/x"), str(mounts))  # the closer mount wins
     assert not is_network_path(Path("/srv/archiv"), str(mounts))
     assert is_network_path(Path("\\\\fileserver\\SoCom$\\Archiv"))
-    assert choose_mode("auto", Path("//fileserver/SoCom$/Archiv")) == "polling"
-    assert choose_mode("events", Path("//fileserver/SoCom$/Archiv")) == "events"
-    assert choose_mode("auto", tmp_path) == "events"
+    assert choose_mode(WatchMode.AUTO, Path("//fileserver/SoCom$/Archiv")) == "polling"
+    assert choose_mode(WatchMode.EVENTS, Path("//fileserver/SoCom$/Archiv")) == "events"
+    assert choose_mode(WatchMode.AUTO, tmp_path) == "events"
 
 
 def make_tree(root: Path, dirs: int, per_dir: int) -> None:
@@ -114,10 +115,10 @@ def test_kill_9_and_restart_records_what_arrived_while_down(tmp_path: Path, mode
     cmd = [sys.executable, "-m", "tikos_outbox", "--config", str(site.config), "run"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from tests.helpers import open_service
+        from tests.helpers import open_outbox
 
-        svc = open_service(site)
-        wait_until(lambda: svc.status()["service"]["running"], timeout=30)
+        svc = open_outbox(site)
+        wait_until(lambda: svc.monitor.status().as_json()["service"]["running"], timeout=30)
         (folder / "RE_2_4711.pdf").write_bytes(make_pdf(["live"]))
         wait_until(lambda: "RE_2_4711.pdf" in by_path(svc), timeout=30)
     finally:
@@ -143,14 +144,14 @@ def test_the_start_up_pass_fills_the_polling_scanner(tmp_path: Path) -> None:
     """`run` lists the archive once at start: the scan goes through the polling
     scanner, whose next pass then lists nothing; files still being written are
     handed over to be watched until they settle."""
-    from tests.helpers import open_service, write_site
+    from tests.helpers import open_outbox, write_site
 
     site = write_site(tmp_path, watch={"baseline": False, "settle_s": 60})
     make_tree(site.mandant_folder(), dirs=3, per_dir=5)
     (site.mandant_folder() / "RE_9_4711.pdf").write_bytes(make_pdf(["fresh"]))
     old = time.time() - 3600
     os.utime(site.mandant_folder(), (old, old))  # the folder itself changed long ago
-    svc = open_service(site)
+    svc = open_outbox(site)
     scanner = IncrementalScanner(site.mandant_folder())
     report = svc.scan(scanners={1: scanner})
     assert report.files_seen == 16 and scanner.listed == 7

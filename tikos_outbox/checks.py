@@ -4,99 +4,119 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from tikos_outbox.core.message import Mail, build_message, make_message_id, split_addresses
-from tikos_outbox.core.ports import LookupUnavailable
-from tikos_outbox.core.replies import explain
-from tikos_outbox.credentials import KeyFileError, KeyRing, insecure_permissions
+from tikos_outbox.core.ports import LookupUnavailable, SecretUnavailable, StoreError
+from tikos_outbox.core.replies import RunStopped, explain
+from tikos_outbox.core.settings import Config
+from tikos_outbox.credentials import KeyRing, insecure_permissions
 from tikos_outbox.samples import make_pdf
-from tikos_outbox.smtp import RunStopped
+from tikos_outbox.store import safe_url
+from tikos_outbox.wiring import Outbox
 
-Result = tuple[str, bool, str]
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
 
 
-def run_checks(app: Any, smtp: bool = False, sql: bool = False) -> list[Result]:
-    """Each check with ok/fail and a detail line. A bad config raises ConfigError."""
-    cfg = app.config
-    results: list[Result] = [("config", True, str(cfg.path))]
-    key_file = cfg.outbox.key_file
+def run_checks(config: Config, opener: Callable[[], Outbox], smtp: bool = False,
+               sql: bool = False) -> list[Check]:
+    """Each check with ok/fail and a detail line. A bad config raised ConfigError before."""
+    results = [Check("config", True, str(config.path)), *_key_checks(config)]
+    outbox: Outbox | None = None
     try:
-        ring = KeyRing(key_file)
-        results.append(("key file", True, f"{key_file} ({len(ring.keys)} key(s))"))
-        if insecure_permissions(key_file):
-            results.append(("key file permissions", False,
-                            f"{key_file} is readable by other users; run: chmod 600 {key_file}"))
-        for label, token in (("SMTP password", cfg.smtp.password),
-                             ("OAuth2 client secret", cfg.smtp.oauth2_client_secret)):
-            if token:
-                ring.decrypt(token, f"the {label}")
-                results.append((label, True, "stored encrypted and readable with the key"))
-    except KeyFileError as exc:
-        results.append(("key file", False, str(exc)))
-    try:
-        counts = app.store.counts()
-        results.append(("database", True, f"{_safe_url(cfg.outbox.database)}"
-                                          f" ({sum(counts.values())} entries)"))
-    except Exception as exc:  # noqa: BLE001 - reported as a failed check
-        results.append(("database", False, str(exc)))
-    for m in cfg.mandants:
-        name = f"mandant {m.id} folder"
-        if not m.enabled:
-            results.append((name, True, f"{m.folder} (mandant disabled)"))
-        elif not os.path.isdir(m.folder):
-            results.append((name, False, f"{m.folder} does not exist or is not a folder"))
-        elif not os.access(m.folder, os.R_OK | os.X_OK):
-            results.append((name, False, f"{m.folder} is not readable by this account"))
-        else:
-            results.append((name, True, f"{m.folder} is readable"))
-    if smtp:
-        results.extend(_check_smtp(app))
-    if sql:
-        results.append(_check_sql(app))
+        outbox = opener()
+        counts = outbox.store.queries.counts()
+        results.append(Check("database", True, f"{safe_url(config.outbox.database)}"
+                                               f" ({sum(counts.values())} entries)"))
+    except StoreError as exc:
+        results.append(Check("database", False, str(exc)))
+    results += _folder_checks(config)
+    if outbox is not None:
+        if smtp:
+            results += _check_smtp(outbox)
+        if sql:
+            results.append(_check_sql(outbox))
     return results
 
 
-def _check_smtp(app: Any) -> list[Result]:
-    out: list[Result] = []
-    seen: set[str] = set()
-    svc = app.service()
-    for m in app.config.mandants:
-        if m.smtp.server in seen:
-            continue
-        seen.add(m.smtp.server)
-        try:
-            with svc.mailer(m.smtp) as mailer:
-                mailer.open()
-                greeting = mailer.last_greeting
-            out.append((f"SMTP {m.smtp.server}", True,
-                        f"connected ({m.smtp.security}) and logged in ({m.smtp.auth});"
-                        f" server {greeting}"))
-        except RunStopped as exc:
-            svc.note_error(explain(exc.reply))
-            out.append((f"SMTP {m.smtp.server}", False, explain(exc.reply)))
-        except KeyFileError as exc:
-            out.append((f"SMTP {m.smtp.server}", False, str(exc)))
+def _key_checks(config: Config) -> list[Check]:
+    key_file = config.outbox.key_file
+    out: list[Check] = []
+    try:
+        ring = KeyRing(key_file)
+        out.append(Check("key file", True, f"{key_file} ({len(ring.keys)} key(s))"))
+        if insecure_permissions(key_file):
+            out.append(Check("key file permissions", False,
+                             f"{key_file} is readable by other users; run: chmod 600 {key_file}"))
+        for label, token in (("SMTP password", config.smtp.password),
+                             ("OAuth2 client secret", config.smtp.oauth2_client_secret)):
+            if token:
+                ring.decrypt(token, f"the {label}")
+                out.append(Check(label, True, "stored encrypted and readable with the key"))
+    except SecretUnavailable as exc:
+        out.append(Check("key file", False, str(exc)))
     return out
 
 
-def _check_sql(app: Any) -> Result:
-    svc = app.service()
-    m = next((m for m in app.config.mandants if m.enabled), app.config.mandants[0])
+def _folder_checks(config: Config) -> list[Check]:
+    out = []
+    for m in config.mandants:
+        name = f"mandant {m.id} folder"
+        if not m.enabled:
+            out.append(Check(name, True, f"{m.folder} (mandant disabled)"))
+        elif not os.path.isdir(m.folder):
+            out.append(Check(name, False, f"{m.folder} does not exist or is not a folder"))
+        elif not os.access(m.folder, os.R_OK | os.X_OK):
+            out.append(Check(name, False, f"{m.folder} is not readable by this account"))
+        else:
+            out.append(Check(name, True, f"{m.folder} is readable"))
+    return out
+
+
+def _check_smtp(outbox: Outbox) -> list[Check]:
+    out: list[Check] = []
+    seen: set[str] = set()
+    for m in outbox.config.mandants:
+        if m.smtp.server in seen:
+            continue
+        seen.add(m.smtp.server)
+        name = f"SMTP {m.smtp.server}"
+        try:
+            with outbox.mailers(m.smtp) as mailer:
+                mailer.open()
+                greeting = mailer.last_greeting
+            out.append(Check(name, True, f"connected ({m.smtp.security}) and logged in"
+                                         f" ({m.smtp.auth}); server {greeting}"))
+        except RunStopped as exc:
+            outbox.monitor.note_error(explain(exc.reply))
+            out.append(Check(name, False, explain(exc.reply)))
+        except SecretUnavailable as exc:
+            out.append(Check(name, False, str(exc)))
+    return out
+
+
+def _check_sql(outbox: Outbox) -> Check:
+    cfg = outbox.config
+    m = next(iter(cfg.enabled_mandants), cfg.mandants[0])
     try:
-        values = svc.lookup.lookup(m.id, {"customer": "0", "docno": "0", "doctype": ""})
+        values = outbox.lookup.lookup(m.id, {"customer": "0", "docno": "0", "doctype": ""})
     except LookupUnavailable as exc:
-        return ("address lookup", False, str(exc))
-    return ("address lookup", True, f"query ran; {len(values)} row value(s) for customer 0")
+        return Check("address lookup", False, str(exc))
+    return Check("address lookup", True, f"query ran; {len(values)} row value(s) for customer 0")
 
 
-def send_test_mail(app: Any, to: str) -> tuple[bool, str]:
+def send_test_mail(outbox: Outbox, to: str) -> tuple[bool, str]:
     valid, _ = split_addresses([to])
     if len(valid) != 1:
         return False, f"'{to}' is not one valid e-mail address"
-    cfg = app.config
-    svc = app.service()
+    cfg = outbox.config
     now = datetime.now(UTC).astimezone(cfg.window.tz)
     mail = Mail(
         sender_address=cfg.sender.address, sender_name=cfg.sender.name,
@@ -107,23 +127,13 @@ def send_test_mail(app: Any, to: str) -> tuple[bool, str]:
         message_id=make_message_id(uuid.uuid4().hex, cfg.sender.address), date=now,
     )
     try:
-        with svc.mailer(cfg.smtp) as mailer:
+        with outbox.mailers(cfg.smtp) as mailer:
             result = mailer.send(cfg.sender.address, [valid[0]], build_message(mail).as_bytes())
     except RunStopped as exc:
         return False, explain(exc.reply)
-    except KeyFileError as exc:
+    except SecretUnavailable as exc:
         return False, str(exc)
     reply = result.reply
     if reply.code is not None and 200 <= reply.code < 300:
         return True, f"sent to {valid[0]} via {cfg.smtp.server}; the server said: {reply}"
     return False, explain(reply)
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return "(unparseable URL)"

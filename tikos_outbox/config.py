@@ -10,271 +10,42 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tikos_outbox.core.message import TemplateError, is_valid_address, template_fields
+from tikos_outbox.config_keys import REQUIRED, ConfigError, Section, resolve_path
+from tikos_outbox.core.addresses import is_valid_address
 from tikos_outbox.core.naming import compile_pattern
 from tikos_outbox.core.retry import RetryPolicy
+from tikos_outbox.core.settings import (
+    Auth,
+    Config,
+    Mandant,
+    OutboxSettings,
+    RecipientSettings,
+    ReportSettings,
+    Security,
+    SenderSettings,
+    SmtpSettings,
+    Template,
+    WatchMode,
+    WatchSettings,
+)
+from tikos_outbox.core.templates import (
+    BASE_FIELDS,
+    DEFAULT_TEMPLATES,
+    TemplateError,
+    template_fields,
+)
+from tikos_outbox.core.values import check_token_url, looks_like_token
 from tikos_outbox.core.window import WEEKDAYS, SendWindow, parse_hhmm
+
+__all__ = ["ConfigError", "find_config_path", "load_config", "parse_config", "resolve_path"]
 
 ENV_VAR = "TIKOS_OUTBOX_CONFIG"
 DEFAULT_NAME = "tikos-outbox.toml"
-
-SECURITY = ("none", "starttls", "ssl")
-AUTH = ("anonymous", "password", "oauth2")
-WATCH_MODES = ("events", "polling", "auto")
-
-#: Fields every template may use, besides the named groups of the patterns.
-BASE_FIELDS = frozenset(
-    {"doctype", "docno", "customer", "mandant", "mandant_name", "sender_name",
-     "sender_address", "file_name", "date"}
-)
-
-DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
-    "RE": (
-        "Ihre Rechnung {docno}",
-        "Sehr geehrte Damen und Herren,\n\nanbei erhalten Sie Ihre Rechnung {docno}"
-        " als PDF-Datei.\n\nMit freundlichen Grüßen\n{sender_name}\n",
-    ),
-    "LS": (
-        "Ihr Lieferschein {docno}",
-        "Sehr geehrte Damen und Herren,\n\nanbei erhalten Sie Ihren Lieferschein {docno}"
-        " als PDF-Datei.\n\nMit freundlichen Grüßen\n{sender_name}\n",
-    ),
-    "default": (
-        "Ihr Dokument {docno}",
-        "Sehr geehrte Damen und Herren,\n\nanbei erhalten Sie Ihr Dokument {docno}"
-        " als PDF-Datei.\n\nMit freundlichen Grüßen\n{sender_name}\n",
-    ),
-}
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file and the key."""
-
-    def __init__(self, file: Path | str, key: str | None, problem: str) -> None:
-        where = f"{file}: " + (f"key '{key}': " if key else "")
-        super().__init__(where + problem)
-        self.file = str(file)
-        self.key = key
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    security: str
-    verify_tls: bool
-    ca_file: Path | None
-    auth: str
-    username: str | None
-    password: str | None  # a Fernet token, never the plaintext
-    oauth2_tenant: str | None
-    oauth2_token_url: str | None
-    oauth2_client_id: str | None
-    oauth2_client_secret: str | None  # a Fernet token
-    oauth2_scope: str
-    timeout_s: float
-    max_per_minute: int
-    max_per_connection: int
-
-    @property
-    def server(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class SenderSettings:
-    address: str
-    name: str
-    reply_to: str | None
-    bcc: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class WatchSettings:
-    mode: str
-    poll_interval_s: float
-    settle_s: float
-    baseline: bool
-    max_size_mb: float
-    full_scan_minutes: float
-    reconcile_minutes: float
-
-    @property
-    def max_size_bytes(self) -> int:
-        return int(self.max_size_mb * 1024 * 1024)
-
-
-@dataclass(frozen=True)
-class RecipientSettings:
-    sql_dsn: str | None
-    sql_query: str | None
-    sql_params: tuple[str, ...]
-    sql_timeout_s: int
-    csv: Path | None
-
-
-@dataclass(frozen=True)
-class Template:
-    subject: str
-    body: str
-
-
-@dataclass(frozen=True)
-class Mandant:
-    id: int
-    name: str
-    enabled: bool
-    folder: Path
-    pattern: re.Pattern[str]
-    smtp: SmtpSettings
-    sender: SenderSettings
-
-
-@dataclass(frozen=True)
-class OutboxSettings:
-    database: str  # a SQLAlchemy URL
-    key_file: Path
-    keep_days: int
-    log_file: Path | None
-    retry: RetryPolicy
-    busy_timeout_s: float
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    to: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path
-    outbox: OutboxSettings
-    window: SendWindow
-    smtp: SmtpSettings
-    sender: SenderSettings
-    watch: WatchSettings
-    recipients: RecipientSettings
-    mandants: tuple[Mandant, ...]
-    templates: Mapping[str, Template]
-    report: ReportSettings
-    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
-
-    def mandant(self, mandant_id: int) -> Mandant | None:
-        return next((m for m in self.mandants if m.id == mandant_id), None)
-
-    def template(self, doctype: str) -> Template:
-        return self.templates.get(doctype.upper()) or self.templates["default"]
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
-
-
-_REQUIRED: Any = object()
-T = TypeVar("T")
-
-
-class _Section:
-    """Reads the keys of one TOML table; unknown keys are errors."""
-
-    def __init__(self, file: Path, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(file, name, "must be a table, like [" + name + "]")
-        self.file = file
-        self.name = name
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def key(self, key: str) -> str:
-        return f"{self.name}.{key}" if self.name else key
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(self.file, self.key(key), problem)
-
-    def _get(self, key: str, default: Any) -> Any:
-        self.used.add(key)
-        if key in self.data:
-            return self.data[key]
-        if default is _REQUIRED:
-            raise self.fail(key, "is missing")
-        return default
-
-    def str_(self, key: str, default: Any = _REQUIRED, *, empty: bool = False) -> Any:
-        value = self._get(key, default)
-        if value is default and default is not _REQUIRED:
-            return value
-        if not isinstance(value, str):
-            raise self.fail(key, f"must be text in quotes, not {value!r}")
-        if not empty and not value.strip():
-            raise self.fail(key, "must not be empty")
-        return value
-
-    def int_(self, key: str, default: Any = _REQUIRED, lo: int = 0, hi: int = 10**9) -> int:
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be a whole number, not {value!r}")
-        if not lo <= value <= hi:
-            raise self.fail(key, f"must be between {lo} and {hi}, not {value}")
-        return value
-
-    def num(self, key: str, default: Any = _REQUIRED, lo: float = 0, hi: float = 1e9) -> float:
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"must be a number, not {value!r}")
-        if not lo <= value <= hi:
-            raise self.fail(key, f"must be between {lo:g} and {hi:g}, not {value}")
-        return float(value)
-
-    def bool_(self, key: str, default: Any = _REQUIRED) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, not {value!r}")
-        return value
-
-    def choice(self, key: str, options: tuple[str, ...], default: Any = _REQUIRED) -> str:
-        value = self.str_(key, default)
-        if value not in options:
-            raise self.fail(key, f"must be one of {', '.join(options)}, not {value!r}")
-        return str(value)
-
-    def str_list(self, key: str, default: Any = _REQUIRED) -> list[str]:
-        value = self._get(key, default)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, f"must be a list of texts like [\"a\", \"b\"], not {value!r}")
-        return list(value)
-
-    def path(self, key: str, base: Path, default: Any = _REQUIRED) -> Path | None:
-        value = self.str_(key, default)
-        if value is None:
-            return None
-        return resolve_path(str(value), base)
-
-    def address(self, key: str, default: Any = _REQUIRED) -> Any:
-        value = self.str_(key, default)
-        if value is not None and not is_valid_address(value.strip()):
-            raise self.fail(key, f"is not a valid e-mail address: {value!r}")
-        return value.strip() if isinstance(value, str) else value
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.fail(unknown[0], "is not a known key (check the spelling)")
-
-
-def resolve_path(value: str, base: Path) -> Path:
-    """A path from the config file: relative paths are relative to the file."""
-    expanded = os.path.expandvars(os.path.expanduser(value))
-    p = Path(expanded)
-    return p if p.is_absolute() or expanded.startswith("\\\\") else (base / p)
-
 
 def find_config_path(explicit: str | None, cwd: Path | None = None) -> Path:
     """--config, else $TIKOS_OUTBOX_CONFIG, else ./tikos-outbox.toml."""
@@ -312,15 +83,15 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         if key not in known:
             raise ConfigError(path, key, "is not a known section (check the spelling)")
 
-    outbox = _outbox(_Section(path, "outbox", data.get("outbox", {})), base)
-    window = _window(_Section(path, "schedule", data.get("schedule", {})))
+    outbox = _outbox(Section(path, "outbox", data.get("outbox", {})), base)
+    window = _window(Section(path, "schedule", data.get("schedule", {})))
     smtp_raw = data.get("smtp", {})
     sender_raw = data.get("sender", {})
-    smtp = _smtp(_Section(path, "smtp", smtp_raw), base)
-    sender = _sender(_Section(path, "sender", sender_raw))
-    watch = _watch(_Section(path, "watch", data.get("watch", {})))
-    recipients = _recipients(_Section(path, "recipients", data.get("recipients", {})), base)
-    report = _report(_Section(path, "report", data.get("report", {})))
+    smtp = _smtp(Section(path, "smtp", smtp_raw), base)
+    sender = _sender(Section(path, "sender", sender_raw))
+    watch = _watch(Section(path, "watch", data.get("watch", {})))
+    recipients = _recipients(Section(path, "recipients", data.get("recipients", {})), base)
+    report = _report(Section(path, "report", data.get("report", {})))
 
     raw_mandants = data.get("mandant")
     if raw_mandants is None:
@@ -342,7 +113,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
                   templates=templates, report=report, raw=data)
 
 
-def _outbox(s: _Section, base: Path) -> OutboxSettings:
+def _outbox(s: Section, base: Path) -> OutboxSettings:
     db = s.str_("database", "outbox.db")
     url = db if "://" in db else "sqlite:///" + resolve_path(db, base).as_posix()
     if not url.startswith(("sqlite", "postgresql")):
@@ -361,7 +132,7 @@ def _outbox(s: _Section, base: Path) -> OutboxSettings:
                           busy_timeout_s=busy)
 
 
-def _window(s: _Section) -> SendWindow:
+def _window(s: Section) -> SendWindow:
     tzname = s.str_("timezone", "Europe/Berlin")
     try:
         tz = ZoneInfo(tzname)
@@ -388,14 +159,14 @@ def _window(s: _Section) -> SendWindow:
                       days=frozenset(WEEKDAYS.index(d.lower()) for d in days))
 
 
-def _smtp(s: _Section, base: Path) -> SmtpSettings:
+def _smtp(s: Section, base: Path) -> SmtpSettings:
     host = s.str_("host")
-    security = s.choice("security", SECURITY, "none")
-    default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+    security = s.choice("security", Security, Security.NONE)
+    default_port = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}[security]
     port = s.int_("port", default_port, 1, 65535)
     verify = s.bool_("verify_tls", True)
     ca_file = s.path("ca_file", base, None)
-    auth = s.choice("auth", AUTH, "anonymous")
+    auth = s.choice("auth", Auth, Auth.ANONYMOUS)
     username = s.str_("username", None)
     password = s.str_("password", None)
     tenant = s.str_("oauth2_tenant", None)
@@ -407,15 +178,15 @@ def _smtp(s: _Section, base: Path) -> SmtpSettings:
     per_minute = s.int_("max_per_minute", 30, 0, 100000)
     per_conn = s.int_("max_per_connection", 50, 1, 100000)
     s.finish()
-    if auth == "password":
+    if auth is Auth.PASSWORD:
         if not username:
             raise s.fail("username", "is missing (auth = \"password\" needs a user name)")
         if not password:
             raise s.fail("password", "is missing: store it with `tikos-outbox secret set`")
-        if not password.startswith("gAAAAA"):
+        if not looks_like_token(password):
             raise s.fail("password", "must be the encrypted token that `tikos-outbox secret"
                                      " set` writes, never the password itself")
-    if auth == "oauth2":
+    if auth is Auth.OAUTH2:
         if not username:
             raise s.fail("username", "is missing (the mailbox that sends, for XOAUTH2)")
         if not (tenant or token_url):
@@ -425,14 +196,12 @@ def _smtp(s: _Section, base: Path) -> SmtpSettings:
         if not client_secret:
             raise s.fail("oauth2_client_secret",
                          "is missing: store it with `tikos-outbox secret set client-secret`")
-        if not client_secret.startswith("gAAAAA"):
+        if not looks_like_token(client_secret):
             raise s.fail("oauth2_client_secret", "must be the encrypted token that"
                          " `tikos-outbox secret set client-secret` writes, never the secret")
         if token_url:
-            from tikos_outbox.oauth2 import check_url
-
             try:
-                check_url(token_url)
+                check_token_url(token_url)
             except ValueError as exc:
                 raise s.fail("oauth2_token_url", str(exc)) from None
     if ca_file is not None and not ca_file.is_file():
@@ -445,7 +214,7 @@ def _smtp(s: _Section, base: Path) -> SmtpSettings:
                         max_per_connection=per_conn)
 
 
-def _sender(s: _Section) -> SenderSettings:
+def _sender(s: Section) -> SenderSettings:
     address = s.address("address")
     name = s.str_("name", "", empty=True)
     reply_to = s.address("reply_to", None)
@@ -457,9 +226,9 @@ def _sender(s: _Section) -> SenderSettings:
     return SenderSettings(address=address, name=name, reply_to=reply_to, bcc=tuple(bcc))
 
 
-def _watch(s: _Section) -> WatchSettings:
+def _watch(s: Section) -> WatchSettings:
     w = WatchSettings(
-        mode=s.choice("mode", WATCH_MODES, "auto"),
+        mode=s.choice("mode", WatchMode, WatchMode.AUTO),
         poll_interval_s=s.num("poll_interval_s", 10, 0.05, 86400),
         settle_s=s.num("settle_s", 5, 0, 86400),
         baseline=s.bool_("baseline", True),
@@ -471,7 +240,7 @@ def _watch(s: _Section) -> WatchSettings:
     return w
 
 
-def _recipients(s: _Section, base: Path) -> RecipientSettings:
+def _recipients(s: Section, base: Path) -> RecipientSettings:
     dsn = s.str_("sql_dsn", None)
     query = s.str_("sql_query", None)
     params = s.str_list("sql_params", ["mandant", "customer"])
@@ -491,7 +260,7 @@ def _recipients(s: _Section, base: Path) -> RecipientSettings:
                              sql_timeout_s=timeout, csv=csv)
 
 
-def _report(s: _Section) -> ReportSettings:
+def _report(s: Section) -> ReportSettings:
     to = s.str_list("to", []) if not isinstance(s.data.get("to"), str) else [s.data["to"]]
     s.used.add("to")
     for addr in to:
@@ -502,8 +271,8 @@ def _report(s: _Section) -> ReportSettings:
 
 
 def _mandant(file: Path, i: int, raw: Any, base: Path, smtp_raw: Any, sender_raw: Any) -> Mandant:
-    s = _Section(file, f"mandant[{i}]", raw)
-    mid = s.int_("id", _REQUIRED, 0, 10**9)
+    s = Section(file, f"mandant[{i}]", raw)
+    mid = s.int_("id", REQUIRED, 0, 10**9)
     name = s.str_("name", f"Mandant {mid}")
     enabled = s.bool_("enabled", True)
     folder = s.path("folder", base)
@@ -519,8 +288,8 @@ def _mandant(file: Path, i: int, raw: Any, base: Path, smtp_raw: Any, sender_raw
     s.finish()
     if not isinstance(smtp_over, dict) or not isinstance(sender_over, dict):
         raise s.fail("smtp", "overrides must be tables: [mandant.smtp] / [mandant.sender]")
-    smtp = _smtp(_Section(file, f"mandant[{i}].smtp", {**smtp_raw, **smtp_over}), base)
-    sender = _sender(_Section(file, f"mandant[{i}].sender", {**sender_raw, **sender_over}))
+    smtp = _smtp(Section(file, f"mandant[{i}].smtp", {**smtp_raw, **smtp_over}), base)
+    sender = _sender(Section(file, f"mandant[{i}].sender", {**sender_raw, **sender_over}))
     return Mandant(id=mid, name=name, enabled=enabled, folder=folder, pattern=pattern,
                    smtp=smtp, sender=sender)
 
@@ -530,7 +299,7 @@ def _templates(file: Path, raw: Any, allowed: set[str] | frozenset[str]) -> dict
         raise ConfigError(file, "templates", "must be tables like [templates.RE]")
     out = {k: Template(subject=v[0], body=v[1]) for k, v in DEFAULT_TEMPLATES.items()}
     for doctype, table in raw.items():
-        s = _Section(file, f"templates.{doctype}", table)
+        s = Section(file, f"templates.{doctype}", table)
         subject = s.str_("subject")
         body = s.str_("body")
         s.finish()

@@ -15,13 +15,15 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from tikos_outbox.core.ports import SecretUnavailable
+
 HEADER = (
     "# tikos-outbox key file: Fernet keys, newest first. Keep it secret and keep a backup;\n"
     "# without it the stored SMTP password cannot be read. Never mail or commit it.\n"
 )
 
 
-class KeyFileError(Exception):
+class KeyFileError(SecretUnavailable):
     """The key file is missing, unreadable or does not fit the stored secret."""
 
 

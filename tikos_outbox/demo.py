@@ -13,6 +13,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,9 @@ RECIPIENTS = """mandant;customer;email
 """
 
 
-def run_demo(keep: bool = False) -> int:
+def run_demo(main: Callable[[list[str]], int], keep: bool = False) -> int:
+    """The demo, running each step through `main` (the CLI's entry point)."""
     from aiosmtpd.controller import Controller
-
-    from tikos_outbox.cli import main
 
     base = Path(tempfile.mkdtemp(prefix="tikos-outbox-demo-"))
     mail_dir = base / "captured-mail"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-TEMPLATE = '''\
+from tikos_outbox.core.templates import DEFAULT_TEMPLATES
+
+_TEMPLATE = '''\
 # tikos-outbox configuration
 # Relative paths are relative to this file. After editing, run `tikos-outbox check`.
 # Each question of the onboarding form names the key it becomes.
@@ -72,24 +74,19 @@ folder = '\\\\fileserver\\SoCom$\\Archiv\\M1'   # or a local folder like 'D:\\So
 pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
 # [mandant.smtp] / [mandant.sender] may override any [smtp] / [sender] key for this mandant
 
-[templates.RE]
-subject = "Ihre Rechnung {docno}"
-body = """Sehr geehrte Damen und Herren,
-
-anbei erhalten Sie Ihre Rechnung {docno} als PDF-Datei.
-
-Mit freundlichen Grüßen
-{sender_name}"""
-
-[templates.LS]
-subject = "Ihr Lieferschein {docno}"
-body = """Sehr geehrte Damen und Herren,
-
-anbei erhalten Sie Ihren Lieferschein {docno} als PDF-Datei.
-
-Mit freundlichen Grüßen
-{sender_name}"""
-
+{templates}
 # [report]
 # to = "admin@example.com"      # after the last run of the day: failed and held entries
 '''
+
+
+def _templates() -> str:
+    """The default texts of invoices and delivery notes, to edit in place."""
+    out = []
+    for doctype in ("RE", "LS"):
+        subject, body = DEFAULT_TEMPLATES[doctype]
+        out.append(f'[templates.{doctype}]\nsubject = "{subject}"\nbody = """{body}"""\n')
+    return "\n".join(out)
+
+
+TEMPLATE = _TEMPLATE.replace("{templates}", _templates())

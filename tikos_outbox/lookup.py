@@ -8,8 +8,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from tikos_outbox.config import RecipientSettings
 from tikos_outbox.core.ports import LookupUnavailable
+from tikos_outbox.core.settings import RecipientSettings
 
 
 class SqlLookup:

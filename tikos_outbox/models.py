@@ -1,35 +1,17 @@
-"""The outbox tables. Alembic's migrations in `migrations/` create exactly these."""
+"""The outbox tables, declared once. Alembic's migrations in `migrations/` create exactly
+these; the store reads them back from the database (`store/tables.py`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, UniqueConstraint
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from tikos_outbox.store.types import UTCDateTime
+
 metadata = SQLModel.metadata
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out; stored as UTC without offset on
-    every engine, so SQLite and PostgreSQL hold the same values."""
-
-    impl = DateTime(timezone=False)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.utcoffset() is None:
-            raise ValueError("the outbox stores timezone-aware datetimes only")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
 
 
 def _when(nullable: bool = True, index: bool = False) -> Any:

@@ -7,20 +7,18 @@ The token is cached and reused until shortly before it expires.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import ssl
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from urllib.parse import urlsplit
 
-from tikos_outbox.config import SmtpSettings
-from tikos_outbox.core.ports import Clock
-from tikos_outbox.core.replies import Reply, Stage
+from tikos_outbox.core.ports import Clock, TokenSource
+from tikos_outbox.core.replies import Reply, RunStopped, Stage
+from tikos_outbox.core.settings import SmtpSettings
+from tikos_outbox.core.values import check_token_url
 from tikos_outbox.credentials import KeyRing
-from tikos_outbox.smtp import RunStopped, TokenSource
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 REFRESH_MARGIN_S = 120
@@ -32,27 +30,12 @@ def token_url(smtp: SmtpSettings) -> str:
     return MICROSOFT_TOKEN_URL.format(tenant=urllib.parse.quote(smtp.oauth2_tenant or "", safe=""))
 
 
-def check_url(url: str) -> None:
-    """https only, except http to a loopback address (tests); raises ValueError."""
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http":
-        host = parts.hostname or ""
-        try:
-            if host == "localhost" or ipaddress.ip_address(host).is_loopback:
-                return
-        except ValueError:
-            pass
-    raise ValueError(f"the token URL must use https:// (got {url!r})")
-
-
 class TokenCache:
     """Fetches and caches an access token; thread-safe."""
 
     def __init__(self, url: str, client_id: str, client_secret: str, scope: str, clock: Clock,
                  timeout_s: float = 30, ca_file: str | None = None) -> None:
-        check_url(url)
+        check_token_url(url)
         self.url = url
         self.client_id = client_id
         self._secret = client_secret

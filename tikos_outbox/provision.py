@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from sqlalchemy import Table, func, select, text
 
 from tikos_outbox.config import DEFAULT_NAME, ConfigError, resolve_path
 from tikos_outbox.credentials import KeyRing, create_key_file
@@ -119,42 +118,3 @@ def rotate_key(config: Path) -> int:
         table[key] = new_ring.encrypt(value)
     _write_doc(config, doc)
     return len(plain)
-
-
-def copy_outbox(source_url: str, target: Any) -> int:
-    """Copy every row of another outbox (e.g. the old SQLite file) into `target`,
-    which must be empty. Ids, states, attempts and stored copies are kept."""
-    from tikos_outbox.models import Attempt, Blob, Entry, Meta
-    from tikos_outbox.store import Store
-
-    if "://" not in source_url:
-        source_url = "sqlite:///" + Path(source_url).absolute().as_posix()
-    source = Store(source_url)
-    try:
-        source.migrate()
-        with target.session() as t:
-            if t.scalar(select(func.count()).select_from(Entry)):
-                raise ConfigError(target.url, "outbox.database",
-                                  "already holds entries; copy only into an empty outbox")
-        copied = 0
-        for model in (Blob, Entry, Attempt, Meta):
-            table = cast(Table, getattr(model, "__table__"))  # noqa: B009
-            with source.engine.connect() as src:
-                rows = [dict(r._mapping) for r in src.execute(select(table))]
-            if not rows:
-                continue
-            with target.session() as t:
-                t.execute(table.delete()) if model is Meta else None
-                for i in range(0, len(rows), 500):
-                    t.execute(table.insert(), rows[i:i + 500])
-            if model is Entry:
-                copied = len(rows)
-        if not target.is_sqlite:
-            with target.session() as t:
-                for name in ("entry", "attempt"):
-                    t.execute(text(
-                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'),"
-                        f" COALESCE((SELECT MAX(id) FROM {name}), 1))"))
-        return copied
-    finally:
-        source.close()

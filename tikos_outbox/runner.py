@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import schedule
 
-from tikos_outbox.service import Service
-from tikos_outbox.watcher import Intake
+from tikos_outbox.watcher import Watcher
+from tikos_outbox.wiring import Outbox
 
 log = logging.getLogger("tikos_outbox.run")
 
@@ -28,12 +28,12 @@ TICK_S = 0.5
 class SendScheduler:
     """Starts a send run at each due slot; a slot passed during a run is skipped."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.window = service.config.window
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.window = outbox.config.window
         self.thread: threading.Thread | None = None
-        now = service.clock.now()
-        stored = service.store.get_meta("consumed_slot")
+        now = outbox.clock.now()
+        stored = outbox.store.queries.get_meta("consumed_slot")
         consumed = datetime.fromisoformat(stored) if stored else None
         latest = self.window.last_slot(now)
         # after downtime: no burst of missed runs, the next one is the next slot
@@ -48,7 +48,7 @@ class SendScheduler:
         """Start a run if a slot is due and none is going; True if one was started."""
         if self.busy:
             return False
-        now = self.service.clock.now()
+        now = self.outbox.clock.now()
         slot = self.window.due(self.consumed, now)
         if slot is None:
             return False
@@ -61,21 +61,22 @@ class SendScheduler:
 
     def _run(self, slot: datetime) -> None:
         try:
-            self.service.send_due()
+            self.outbox.delivery.send_due()
             day = slot.astimezone(self.window.tz).date()
             if slot == self.window.slots_on(day)[-1]:  # after the last run of the day
-                self.service.daily_report(day)
+                self.outbox.report.send(day)
         except Exception:
             log.exception("the send run failed")
-            self.service.note_error("The send run failed unexpectedly; see the log")
+            self.outbox.monitor.note_error("The send run failed unexpectedly; see the log")
         finally:
-            latest = self.window.last_slot(self.service.clock.now())
+            latest = self.window.last_slot(self.outbox.clock.now())
             if latest is not None and (self.consumed is None or latest > self.consumed):
                 self._consume(latest)  # a slot that passed during the run is not doubled
 
     def _consume(self, slot: datetime) -> None:
         self.consumed = slot
-        self.service.store.set_meta("consumed_slot", slot.isoformat(), self.service.clock.now())
+        self.outbox.store.commands.set_meta("consumed_slot", slot.isoformat(),
+                                            self.outbox.clock.now())
 
     def join(self, timeout: float | None = None) -> None:
         if self.thread is not None:
@@ -112,37 +113,38 @@ def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
     return wrapper
 
 
-def run(service: Service, ready: threading.Event | None = None) -> None:
-    """Watch and send until service.stop is set."""
-    cfg = service.config
-    service.heartbeat()
-    service.recover_interrupted()
-    intake = Intake(service, service.clock)
-    intake.start()  # the watcher first: nothing that arrives during the pass is missed
+def run(outbox: Outbox, ready: threading.Event | None = None) -> None:
+    """Watch and send until outbox.stop is set."""
+    cfg = outbox.config
+    monitor = outbox.monitor
+    monitor.heartbeat()
+    outbox.delivery.recover_interrupted()
+    watcher = Watcher(outbox.intake, monitor, outbox.clock)
+    watcher.start()  # the watcher first: nothing that arrives during the pass is missed
     # catch-up on start (and the baseline on the very first one); the pass fills the
     # polling scanners, so their first poll lists only what changed since
-    report = service.scan(scanners=intake.scanners,
-                          progress=lambda _: service.heartbeat())  # alive during a long pass
-    intake.track(report.waiting_files)  # still being written: taken once they settle
+    report = outbox.scan(scanners=watcher.scanners,
+                         progress=lambda _: monitor.heartbeat())  # alive during a long pass
+    watcher.track(report.waiting_files)  # still being written: taken once they settle
     log.info("start-up pass: %d files seen, recorded %s", report.files_seen,
              report.recorded or "nothing new")
-    sender = SendScheduler(service)
-    log.info("next send run at %s", cfg.window.next_slot(service.clock.now())
+    sender = SendScheduler(outbox)
+    log.info("next send run at %s", cfg.window.next_slot(outbox.clock.now())
              .astimezone(cfg.window.tz).strftime("%Y-%m-%d %H:%M %Z"))
 
     def reconcile() -> None:
         """Events can be lost: compare every folder with the outbox (cheap: only
         folders whose mtime changed are listed)."""
-        intake.reconcile_requested = False
-        intake.poll(everything=True)
+        watcher.reconcile_requested = False
+        watcher.poll(everything=True)
 
     def full_pass() -> None:
         """The safety net: list everything, also files rewritten in place."""
-        intake.poll(everything=True, full=True)
+        watcher.poll(everything=True, full=True)
 
     def watch_health() -> None:
-        intake.check_observer()
-        if intake.reconcile_requested:
+        watcher.check_observer()
+        if watcher.reconcile_requested:
             reconcile()
 
     jobs = schedule.Scheduler()
@@ -153,12 +155,12 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
 
     def plan() -> None:
         jobs.clear()
-        every(cfg.watch.poll_interval_s, "polling", intake.poll)
+        every(cfg.watch.poll_interval_s, "polling", watcher.poll)
         every(cfg.watch.reconcile_minutes * 60, "reconciliation", reconcile)
         every(cfg.watch.full_scan_minutes * 60, "full pass", full_pass)
-        every(TICK_S, "recording", intake.process)
+        every(TICK_S, "recording", watcher.process)
         every(5, "watcher check", watch_health)
-        every(HEARTBEAT_S, "heartbeat", service.heartbeat)
+        every(HEARTBEAT_S, "heartbeat", monitor.heartbeat)
         every(TICK_S, "send schedule", sender.tick)
 
     plan()
@@ -166,16 +168,16 @@ def run(service: Service, ready: threading.Event | None = None) -> None:
     if ready is not None:
         ready.set()
     try:
-        while not service.stop.is_set():
+        while not outbox.stop.is_set():
             if clock_guard.went_back():
                 log.warning("the local clock went back; re-planning the service's jobs")
                 plan()
             jobs.run_pending()
             idle = jobs.idle_seconds
-            service.stop.wait(TICK_S if idle is None else max(0.05, min(TICK_S, idle)))
+            outbox.stop.wait(TICK_S if idle is None else max(0.05, min(TICK_S, idle)))
     finally:
         log.info("stopping: waiting for a send run in progress to reach a safe point")
-        intake.stop()
+        watcher.stop()
         sender.join(timeout=cfg.smtp.timeout_s + 5)
-        service.heartbeat(running=False)
+        monitor.heartbeat(running=False)
         log.info("stopped")

@@ -9,20 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tikos_outbox.core.naming import is_candidate, is_ignored
+from tikos_outbox.core.ports import FolderUnavailable
+from tikos_outbox.core.views import FileSeen
+
+__all__ = ["FileSeen", "FolderError", "IncrementalScanner", "rel_path"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FileSeen:
-    abs_path: str
-    rel_path: str  # '/'-separated, relative to the mandant folder
-    name: str
-    size: int
-    mtime_ns: int
-
-
-class FolderError(OSError):
+class FolderError(FolderUnavailable):
     """The mandant folder itself cannot be read (gone, no permission, network down)."""
 
 

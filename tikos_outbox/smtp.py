@@ -13,33 +13,13 @@ import logging
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
-from tikos_outbox.config import SmtpSettings
-from tikos_outbox.core.replies import Reply, Stage, closes_connection
+from tikos_outbox.core.ports import TokenSource
+from tikos_outbox.core.replies import Reply, RunStopped, SendResult, Stage, closes_connection
+from tikos_outbox.core.settings import Auth, Security, SmtpSettings
 
 log = logging.getLogger("tikos_outbox.smtp")
-
-#: Gives a fresh OAuth2 access token; `force` asks for a new one even if cached.
-TokenSource = Callable[[bool], str]
-
-
-class RunStopped(Exception):
-    """The run cannot go on: no connection, TLS failed, or the login was refused."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
-
-
-@dataclass
-class SendResult:
-    """What the server said to one message."""
-
-    reply: Reply
-    refused: dict[str, str] = field(default_factory=dict)  # address -> server reply
-    accepted: list[str] = field(default_factory=list)
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -110,10 +90,10 @@ class Mailer:
         """Connect, secure and log in; returns what the server said. Raises RunStopped."""
         self.close()
         s = self.settings
-        ctx = tls_context(s) if s.security in ("ssl", "starttls") else None
+        ctx = tls_context(s) if s.security in (Security.SSL, Security.STARTTLS) else None
         try:
             conn: smtplib.SMTP
-            if s.security == "ssl":
+            if s.security is Security.SSL:
                 conn = smtplib.SMTP_SSL(s.host, s.port, local_hostname=self._local_hostname,
                                         timeout=s.timeout_s, context=ctx)
             else:
@@ -144,7 +124,7 @@ class Mailer:
                 if code != 250:
                     raise RunStopped(Reply(Stage.CONNECT, code, _text(resp)))
             self.last_greeting = _text(resp).split(" ")[0] if resp else ""
-            if self.settings.security == "starttls":
+            if self.settings.security is Security.STARTTLS:
                 if not conn.has_extn("starttls"):
                     raise RunStopped(Reply(
                         Stage.TLS, None,
@@ -168,17 +148,18 @@ class Mailer:
 
     def _login(self, conn: smtplib.SMTP) -> None:
         s = self.settings
-        if s.auth == "anonymous":
+        if s.auth is Auth.ANONYMOUS:
             return
         user = s.username or ""
         if not conn.has_extn("auth"):
             raise RunStopped(Reply(
                 Stage.AUTH, None,
                 "the server offers no login (AUTH) on this connection"
-                + ("; many servers offer it only after STARTTLS" if s.security == "none" else "")))
+                + ("; many servers offer it only after STARTTLS"
+                   if s.security is Security.NONE else "")))
         mechanisms = conn.esmtp_features.get("auth", "").upper().split()
         try:
-            if s.auth == "oauth2":
+            if s.auth is Auth.OAUTH2:
                 self._login_xoauth2(conn, user, mechanisms)
             elif "PLAIN" in mechanisms:
                 # RFC 4616, UTF-8; smtplib.login would only take ASCII passwords

@@ -2,7 +2,7 @@
 where they do not (network shares), and always the database as the truth.
 
 Events only say "look here"; every candidate is stat'ed, tracked until its
-size and mtime stop changing for `settle_s`, then handed to Service.ingest.
+size and mtime stop changing for `settle_s`, then handed to the intake.
 A periodic full pass catches whatever an event or a poll missed.
 """
 
@@ -15,17 +15,17 @@ import queue
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-from watchdog.events import FileSystemEventHandler
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
-from tikos_outbox.config import Mandant
 from tikos_outbox.core.naming import is_candidate
-from tikos_outbox.core.ports import Clock
+from tikos_outbox.core.ports import Clock, Notes, StoreError
+from tikos_outbox.core.settings import Mandant, WatchMode
 from tikos_outbox.core.settle import SettleTracker
 from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner, rel_path
-from tikos_outbox.service import BATCH_FILES, NOT_READY
+from tikos_outbox.usecases.intake import BATCH_FILES, NOT_READY, Intake
 
 log = logging.getLogger("tikos_outbox.watcher")
 
@@ -63,10 +63,10 @@ def is_network_path(path: Path, mounts_file: str = "/proc/mounts") -> bool:
     return best_fs in NETWORK_FS
 
 
-def choose_mode(configured: str, folder: Path) -> str:
-    if configured != "auto":
+def choose_mode(configured: WatchMode, folder: Path) -> WatchMode:
+    if configured is not WatchMode.AUTO:
         return configured
-    return "polling" if is_network_path(folder) else "events"
+    return WatchMode.POLLING if is_network_path(folder) else WatchMode.EVENTS
 
 
 MAX_BACKOFF_S = 300.0
@@ -75,31 +75,31 @@ MAX_BACKOFF_S = 300.0
 @dataclass
 class _FolderState:
     mandant: Mandant
-    mode: str
+    mode: WatchMode
     scanner: IncrementalScanner
     available: bool = True
     retry_at: float = 0.0  # monotonic: when to look again at an unavailable folder
     backoff_s: float = 0.0
 
 
-class Intake:
-    """Feeds settled files of all enabled mandants into the service."""
+class Watcher:
+    """Feeds settled files of all enabled mandants into the intake."""
 
-    def __init__(self, service: Any, clock: Clock) -> None:
-        self.service = service
+    def __init__(self, intake: Intake, notes: Notes, clock: Clock) -> None:
+        self.intake = intake
+        self.notes = notes
         self.clock = clock
-        watch = service.config.watch
+        watch = intake.config.watch
         self.tracker = SettleTracker(watch.settle_s)
         self.events: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.folders: dict[int, _FolderState] = {}
         self._tracked: dict[str, tuple[int, str]] = {}  # abs path -> (mandant, rel)
-        self.observer: Any = None
+        self.observer: BaseObserver | None = None
         self.reconcile_requested = False
         self._store_error_logged = -1e9
-        for m in service.config.mandants:
-            if m.enabled:
-                self.folders[m.id] = _FolderState(m, choose_mode(watch.mode, m.folder),
-                                                  IncrementalScanner(m.folder))
+        for m in intake.config.enabled_mandants:
+            self.folders[m.id] = _FolderState(m, choose_mode(watch.mode, m.folder),
+                                              IncrementalScanner(m.folder))
 
     # -- observer ------------------------------------------------------------------------
 
@@ -110,11 +110,9 @@ class Intake:
         self._start_observer()
 
     def _start_observer(self) -> None:
-        targets = [st for st in self.folders.values() if st.mode == "events"]
+        targets = [st for st in self.folders.values() if st.mode is WatchMode.EVENTS]
         if not targets:
             return
-        from watchdog.observers import Observer
-
         handler = _Handler(self)
         observer = Observer()
         for st in targets:
@@ -136,12 +134,13 @@ class Intake:
         reconciliation pass makes up for what it may have missed. A watched
         folder that vanished is noticed here too (events say nothing then)."""
         for st in self.folders.values():
-            if st.mode == "events" and st.available and not os.path.isdir(st.mandant.folder):
+            gone = st.available and not os.path.isdir(st.mandant.folder)
+            if st.mode is WatchMode.EVENTS and gone:
                 self._unavailable(st, f"cannot read folder {st.mandant.folder}: it is gone")
         if self.observer_alive():
             return
         log.error("the file watcher stopped; restarting it and checking all folders")
-        self.service.note_error("The file watcher stopped and was restarted")
+        self.notes.note_error("The file watcher stopped and was restarted")
         self.restart_observer()
         self.reconcile_requested = True
 
@@ -169,7 +168,7 @@ class Intake:
         when `everything` (the reconciliation pass). Only folders whose mtime
         changed are listed, unless `full` (the safety-net pass)."""
         for st in self.folders.values():
-            if st.mode == "polling" or everything or not st.available:
+            if st.mode is WatchMode.POLLING or everything or not st.available:
                 self._poll_folder(st, full)
 
     def _poll_folder(self, st: _FolderState, full: bool) -> None:
@@ -196,21 +195,21 @@ class Intake:
             st.backoff_s = 0.0
             log.warning("mandant %d (%s): folder %s is back; catching up", m.id, m.name,
                         m.folder)
-            self.service.note_error(f"Archive folder of mandant {m.id} is available again")
-            if st.mode == "events":
+            self.notes.note_error(f"Archive folder of mandant {m.id} is available again")
+            if st.mode is WatchMode.EVENTS:
                 self.restart_observer()
 
     def _unavailable(self, st: _FolderState, why: str) -> None:
         """One log line and a status entry per outage; then retries with back-off."""
         m = st.mandant
-        st.backoff_s = min(MAX_BACKOFF_S, st.backoff_s * 2 or self.service.config.watch
+        st.backoff_s = min(MAX_BACKOFF_S, st.backoff_s * 2 or self.intake.config.watch
                            .poll_interval_s)
         st.retry_at = self.clock.monotonic() + st.backoff_s
         st.scanner.forget()
         if st.available:
             st.available = False
             log.error("mandant %d (%s): %s; retrying until it is back", m.id, m.name, why)
-            self.service.note_error(f"Archive folder of mandant {m.id} unavailable: {why}")
+            self.notes.note_error(f"Archive folder of mandant {m.id} unavailable: {why}")
 
     @property
     def scanners(self) -> dict[int, IncrementalScanner]:
@@ -225,7 +224,7 @@ class Intake:
     def _track_unknown(self, st: _FolderState, files: list[FileSeen]) -> None:
         """Track the files the outbox does not hold as they are (after a first or a
         full listing, most of them it does)."""
-        for seen in self.service.unknown(st.mandant, files):
+        for seen in self.intake.unknown(st.mandant, files):
             self._track(st.mandant.id, seen.abs_path, seen.rel_path)
         files.clear()
 
@@ -271,8 +270,8 @@ class Intake:
             for i in range(0, len(files), BATCH_FILES):
                 chunk = files[i:i + BATCH_FILES]
                 try:
-                    states = self.service.ingest_many(st.mandant, chunk)
-                except SQLAlchemyError as exc:
+                    states = self.intake.ingest_many(st.mandant, chunk)
+                except StoreError as exc:
                     self._store_failed(exc)  # the files stay tracked and are tried again
                     return recorded
                 for seen, state in zip(chunk, states, strict=True):
@@ -282,18 +281,18 @@ class Intake:
                     self._drop(seen.abs_path)
         return recorded
 
-    def _store_failed(self, exc: SQLAlchemyError) -> None:
+    def _store_failed(self, exc: StoreError) -> None:
         """The outbox cannot record now (disk full, locked, read-only): one line a
         minute, not one per file; the documents wait in the archive meanwhile."""
         now = self.clock.monotonic()
         if now - self._store_error_logged < 60:
             return
         self._store_error_logged = now
-        text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        text = str(exc).removeprefix("the outbox database failed: ")
         log.error("cannot record new documents in the outbox database: %s; %d file(s) wait"
                   " in the archive and are recorded when it works again", text, self.waiting)
-        with contextlib.suppress(SQLAlchemyError):
-            self.service.note_error(f"Cannot record new documents: {text}")
+        with contextlib.suppress(StoreError):
+            self.notes.note_error(f"Cannot record new documents: {text}")
 
     def _drop(self, abs_path: str) -> None:
         self._tracked.pop(abs_path, None)
@@ -307,18 +306,18 @@ class Intake:
 class _Handler(FileSystemEventHandler):
     """watchdog event handler: every event is only a hint to look at a path."""
 
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, watcher: Watcher) -> None:
         super().__init__()
-        self.intake = intake
+        self.watcher = watcher
 
-    def dispatch(self, event: Any) -> None:
+    def dispatch(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             if event.event_type in ("created", "moved"):
                 # a folder moved in or created with files: list it on the next full pass
-                self.intake.reconcile_requested = True
+                self.watcher.reconcile_requested = True
             return
         path = getattr(event, "dest_path", "") or event.src_path
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         if event.event_type in ("created", "modified", "moved", "closed"):
-            self.intake.on_event_path(path)
+            self.watcher.on_event_path(path)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cert, SmtpServer, attachment_of, open_service, write_site
+from tests.helpers import Cert, SmtpServer, attachment_of, open_outbox, write_site
+from tikos_outbox.core.views import FileSeen
 from tikos_outbox.samples import make_pdf
-from tikos_outbox.scanner import FileSeen
 
 pytestmark = pytest.mark.reliability
 
@@ -83,11 +83,11 @@ def test_a_file_deleted_between_settle_and_read_is_a_log_line(
     st = path.stat()
     seen = FileSeen(str(path), "RE_1_4711.pdf", path.name, st.st_size, st.st_mtime_ns)
     path.unlink()
-    svc = open_service(site)
+    svc = open_outbox(site)
     with caplog.at_level(logging.WARNING, logger="tikos_outbox"):
-        assert svc.ingest(svc.config.mandants[0], seen) == "not-ready"
+        assert svc.intake.ingest(svc.config.mandants[0], seen) == "not-ready"
     assert "cannot read" in caplog.text and "RE_1_4711.pdf" in caplog.text
-    assert svc.store.counts()["pending"] == 0
+    assert svc.store.queries.counts()["pending"] == 0
     svc.store.close()
 
 

@@ -135,10 +135,10 @@ def test_disk_full_while_storing_a_copy(tmp_path: Path,
         with caplog.at_level("ERROR", logger="tikos_outbox"):
             (folder / "RE_1_4711.pdf").write_bytes(make_pdf(["big"], padding=200_000))
             wait_until(lambda: "database or disk is full" in caplog.text, timeout=20)
-        assert svc.store.counts()["pending"] == 0
+        assert svc.store.queries.counts()["pending"] == 0
         event.remove(full, "connect", _small)
         full.dispose()  # space again
-        wait_until(lambda: svc.store.counts()["pending"] == 1, timeout=20)
+        wait_until(lambda: svc.store.queries.counts()["pending"] == 1, timeout=20)
 
 
 def test_missing_key_file_and_wrong_key_name_the_file(tmp_path: Path,

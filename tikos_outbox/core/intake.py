@@ -3,7 +3,8 @@ already holds for its path and its content."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tikos_outbox.core.states import State
@@ -62,3 +63,18 @@ def decide(
     if no_address is not None:
         return Decision(State.SKIPPED, no_address, replaceable)
     return Decision(State.PENDING, None, replaceable)
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def bind(*, sha256: str, baseline: bool, problem: str | None,
+         no_address: str | None) -> Callable[[list[Prior], Prior | None], Decision | None]:
+    """The rules for one file, waiting for what the outbox holds for it."""
+
+    def decide_here(same_path: list[Prior], same_content: Prior | None) -> Decision | None:
+        return decide(sha256=sha256, same_path=same_path, same_content=same_content,
+                      baseline=baseline, problem=problem, no_address=no_address)
+
+    return decide_here

@@ -8,10 +8,7 @@ into a header has its line breaks and control characters replaced first.
 from __future__ import annotations
 
 import base64
-import re
 import secrets
-import string
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy
@@ -19,77 +16,12 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-#: addr-spec as it is used in practice: one @, no white space, no specials that
-#: would change what a header means. Deliberately stricter than RFC 5322.
-_ADDR = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
-_SEPARATORS = re.compile(r"[;,]")
+from tikos_outbox.core.addresses import clean_text, is_valid_address, split_addresses
+from tikos_outbox.core.templates import TemplateError, render, template_fields
 
-
-def clean_text(value: str) -> str:
-    """A single line: line breaks and control characters become one space."""
-    return _CONTROL.sub(" ", value).strip()
-
-
-def is_valid_address(value: str) -> bool:
-    """Whether `value` is exactly one plain address (local@domain) and nothing else."""
-    if len(value) > 254 or not _ADDR.match(value):
-        return False
-    domain = value.rsplit("@", 1)[1]
-    return "." in domain and ".." not in value and not value.startswith(".")
-
-
-def split_addresses(values: Iterable[str | None]) -> tuple[list[str], list[str]]:
-    """Split raw values on ';' and ',' into (valid addresses, rejected pieces).
-
-    Duplicates are dropped case-insensitively; order is kept.
-    """
-    valid: list[str] = []
-    rejected: list[str] = []
-    seen: set[str] = set()
-    for raw in values:
-        if raw is None:
-            continue
-        for piece in _SEPARATORS.split(str(raw)):
-            addr = piece.strip()
-            if addr.startswith("<") and addr.endswith(">"):
-                addr = addr[1:-1].strip()
-            if not addr:
-                continue
-            if not is_valid_address(addr):
-                rejected.append(clean_text(addr))
-                continue
-            if addr.lower() not in seen:
-                seen.add(addr.lower())
-                valid.append(addr)
-    return valid, rejected
-
-
-class TemplateError(ValueError):
-    """A template names a field that no document has."""
-
-
-def template_fields(template: str) -> set[str]:
-    """The field names a template uses; raises TemplateError for anything but plain names."""
-    names: set[str] = set()
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise TemplateError(str(exc)) from None
-    for _, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        if not field.isidentifier() or spec or conversion:
-            raise TemplateError(f"'{{{field}}}' is not a plain field name like {{docno}}")
-        names.add(field)
-    return names
-
-
-def render(template: str, fields: Mapping[str, str]) -> str:
-    """Fill a template; every field value is first made a single clean line."""
-    clean = {k: clean_text(v) for k, v in fields.items()}
-    return template.format_map(clean)
-
+__all__ = ["Mail", "TemplateError", "build_message", "clean_text", "is_valid_address",
+           "make_message_id", "message_bytes", "render", "split_addresses",
+           "template_fields"]
 
 @dataclass(frozen=True)
 class Mail:

@@ -1,10 +1,28 @@
-"""The boundaries the service talks to, as Protocols. Adapters implement them;
-tests use the real adapters against real servers and a fake clock only."""
+"""The boundaries the use cases talk to, as Protocols. Adapters implement them
+(`store`, `smtp`, `lookup`, `files`); the composition root (`wiring`) plugs them
+together. Tests use the real adapters against real servers and a fake clock only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
+
+from tikos_outbox.core.replies import SendResult
+from tikos_outbox.core.settings import SmtpSettings
+from tikos_outbox.core.states import Event, MoveResult, State
+from tikos_outbox.core.views import (
+    Claimed,
+    EntryView,
+    FileSeen,
+    Finish,
+    ListFilter,
+    Recorded,
+    Recording,
+    StaleClaim,
+    Unresolved,
+)
 
 
 class Clock(Protocol):
@@ -32,3 +50,140 @@ class RecipientLookup(Protocol):
 
 class LookupUnavailable(Exception):
     """The address source (SQL Server, CSV file) cannot be read right now."""
+
+
+class StoreError(Exception):
+    """The outbox database failed (locked, read-only, full, unreachable)."""
+
+
+class StoreUnavailable(StoreError):
+    """The outbox database cannot be opened or brought up to date at all."""
+
+
+class SecretUnavailable(Exception):
+    """A stored secret cannot be decrypted: the key file is missing or does not fit."""
+
+
+class Mailer(Protocol):
+    """One SMTP server, one reused connection."""
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def last_greeting(self) -> str: ...
+
+    def open(self) -> str:
+        """Connect, secure and log in; raises RunStopped."""
+        ...
+
+    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> SendResult:
+        """Hand one message over; raises RunStopped only if (re)connecting fails."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Mailer: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+#: Gives a fresh OAuth2 access token; `force` asks for a new one even if cached.
+TokenSource = Callable[[bool], str]
+
+#: A Mailer for these settings, its secrets decrypted only now (raises SecretUnavailable).
+MailerFactory = Callable[[SmtpSettings], Mailer]
+
+
+class DocumentFiles(Protocol):
+    """Reading documents from the archive."""
+
+    def read(self, seen: FileSeen, limit: int) -> bytes:
+        """The whole file as it was listed; OSError if it cannot be read completely now
+        (locked, or changed since it was listed)."""
+        ...
+
+    def sha256(self, path: str) -> str:
+        """The content hash of a file too large to keep in memory."""
+        ...
+
+    def archive_copy(self, path: str, sha256: str) -> bytes | None:
+        """The file's bytes if it still has exactly this content, else None."""
+        ...
+
+
+class FolderUnavailable(OSError):
+    """The mandant folder itself cannot be read (gone, no permission, network down)."""
+
+
+class FolderLister(Protocol):
+    """Lists a mandant folder: every candidate file with its stat, nothing read."""
+
+    def scan(self, wall_ns: int, full: bool = False,
+             errors: list[str] | None = None) -> Iterator[FileSeen]:
+        """The files of the folders that changed (of all when `full`); problems with
+        single entries go to `errors`. Raises FolderUnavailable."""
+        ...
+
+
+class Notes(Protocol):
+    """Where the use cases leave what the administrator should see in `status`."""
+
+    def note_error(self, text: str) -> None: ...
+
+
+class OutboxQueries(Protocol):
+    """Reads: typed views, no change."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def known_among(self, mandant: int, paths: Sequence[str]
+                    ) -> dict[str, tuple[int, int]]: ...
+
+    def unresolved(self, limit: int = 500) -> list[Unresolved]: ...
+
+    def ids_in_state(self, state: State, since: datetime | None = None) -> list[int]: ...
+
+    def due_outside(self, mandants: set[int]) -> list[tuple[int, int]]: ...
+
+    def stale_claims(self, now: datetime, dead_worker: Callable[[str], bool]
+                     ) -> list[StaleClaim]: ...
+
+    def load_copy(self, sha256: str) -> bytes | None: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def list_entries(self, flt: ListFilter) -> list[EntryView]: ...
+
+    def get_entry(self, entry_id: int) -> EntryView | None: ...
+
+
+class OutboxCommands(Protocol):
+    """Writes: every change of an entry's state is one guarded UPDATE derived
+    from the transition table."""
+
+    def set_meta(self, key: str, value: str, now: datetime) -> None: ...
+
+    def record_many(self, items: Sequence[Recording], now: datetime
+                    ) -> list[Recorded | None]: ...
+
+    def set_recipients(self, entry_id: int, recipients: list[str], now: datetime) -> bool: ...
+
+    def move(self, ids: Sequence[int], event: Event, now: datetime,
+             reason: str | None = None) -> dict[int, MoveResult]: ...
+
+    def requeue(self, new_message_ids: Mapping[int, str], now: datetime
+                ) -> dict[int, MoveResult]: ...
+
+    def claim_due(self, now: datetime, worker: str, lease_until: datetime, limit: int,
+                  mandant: int | None = None, force_before: datetime | None = None
+                  ) -> list[Claimed]: ...
+
+    def finish(self, claimed: Claimed, worker: str, event: Event, now: datetime,
+               result: Finish) -> bool: ...
+
+    def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime) -> None: ...
+
+    def recover(self, stale: StaleClaim, now: datetime, reason: str) -> bool: ...
+
+    def purge(self, sent_before: datetime, now: datetime) -> int: ...

@@ -8,7 +8,7 @@ The SMTP adapter turns every answer, exception and lost connection into a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -92,3 +92,20 @@ def explain(reply: Reply) -> str:
             " mailbox's tenant; use auth = \"oauth2\" (see the README, section OAuth2)"
         )
     return line
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the server said to one message: the final reply, and per recipient."""
+
+    reply: Reply
+    refused: dict[str, str] = field(default_factory=dict)  # address -> server reply
+    accepted: list[str] = field(default_factory=list)
+
+
+class RunStopped(Exception):
+    """The run cannot go on: no connection, TLS failed, or the login was refused."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply

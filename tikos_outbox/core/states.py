@@ -7,6 +7,7 @@ shows as an error instead of a lost or doubled document.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -88,3 +89,55 @@ def transition(state: State, event: Event) -> State:
 def sources(event: Event) -> frozenset[State]:
     """The states in which `event` is legal (used to build guarded UPDATEs)."""
     return frozenset(s for (s, e) in TRANSITIONS if e is event)
+
+
+def _targets() -> dict[Event, State]:
+    out: dict[Event, State] = {}
+    for (_, event), new in TRANSITIONS.items():
+        if out.setdefault(event, new) is not new:
+            raise AssertionError(f"event {event} leads to more than one state")
+    return out
+
+
+#: Every event leads to one state, whatever the source: so one guarded UPDATE
+#: `SET state = target WHERE state IN sources` applies an event to many entries.
+_TARGET = _targets()
+
+
+def target(event: Event) -> State:
+    """The state every legal `event` leads to."""
+    return _TARGET[event]
+
+
+class Refusal(StrEnum):
+    """Why an event was not applied to an entry."""
+
+    NO_SUCH_ENTRY = "no such entry"
+    BUSY = "being sent"  # in `sending`: a send run holds it
+    NOT_ALLOWED = "not allowed"
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """What became of one entry asked to take an event."""
+
+    entry_id: int
+    event: Event
+    state: State | None  # the state it is in now (None: no such entry)
+    refusal: Refusal | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+    def explain(self) -> str:
+        """One line for an administrator."""
+        if self.refusal is None:
+            return f"entry {self.entry_id}: {self.state}"
+        if self.refusal is Refusal.NO_SUCH_ENTRY:
+            return f"entry {self.entry_id}: there is no such entry"
+        if self.refusal is Refusal.BUSY:
+            return (f"entry {self.entry_id}: it is being sent right now; nothing was changed"
+                    " (try again when the send run is over)")
+        return (f"entry {self.entry_id}: an entry in state '{self.state}' cannot take the"
+                f" event '{self.event}'; nothing was changed")

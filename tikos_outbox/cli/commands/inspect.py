@@ -1,0 +1,86 @@
+"""status, list, show: what the outbox holds."""
+
+from __future__ import annotations
+
+from tikos_outbox.cli.context import Context, UsageError
+from tikos_outbox.cli.output import entry_json, fmt_time, print_json, table
+from tikos_outbox.cli.parser import EXIT_OK
+from tikos_outbox.core.views import EntryView, ListFilter
+
+
+def run_status(ctx: Context) -> int:
+    st = ctx.outbox.monitor.status()
+    if ctx.json:
+        print_json(st.as_json())
+        return EXIT_OK
+    tz = ctx.config.window.tz
+    print(table(["state", "entries"], [[s, str(n)] for s, n in st.counts.items()]))
+    svc = st.service
+    print(f"\nservice:    {'running' if svc.running else 'not running'}"
+          f" (last seen {fmt_time(svc.last_seen, tz)})")
+    print(f"last run:   {fmt_time(st.last_run, tz)}")
+    print(f"next run:   {fmt_time(st.next_run, tz)}")
+    err = st.last_error
+    print(f"last error: {err['text']} ({fmt_time(err['at'], tz)})" if err else "last error: —")
+    return EXIT_OK
+
+
+def run_list(ctx: Context) -> int:
+    a = ctx.args
+    rows = ctx.outbox.admin.entries(ListFilter(
+        states=tuple(a.state or ()), mandant=a.mandant, since=a.since, customer=a.customer,
+        docno=a.docno, limit=a.limit))
+    if ctx.json:
+        print_json([entry_json(v, full=False) for v in rows])
+        return EXIT_OK
+    if not rows:
+        print("no entries match")
+        return EXIT_OK
+    tz = ctx.config.window.tz
+    print(table(["id", "state", "mandant", "file", "customer", "recipients", "created", "note"],
+                [[str(v.id), v.state, str(v.mandant), v.path, v.customer,
+                  ", ".join(v.recipients or []) or "—", fmt_time(v.created_at, tz), _note(v)]
+                 for v in rows]))
+    return EXIT_OK
+
+
+def _note(v: EntryView) -> str:
+    return (v.last_error if v.state in ("deferred", "failed") else v.reason) or ""
+
+
+def run_show(ctx: Context) -> int:
+    view = ctx.outbox.admin.entry(ctx.args.id)
+    if view is None:
+        raise UsageError(f"there is no entry {ctx.args.id}")
+    if ctx.json:
+        print_json(entry_json(view, full=True))
+        return EXIT_OK
+    tz = ctx.config.window.tz
+    m = ctx.config.mandant(view.mandant)
+    archive = str(m.folder / view.path) if m else f"? (mandant {view.mandant} is not configured)"
+    lines = [
+        f"entry {view.id}: {view.state}" + (f" — {view.reason}" if view.reason else ""),
+        f"  document:    {view.path} (mandant {view.mandant}, {view.doctype} {view.docno},"
+        f" customer {view.customer})",
+        f"  archive:     {archive}",
+        f"  stored copy: {'in the outbox database' if view.stored_copy else 'purged'}"
+        f" (sha256 {view.sha256[:16]}…, {view.size} bytes)",
+        "  recipients:  " + (", ".join(view.recipients) if view.recipients
+                             else "— (not looked up yet)"),
+        f"  message-id:  {view.message_id}",
+        f"  recorded:    {fmt_time(view.created_at, tz)}",
+        f"  sent:        {fmt_time(view.sent_at, tz)}",
+    ]
+    if view.next_attempt_at and view.state == "deferred":
+        lines.append(f"  next try:    {fmt_time(view.next_attempt_at, tz)}")
+    for addr, why in (view.refused or {}).items():
+        lines.append(f"  refused:     {addr}: {why}")
+    if view.last_error:
+        lines.append(f"  last error:  {view.last_error}")
+    lines.append(f"  attempts:    {len(view.attempts)}")
+    for at in view.attempts:
+        code = at.code if at.code is not None else "—"
+        lines.append(f"    {fmt_time(at.at, tz)}  {at.server or '—'}  {at.outcome}"
+                     f"  {code} {at.reply}")
+    print("\n".join(lines))
+    return EXIT_OK

@@ -1,0 +1,48 @@
+"""requeue, hold, release, purge: the administrator's moves."""
+
+from __future__ import annotations
+
+from tikos_outbox.cli.context import Context, UsageError
+from tikos_outbox.cli.output import move_json, print_json
+from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from tikos_outbox.core.states import MoveResult, Refusal, State
+
+
+def _ids(ctx: Context) -> list[int]:
+    ids: list[int] = list(ctx.args.ids or [])
+    if ctx.args.state:
+        ids += ctx.outbox.admin.ids_in_state(State(ctx.args.state), since=ctx.args.since)
+    elif not ids:
+        raise UsageError("name entry ids or --state")
+    return ids
+
+
+def _report(ctx: Context, verb: str, results: dict[int, MoveResult]) -> int:
+    if ctx.json:
+        print_json(move_json(results))
+    else:
+        for entry_id, res in results.items():
+            print(f"entry {entry_id}: {verb}" if res.ok else res.explain())
+        if not results:
+            print("no entries matched")
+    if any(r.refusal is Refusal.NO_SUCH_ENTRY for r in results.values()):
+        return EXIT_USAGE  # an unknown id is a usage error
+    return EXIT_OK if all(r.ok for r in results.values()) else EXIT_FAILED
+
+
+def run_requeue(ctx: Context) -> int:
+    return _report(ctx, "requeued", ctx.outbox.admin.requeue(_ids(ctx)))
+
+
+def run_hold(ctx: Context) -> int:
+    return _report(ctx, "held", ctx.outbox.admin.hold(_ids(ctx)))
+
+
+def run_release(ctx: Context) -> int:
+    return _report(ctx, "released", ctx.outbox.admin.release(_ids(ctx)))
+
+
+def run_purge(ctx: Context) -> int:
+    n = ctx.outbox.admin.purge(ctx.args.older_than)
+    print(f"removed {n} stored document copies")
+    return EXIT_OK

@@ -1,0 +1,75 @@
+"""run, scan, flush: the service and its two one-shot passes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+from tikos_outbox import __version__
+from tikos_outbox.cli.context import Context
+from tikos_outbox.cli.output import print_json
+from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK
+from tikos_outbox.usecases.scan import ScanReport
+
+log = logging.getLogger("tikos_outbox")
+
+
+def run_run(ctx: Context) -> int:
+    from tikos_outbox.runner import run
+
+    outbox = ctx.outbox
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        outbox.stop.set()  # signals only set the flag; the loop stops cleanly
+
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGBREAK", None)):
+        if sig is not None:
+            signal.signal(sig, on_signal)
+    log.info("tikos-outbox %s starting (config %s)", __version__, ctx.config.path)
+    run(outbox)
+    return EXIT_OK
+
+
+def run_scan(ctx: Context) -> int:
+    a = ctx.args
+    baseline = True if a.baseline else (False if a.no_baseline else None)
+    outbox = ctx.outbox
+    if sys.stderr.isatty() and not ctx.json:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("scanning the archive …")
+
+            def show(r: ScanReport) -> None:
+                bar.update(task, description=f"scanning the archive: {r.files_seen:,} files,"
+                                             f" {sum(r.recorded.values()):,} new")
+
+            report = outbox.scan(baseline=baseline, since=a.since, progress=show)
+    else:
+        report = outbox.scan(baseline=baseline, since=a.since)
+    if ctx.json:
+        print_json({"files_seen": report.files_seen, "recorded": report.recorded,
+                    "waiting": report.waiting, "errors": report.errors})
+    else:
+        rec = ", ".join(f"{n} {s}" for s, n in sorted(report.recorded.items())) or "nothing new"
+        print(f"{report.files_seen} files seen; recorded: {rec}")
+        if report.waiting:
+            print(f"{report.waiting} file(s) still being written; taken at the next scan")
+        for e in report.errors:
+            print(f"error: {e}", file=sys.stderr)
+    return EXIT_FAILED if report.errors else EXIT_OK
+
+
+def run_flush(ctx: Context) -> int:
+    report = ctx.outbox.delivery.send_due(force=True)
+    if ctx.json:
+        print_json(report.as_dict())
+    else:
+        print(f"sent {report.sent}, deferred {report.deferred}, failed {report.failed}"
+              + (f", skipped {report.skipped}" if report.skipped else ""))
+        for why in report.stopped:
+            print(f"stopped: {why}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILED

@@ -1,0 +1,110 @@
+"""What every command gets: its arguments, and the config and outbox opened on
+first use. Also the log set-up and the error the commands raise for bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import sys
+from functools import cached_property
+from pathlib import Path
+
+from tikos_outbox.config import find_config_path, load_config
+from tikos_outbox.core.settings import Config
+from tikos_outbox.wiring import Outbox, open_outbox
+
+log = logging.getLogger("tikos_outbox")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class UsageError(Exception):
+    """Bad usage: one line for the administrator, exit 2."""
+
+
+class Context:
+    """The config and the outbox, opened lazily: `init` needs neither."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.config_path = find_config_path(args.config)
+        self._outbox: Outbox | None = None
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @cached_property
+    def config(self) -> Config:
+        config = load_config(self.config_path)
+        Logs.add_file(log_file_of(config))
+        return config
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._outbox = open_outbox(self.config)
+        return self._outbox
+
+    def open_outbox(self) -> Outbox:
+        return self.outbox
+
+    def close(self) -> None:
+        if self._outbox is not None:
+            self._outbox.close()
+
+
+def log_file_of(cfg: Config) -> Path:
+    """`[outbox] log_file`, else tikos-outbox.log beside an SQLite database, else
+    beside the config."""
+    if cfg.outbox.log_file is not None:
+        return cfg.outbox.log_file
+    url = cfg.outbox.database
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):]).parent / "tikos-outbox.log"
+    return cfg.base_dir / "tikos-outbox.log"
+
+
+class Logs:
+    """The command's log handlers on the `tikos_outbox` logger: warnings to stderr
+    (everything with -v), one line per document event into a rotating file.
+
+    Managed here rather than with logging.config.dictConfig, which closes every
+    handler of the process; `main` also runs inside tests and the demo."""
+
+    @staticmethod
+    def start(verbose: bool) -> None:
+        root = logging.getLogger("tikos_outbox")
+        Logs.stop()
+        root.setLevel(logging.DEBUG if verbose else logging.INFO)
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+        err.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        root.addHandler(err)
+        root.propagate = False
+
+    @staticmethod
+    def add_file(path: Path) -> None:
+        root = logging.getLogger("tikos_outbox")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=10,
+                                                      encoding="utf-8", delay=True)
+        except OSError as exc:
+            log.warning("cannot write the log file %s: %s", path, exc)
+            return
+        fh.setFormatter(logging.Formatter(LOG_FORMAT))
+        fh.setLevel(logging.INFO)
+        root.addHandler(fh)
+
+    @staticmethod
+    def files() -> list[logging.FileHandler]:
+        return [h for h in logging.getLogger("tikos_outbox").handlers
+                if isinstance(h, logging.FileHandler)]
+
+    @staticmethod
+    def stop() -> None:
+        root = logging.getLogger("tikos_outbox")
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            h.close()

@@ -1,0 +1,149 @@
+"""The validated settings, as frozen values. `config.py` reads the TOML file into
+these; everything else only reads them. Choices are enums, never bare strings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from tikos_outbox.core.retry import RetryPolicy
+from tikos_outbox.core.window import SendWindow
+
+
+class Security(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    SSL = "ssl"  # implicit TLS, usually port 465
+
+
+class Auth(StrEnum):
+    ANONYMOUS = "anonymous"
+    PASSWORD = "password"
+    OAUTH2 = "oauth2"
+
+
+class WatchMode(StrEnum):
+    EVENTS = "events"
+    POLLING = "polling"
+    AUTO = "auto"  # polling on network paths, events elsewhere
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: Security
+    verify_tls: bool
+    ca_file: Path | None
+    auth: Auth
+    username: str | None
+    password: str | None  # a Fernet token, never the plaintext
+    oauth2_tenant: str | None
+    oauth2_token_url: str | None
+    oauth2_client_id: str | None
+    oauth2_client_secret: str | None  # a Fernet token
+    oauth2_scope: str
+    timeout_s: float
+    max_per_minute: int
+    max_per_connection: int
+
+    @property
+    def server(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    address: str
+    name: str
+    reply_to: str | None
+    bcc: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    mode: WatchMode
+    poll_interval_s: float
+    settle_s: float
+    baseline: bool
+    max_size_mb: float
+    full_scan_minutes: float
+    reconcile_minutes: float
+
+    @property
+    def max_size_bytes(self) -> int:
+        return int(self.max_size_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class RecipientSettings:
+    sql_dsn: str | None
+    sql_query: str | None
+    sql_params: tuple[str, ...]
+    sql_timeout_s: int
+    csv: Path | None
+
+
+@dataclass(frozen=True)
+class Template:
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Mandant:
+    id: int
+    name: str
+    enabled: bool
+    folder: Path
+    pattern: re.Pattern[str]
+    smtp: SmtpSettings
+    sender: SenderSettings
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    database: str  # a SQLAlchemy URL
+    key_file: Path
+    keep_days: int
+    log_file: Path | None
+    retry: RetryPolicy
+    busy_timeout_s: float
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    outbox: OutboxSettings
+    window: SendWindow
+    smtp: SmtpSettings
+    sender: SenderSettings
+    watch: WatchSettings
+    recipients: RecipientSettings
+    mandants: tuple[Mandant, ...]
+    templates: Mapping[str, Template]
+    report: ReportSettings
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def mandant(self, mandant_id: int) -> Mandant | None:
+        return next((m for m in self.mandants if m.id == mandant_id), None)
+
+    def template(self, doctype: str) -> Template:
+        return self.templates.get(doctype.upper()) or self.templates["default"]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def enabled_mandants(self) -> tuple[Mandant, ...]:
+        return tuple(m for m in self.mandants if m.enabled)

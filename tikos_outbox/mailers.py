@@ -1,0 +1,44 @@
+"""The MailerFactory: SMTP mailers with their secrets decrypted only when one is
+made, and one OAuth2 token cache per account, shared by every run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tikos_outbox.core.ports import Clock, TokenSource
+from tikos_outbox.core.settings import Auth, SmtpSettings
+from tikos_outbox.credentials import KeyRing, SecretText
+from tikos_outbox.oauth2 import token_source_for
+from tikos_outbox.smtp import Mailer
+
+
+class Mailers:
+    def __init__(self, key_file: Path, clock: Clock,
+                 token_source: TokenSource | None = None) -> None:
+        self.key_file = key_file
+        self.clock = clock
+        self._keyring: KeyRing | None = None
+        self._fixed_tokens = token_source
+        self._tokens: dict[tuple[str, str | None], TokenSource] = {}
+
+    @property
+    def keyring(self) -> KeyRing:
+        if self._keyring is None:
+            self._keyring = KeyRing(self.key_file)
+        return self._keyring
+
+    def tokens(self, smtp: SmtpSettings) -> TokenSource:
+        if self._fixed_tokens is not None:
+            return self._fixed_tokens
+        key = (smtp.oauth2_token_url or smtp.oauth2_tenant or "", smtp.oauth2_client_id)
+        if key not in self._tokens:
+            self._tokens[key] = token_source_for(smtp, self.keyring, self.clock)
+        return self._tokens[key]
+
+    def __call__(self, smtp: SmtpSettings) -> Mailer:
+        """A Mailer for these settings; raises KeyFileError (SecretUnavailable)."""
+        password: SecretText | None = None
+        if smtp.auth is Auth.PASSWORD and smtp.password:
+            password = self.keyring.decrypt(smtp.password, "the SMTP password")
+        tokens = self.tokens(smtp) if smtp.auth is Auth.OAUTH2 else None
+        return Mailer(smtp, password=password, token_source=tokens)

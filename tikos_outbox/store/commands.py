@@ -1,0 +1,324 @@
+"""Writes to the outbox. The transition table is the only writer of an entry's
+state: every change is one `UPDATE … SET state = target(event) WHERE state IN
+sources(event)`, built by `_transition`, so two processes can never move one
+entry twice, and an admin's move never overwrites a send run's claim."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from tikos_outbox.core.intake import Prior
+from tikos_outbox.core.states import (
+    Event,
+    MoveResult,
+    Refusal,
+    State,
+    sources,
+    target,
+)
+from tikos_outbox.core.views import Claimed, Finish, Recorded, Recording, StaleClaim
+from tikos_outbox.store.engine import mapped
+from tikos_outbox.store.tables import Tables
+
+#: the execution option that names the event of a state change (for tests and tracing)
+EVENT_OPTION = "tikos_event"
+#: Events that end a send attempt: legal only from `sending`, for the claiming worker.
+FINISHING = frozenset({Event.DELIVERED, Event.TRANSIENT, Event.PERMANENT, Event.EXPIRE,
+                       Event.INTERRUPTED, Event.UNCLAIM_FRESH, Event.UNCLAIM_RETRY})
+
+
+class Commands:
+    """The outbox's writes (OutboxCommands)."""
+
+    def __init__(self, engine: Engine, tables: Tables) -> None:
+        self.engine = engine
+        self.t = tables
+        E = self.E = tables.entry.c
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        # upserts are the dialect's own; only the engine's dialect is loaded
+        dialect_insert = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}"
+                                                 ).insert
+        # a document copy that is already stored (same content) is not stored again
+        self._insert_blob = dialect_insert(tables.blob).on_conflict_do_nothing(
+            index_elements=["sha256"])
+        upsert = dialect_insert(tables.meta)
+        self._upsert_meta = upsert.on_conflict_do_update(
+            index_elements=["key"], set_={"value": upsert.excluded.value,
+                                          "updated_at": upsert.excluded.updated_at})
+        # the intake's hot path, built once: entries of the same mandant with the same
+        # path or the same content, by two indexed lookups (an OR would walk the mandant)
+        self._priors = union_all(
+            select(E.id, E.state, E.sha256, E.path)
+            .where(E.mandant == bindparam("m"), E.path == bindparam("p")),
+            select(E.id, E.state, E.sha256, E.path)
+            .where(E.mandant == bindparam("m"), E.sha256 == bindparam("h")),
+        ).order_by("id")
+        self._insert_entry = insert(tables.entry).returning(E.id)
+        self._insert_attempt = insert(tables.attempt)
+
+    def _transition(self, event: Event, *where: ColumnElement[bool], **values: Any) -> Update:
+        """The one statement that changes states: guarded by the event's sources."""
+        return (update(self.t.entry)
+                .where(self.E.state.in_(sorted(s.value for s in sources(event))), *where)
+                .values(state=target(event).value, **values)
+                .execution_options(**{EVENT_OPTION: event.value}))
+
+    @mapped
+    def set_meta(self, key: str, value: str, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert_meta, {"key": key, "value": value, "updated_at": now})
+
+    # -- intake -----------------------------------------------------------------------------
+
+    @mapped
+    def record_many(self, items: Sequence[Recording], now: datetime) -> list[Recorded | None]:
+        """Record settled files by the identity rules, in one transaction.
+
+        For each item, `decide(same_path, same_content)` applies the rules to what
+        the outbox holds (including the items before it); None means the file is
+        already recorded. If another process recorded one of them at the same
+        moment, the items are recorded one by one instead, and that one is a no-op.
+        """
+        try:
+            with self.engine.begin() as conn:
+                return [self._record(conn, item, now) for item in items]
+        except IntegrityError:
+            if len(items) == 1:
+                return [None]  # another watcher recorded the same document first
+            return [self.record_many([item], now)[0] for item in items]
+
+    def _record(self, conn: Connection, item: Recording, now: datetime) -> Recorded | None:
+        doc = item.doc
+        rows = conn.execute(self._priors, {"m": doc.mandant, "p": doc.path,
+                                           "h": doc.sha256}).all()
+        same_path = [Prior(r.id, State(r.state), r.sha256) for r in rows if r.path == doc.path]
+        dup = next((r for r in rows if r.path != doc.path), None)
+        same_content = Prior(dup.id, State(dup.state), dup.sha256) if dup else None
+        decision = item.decide(same_path, same_content)
+        if decision is None:
+            return None
+        if decision.state in (State.PENDING, State.HELD):
+            # a copy only of what may be mailed: the baseline (often the whole archive),
+            # duplicates and skipped entries are not copied; if one is requeued, the
+            # send run takes the archive file, provided its content is still the same
+            conn.execute(self._insert_blob, {"sha256": doc.sha256, "size": doc.size,
+                                             "data": doc.data, "purged_at": None})
+        recipients = item.recipients if decision.state is State.PENDING else None
+        entry_id: int = conn.execute(self._insert_entry, {
+            "mandant": doc.mandant, "path": doc.path, "file_name": doc.file_name,
+            "sha256": doc.sha256, "size": doc.size, "mtime_ns": doc.mtime_ns,
+            "doctype": doc.doctype, "docno": doc.docno, "customer": doc.customer,
+            "fields_json": json.dumps(doc.fields, ensure_ascii=False),
+            "state": decision.state.value, "reason": decision.reason,
+            "recipients_json": json.dumps(recipients) if recipients is not None else None,
+            "message_id": item.message_id, "created_at": now, "updated_at": now,
+            "transient_failures": 0,
+        }).scalar_one()
+        if decision.supersede:
+            conn.execute(self._transition(Event.SKIP, self.E.id.in_(decision.supersede),
+                                          updated_at=now,
+                                          reason=f"superseded by entry {entry_id}"))
+        return Recorded(entry_id, decision)
+
+    @mapped
+    def set_recipients(self, entry_id: int, recipients: list[str], now: datetime) -> bool:
+        """The looked-up addresses of a pending entry; False if it is no longer pending."""
+        E = self.E
+        with self.engine.begin() as conn:
+            n = conn.execute(update(self.t.entry)
+                             .where(E.id == entry_id, E.state == State.PENDING.value)
+                             .values(recipients_json=json.dumps(recipients), updated_at=now)
+                             ).rowcount
+        return bool(n)
+
+    # -- events on entries ----------------------------------------------------------------
+
+    @mapped
+    def move(self, ids: Sequence[int], event: Event, now: datetime,
+             reason: str | None = None) -> dict[int, MoveResult]:
+        """An admin's or the service's event (hold, release, skip) on entries.
+        `reason` is stored with it; release clears it."""
+        if event in FINISHING or event in (Event.CLAIM, Event.REQUEUE):
+            raise ValueError(f"the event {event} has its own command")
+        with self.engine.begin() as conn:
+            moved = set(conn.scalars(self._transition(
+                event, self.E.id.in_(ids), updated_at=now, reason=reason)
+                .returning(self.E.id)))
+            return self._results(conn, ids, event, moved)
+
+    @mapped
+    def requeue(self, new_message_ids: Mapping[int, str], now: datetime
+                ) -> dict[int, MoveResult]:
+        """Back to pending with the retry bookkeeping reset and the addresses to be
+        looked up again. A sent entry is a deliberate resend: it takes its new
+        Message-ID from `new_message_ids`; the others keep theirs."""
+        E = self.E
+        was_sent = E.state == State.SENT.value
+        moved: set[int] = set()
+        with self.engine.begin() as conn:
+            for entry_id, message_id in new_message_ids.items():
+                moved.update(conn.scalars(self._transition(
+                    Event.REQUEUE, E.id == entry_id, updated_at=now, reason=None,
+                    recipients_json=None, refused_json=None, next_attempt_at=None,
+                    first_attempt_at=None, transient_failures=0, last_error=None,
+                    message_id=case((was_sent, message_id), else_=E.message_id),
+                    sent_at=case((was_sent, None), else_=E.sent_at),
+                ).returning(E.id)))
+            return self._results(conn, list(new_message_ids), Event.REQUEUE, moved)
+
+    def _results(self, conn: Connection, ids: Sequence[int], event: Event,
+                 moved: set[int]) -> dict[int, MoveResult]:
+        E = self.E
+        states = {r.id: State(r.state) for r in conn.execute(
+            select(E.id, E.state).where(E.id.in_(ids)))}
+        out: dict[int, MoveResult] = {}
+        for entry_id in ids:
+            state = states.get(entry_id)
+            if entry_id in moved:
+                out[entry_id] = MoveResult(entry_id, event, state)
+            elif state is None:
+                out[entry_id] = MoveResult(entry_id, event, None, Refusal.NO_SUCH_ENTRY)
+            elif state is State.SENDING:
+                out[entry_id] = MoveResult(entry_id, event, state, Refusal.BUSY)
+            else:
+                out[entry_id] = MoveResult(entry_id, event, state, Refusal.NOT_ALLOWED)
+        return out
+
+    # -- sending ----------------------------------------------------------------------------
+
+    @mapped
+    def claim_due(self, now: datetime, worker: str, lease_until: datetime, limit: int,
+                  mandant: int | None = None, force_before: datetime | None = None
+                  ) -> list[Claimed]:
+        """Atomically move up to `limit` due entries to `sending` for this worker.
+
+        Due: pending, or deferred with its back-off over; with `force_before`
+        (a flush) also every deferred entry last changed before that instant.
+        """
+        E = self.E
+        retry_due = or_(E.next_attempt_at.is_(None), E.next_attempt_at <= now)
+        if force_before is not None:
+            retry_due = or_(retry_due, E.updated_at < force_before)
+        due = or_(E.state == State.PENDING.value, (E.state == State.DEFERRED.value) & retry_due)
+        pick = (select(E.id).where(due, E.recipients_json.is_not(None))
+                .order_by(E.id).limit(limit))
+        if mandant is not None:
+            pick = pick.where(E.mandant == mandant)
+        if not self.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            ids = list(conn.scalars(self._transition(
+                Event.CLAIM, E.id.in_(pick.scalar_subquery()), claimed_by=worker,
+                lease_until=lease_until, updated_at=now).returning(E.id)))
+            if not ids:
+                return []
+            rows = conn.execute(select(self.t.entry).where(E.id.in_(ids)).order_by(E.id))
+            return [Claimed(
+                id=r.id, mandant=r.mandant, path=r.path, file_name=r.file_name,
+                sha256=r.sha256, doctype=r.doctype, docno=r.docno, customer=r.customer,
+                fields=json.loads(r.fields_json), recipients=json.loads(r.recipients_json),
+                message_id=r.message_id, first_attempt_at=r.first_attempt_at,
+                transient_failures=r.transient_failures,
+                # a deferred entry always has a transient failure; a pending one none
+                previous_state=State.DEFERRED if r.transient_failures else State.PENDING,
+            ) for r in rows]
+
+    def _finishing(self, event: Event, entry_id: int, worker: str | None, now: datetime,
+                   **values: Any) -> Update:
+        """A claim ends: only the claiming worker's, only from `sending`."""
+        E = self.E
+        return self._transition(event, E.id == entry_id, E.state == State.SENDING.value,
+                                E.claimed_by == worker, claimed_by=None, lease_until=None,
+                                updated_at=now, **values)
+
+    @mapped
+    def finish(self, claimed: Claimed, worker: str, event: Event, now: datetime,
+               result: Finish) -> bool:
+        """Record one attempt and the entry's new state in one commit.
+
+        Returns False if the entry was no longer this worker's claim.
+        """
+        E = self.E
+        refused_json = json.dumps(result.refused, ensure_ascii=False) if result.refused else None
+        values: dict[str, Any] = {"first_attempt_at": func.coalesce(E.first_attempt_at, now)}
+        if target(event) is State.SENT:
+            values.update(sent_at=now, refused_json=refused_json, next_attempt_at=None,
+                          reason=None, last_error=(f"refused: {', '.join(result.refused)}"
+                                                   if result.refused else None))
+        else:
+            values.update(last_error=result.reason or f"{result.code} {result.reply}".strip(),
+                          next_attempt_at=result.next_attempt_at)
+            if result.reason is not None:
+                values["reason"] = result.reason
+            if event is Event.TRANSIENT:
+                values["transient_failures"] = E.transient_failures + 1
+        with self.engine.begin() as conn:  # Core, one statement each: this runs per mail
+            if conn.execute(self._finishing(event, claimed.id, worker, now, **values)
+                            ).rowcount != 1:
+                return False
+            conn.execute(self._insert_attempt, {
+                "entry_id": claimed.id, "at": now, "server": result.server,
+                "outcome": result.outcome, "code": result.code, "reply": result.reply,
+                "refused_json": refused_json})
+        return True
+
+    @mapped
+    def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime) -> None:
+        """Give entries back untouched (the run stopped before their DATA)."""
+        with self.engine.begin() as conn:
+            for c in claims:
+                event = (Event.UNCLAIM_RETRY if c.previous_state is State.DEFERRED
+                         else Event.UNCLAIM_FRESH)
+                conn.execute(self._finishing(event, c.id, worker, now))
+
+    @mapped
+    def recover(self, stale: StaleClaim, now: datetime, reason: str) -> bool:
+        """A claim that a crash left behind becomes `deferred`, its attempt noted."""
+        E = self.E
+        with self.engine.begin() as conn:
+            n = conn.execute(self._finishing(
+                Event.INTERRUPTED, stale.entry_id, stale.worker or None, now,
+                last_error=reason, next_attempt_at=now,
+                first_attempt_at=func.coalesce(E.first_attempt_at, now),
+                transient_failures=E.transient_failures + 1)).rowcount
+            if n != 1:
+                return False
+            conn.execute(self._insert_attempt, {
+                "entry_id": stale.entry_id, "at": now, "server": "", "outcome": "interrupted",
+                "code": None, "reply": reason, "refused_json": None})
+        return True
+
+    # -- retention --------------------------------------------------------------------------
+
+    @mapped
+    def purge(self, sent_before: datetime, now: datetime) -> int:
+        """Drop the stored copies whose every entry was sent (or skipped) before the date."""
+        E, B = self.E, self.t.blob.c
+        keep = select(E.sha256).where(or_(
+            E.state.not_in([State.SENT.value, State.SKIPPED.value]),
+            E.updated_at > sent_before))
+        with self.engine.begin() as conn:
+            n = conn.execute(update(self.t.blob)
+                             .where(B.data.is_not(None), B.sha256.not_in(keep))
+                             .values(data=None, purged_at=now)).rowcount
+        return int(n)

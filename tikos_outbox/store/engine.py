@@ -1,0 +1,134 @@
+"""The database engine, the schema check and the migrations.
+
+A command checks the schema with one query against `alembic_version`; Alembic
+itself is loaded only when a migration is due. Every SQLAlchemy error is turned
+into a StoreError here, at the store's edge, in one line an administrator can read.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from tikos_outbox.core.ports import StoreError
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+#: an execution option: this connection only reads (SQLite: a deferred BEGIN, so
+#: that `status` never waits behind a writer for the write lock)
+READ_ONLY = "tikos_read_only"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def describe(exc: SQLAlchemyError) -> str:
+    """The driver's own first line (e.g. 'database or disk is full')."""
+    orig = getattr(exc, "orig", None)
+    return (str(orig or exc).splitlines() or [type(exc).__name__])[0]
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL is shown as such, never raw
+        return "(unparseable URL)"
+
+
+def mapped(fn: Callable[P, R]) -> Callable[P, R]:
+    """Database errors leave the store as StoreError, never as SQLAlchemy's own."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"the outbox database failed: {describe(exc)}") from exc
+
+    return wrapper
+
+
+def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
+    """An engine with the settings the outbox relies on (SQLite: WAL, busy timeout,
+    BEGIN IMMEDIATE for writes so that a read-then-write transaction never fails
+    half-way)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrations_dir() -> Path:
+    """`migrations/` beside the package (a checkout) or inside it (an installed wheel)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise StoreError("the database migrations are missing from this installation")
+
+
+_REVISION = re.compile(r"^(\d{4})_\w+\.py$")
+
+
+def head_revision() -> str:
+    """The newest migration, by its file name (`0003_….py` is revision "0003")."""
+    names = [m.group(1) for p in (migrations_dir() / "versions").iterdir()
+             if (m := _REVISION.match(p.name))]
+    if not names:
+        raise StoreError("the database migrations are missing from this installation")
+    return max(names)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema's revision, or None for a new database."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        if not engine.dialect.has_table(conn, "alembic_version"):
+            return None
+        value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return str(value) if value is not None else None
+
+
+@mapped
+def ensure_schema(engine: Engine) -> bool:
+    """Bring the schema up to date if it is not; True if a migration ran."""
+    if current_revision(engine) == head_revision():
+        return False
+    migrate(engine)
+    return True
+
+
+@mapped
+def migrate(engine: Engine) -> None:
+    """Run Alembic's upgrade to head (idempotent)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,176 @@
+"""Reads from the outbox: typed views, nothing changed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, func, select
+
+from tikos_outbox.core.states import State
+from tikos_outbox.core.views import (
+    AttemptView,
+    EntryView,
+    ListFilter,
+    StaleClaim,
+    Unresolved,
+)
+from tikos_outbox.store.engine import READ_ONLY, mapped
+from tikos_outbox.store.tables import Tables
+
+CHUNK = 500
+
+
+class Queries:
+    """The outbox's reads (OutboxQueries)."""
+
+    def __init__(self, engine: Engine, tables: Tables) -> None:
+        self.engine = engine
+        self.t = tables
+        self.E = tables.entry.c
+
+    def _read(self) -> Connection:
+        return self.engine.connect().execution_options(**{READ_ONLY: True})
+
+    @mapped
+    def get_meta(self, key: str) -> str | None:
+        M = self.t.meta.c
+        with self._read() as conn:
+            value = conn.execute(select(M.value).where(M.key == key)).scalar()
+        return str(value) if value is not None else None
+
+    @mapped
+    def known_among(self, mandant: int, paths: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of the newest entry, for those of `paths` the outbox
+        has: files that need not be read again. Asked in chunks, so that memory does
+        not grow with the archive."""
+        E = self.E
+        out: dict[str, tuple[int, int]] = {}
+        with self._read() as conn:
+            for i in range(0, len(paths), CHUNK):
+                rows = conn.execute(
+                    select(E.path, E.size, E.mtime_ns)
+                    .where(E.mandant == mandant, E.path.in_(paths[i:i + CHUNK]))
+                    .order_by(E.id))
+                for path, size, mtime in rows:
+                    out[path] = (size, mtime)
+        return out
+
+    @mapped
+    def unresolved(self, limit: int = CHUNK) -> list[Unresolved]:
+        """Pending entries whose recipients were not looked up yet."""
+        E = self.E
+        with self._read() as conn:
+            rows = conn.execute(
+                select(E.id, E.mandant, E.fields_json)
+                .where(E.state == State.PENDING.value, E.recipients_json.is_(None))
+                .order_by(E.id).limit(limit)).all()
+        return [Unresolved(r.id, r.mandant, json.loads(r.fields_json)) for r in rows]
+
+    @mapped
+    def ids_in_state(self, state: State, since: datetime | None = None) -> list[int]:
+        E = self.E
+        q = select(E.id).where(E.state == state.value)
+        if since is not None:
+            q = q.where(E.created_at >= since)
+        with self._read() as conn:
+            return list(conn.scalars(q.order_by(E.id)))
+
+    @mapped
+    def due_outside(self, mandants: set[int]) -> list[tuple[int, int]]:
+        """(id, mandant) of pending or deferred entries whose mandant is not in the set."""
+        E = self.E
+        with self._read() as conn:
+            rows = conn.execute(select(E.id, E.mandant).where(
+                E.state.in_([State.PENDING.value, State.DEFERRED.value]),
+                E.mandant.not_in(mandants))).all()
+        return [(r.id, r.mandant) for r in rows]
+
+    @mapped
+    def stale_claims(self, now: datetime, dead_worker: Callable[[str], bool]
+                     ) -> list[StaleClaim]:
+        """Entries in `sending` whose lease ran out or whose worker is gone."""
+        E = self.E
+        with self._read() as conn:
+            rows = conn.execute(select(E.id, E.claimed_by, E.lease_until)
+                                .where(E.state == State.SENDING.value)).all()
+        return [StaleClaim(r.id, r.claimed_by or "", r.lease_until) for r in rows
+                if r.lease_until is None or r.lease_until <= now
+                or dead_worker(r.claimed_by or "")]
+
+    @mapped
+    def load_copy(self, sha256: str) -> bytes | None:
+        """The outbox's own copy of a document, or None when it was purged."""
+        B = self.t.blob.c
+        with self._read() as conn:
+            data: bytes | None = conn.execute(
+                select(B.data).where(B.sha256 == sha256)).scalar()
+        return data
+
+    @mapped
+    def counts(self) -> dict[str, int]:
+        E = self.E
+        counts = {st.value: 0 for st in State}
+        with self._read() as conn:
+            for state, n in conn.execute(select(E.state, func.count()).group_by(E.state)):
+                counts[state] = n
+        return counts
+
+    @mapped
+    def list_entries(self, flt: ListFilter) -> list[EntryView]:
+        E, A = self.E, self.t.attempt.c
+        q = select(self.t.entry)
+        if flt.states:
+            q = q.where(E.state.in_(flt.states))
+        if flt.mandant is not None:
+            q = q.where(E.mandant == flt.mandant)
+        if flt.since is not None:
+            q = q.where(E.created_at >= flt.since)
+        if flt.customer:
+            q = q.where(E.customer == flt.customer)
+        if flt.docno:
+            q = q.where(E.docno == flt.docno)
+        if flt.changed_since is not None:
+            q = q.where(E.updated_at >= flt.changed_since)
+        with self._read() as conn:
+            rows = conn.execute(q.order_by(E.id.desc()).limit(flt.limit)).all()
+            ids = [r.id for r in rows]
+            counts: dict[int, int] = {r[0]: r[1] for r in conn.execute(
+                select(A.entry_id, func.count()).where(A.entry_id.in_(ids))
+                .group_by(A.entry_id))} if ids else {}
+        return [_view(r, counts.get(r.id, 0)) for r in rows]
+
+    @mapped
+    def get_entry(self, entry_id: int) -> EntryView | None:
+        E, A, B = self.E, self.t.attempt.c, self.t.blob.c
+        with self._read() as conn:
+            row = conn.execute(select(self.t.entry).where(E.id == entry_id)).first()
+            if row is None:
+                return None
+            attempts = conn.execute(
+                select(self.t.attempt).where(A.entry_id == entry_id).order_by(A.id)).all()
+            has_copy = conn.execute(
+                select(func.count()).select_from(self.t.blob)
+                .where(B.sha256 == row.sha256, B.data.is_not(None))).scalar()
+        view = _view(row, len(attempts))
+        view.stored_copy = bool(has_copy)
+        view.attempts = [
+            AttemptView(at=a.at, server=a.server, outcome=a.outcome, code=a.code,
+                        reply=a.reply, refused=json.loads(a.refused_json)
+                        if a.refused_json else None)
+            for a in attempts]
+        return view
+
+
+def _view(r: Row[Any], attempt_count: int) -> EntryView:
+    return EntryView(
+        id=r.id, state=r.state, mandant=r.mandant, path=r.path, file_name=r.file_name,
+        sha256=r.sha256, size=r.size, doctype=r.doctype, docno=r.docno, customer=r.customer,
+        recipients=json.loads(r.recipients_json) if r.recipients_json else None,
+        refused=json.loads(r.refused_json) if r.refused_json else None,
+        reason=r.reason, last_error=r.last_error, message_id=r.message_id,
+        created_at=r.created_at, updated_at=r.updated_at, sent_at=r.sent_at,
+        next_attempt_at=r.next_attempt_at, attempt_count=attempt_count,
+    )

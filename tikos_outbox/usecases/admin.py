@@ -1,0 +1,73 @@
+"""The administrator's moves and views: list, show, requeue, hold, release, purge."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from tikos_outbox.core.message import make_message_id
+from tikos_outbox.core.ports import Clock, OutboxCommands, OutboxQueries
+from tikos_outbox.core.settings import Config
+from tikos_outbox.core.states import Event, MoveResult, State
+from tikos_outbox.core.views import EntryView, ListFilter
+
+log = logging.getLogger("tikos_outbox")
+
+HELD_BY_ADMIN = "held by the administrator"
+
+
+class Administration:
+    def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
+                 clock: Clock) -> None:
+        self.config = config
+        self.queries = queries
+        self.commands = commands
+        self.clock = clock
+
+    # -- views ------------------------------------------------------------------------------
+
+    def entries(self, flt: ListFilter) -> list[EntryView]:
+        return self.queries.list_entries(flt)
+
+    def entry(self, entry_id: int) -> EntryView | None:
+        return self.queries.get_entry(entry_id)
+
+    def ids_in_state(self, state: State, since: datetime | None = None) -> list[int]:
+        return self.queries.ids_in_state(state, since)
+
+    # -- moves ------------------------------------------------------------------------------
+
+    def requeue(self, ids: Iterable[int]) -> dict[int, MoveResult]:
+        """Back to pending, addresses looked up again. A sent entry is a deliberate
+        resend and gets a new Message-ID; attempts are kept."""
+        fresh: dict[int, str] = {}
+        for entry_id in ids:
+            view = self.queries.get_entry(entry_id)
+            m = self.config.mandant(view.mandant) if view is not None else None
+            sender = m.sender.address if m else self.config.sender.address
+            fresh[entry_id] = make_message_id(uuid.uuid4().hex, sender)
+        return self._logged(self.commands.requeue(fresh, self.clock.now()), "requeued")
+
+    def hold(self, ids: Iterable[int]) -> dict[int, MoveResult]:
+        return self._logged(self.commands.move(list(ids), Event.HOLD, self.clock.now(),
+                                               reason=HELD_BY_ADMIN), "held")
+
+    def release(self, ids: Iterable[int]) -> dict[int, MoveResult]:
+        return self._logged(self.commands.move(list(ids), Event.RELEASE, self.clock.now()),
+                            "released")
+
+    def purge(self, older_than_days: int | None = None) -> int:
+        days = older_than_days if older_than_days is not None else self.config.outbox.keep_days
+        now = self.clock.now()
+        n = self.commands.purge(now - timedelta(days=days), now)
+        log.info("purged %d stored document copies older than %d days", n, days)
+        return n
+
+    @staticmethod
+    def _logged(results: dict[int, MoveResult], verb: str) -> dict[int, MoveResult]:
+        for entry_id, res in results.items():
+            if res.ok:
+                log.info("entry %d %s by the administrator", entry_id, verb)
+        return results

@@ -1,0 +1,57 @@
+"""The mail of a claimed entry: the template filled, sender and recipients, the PDF."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tikos_outbox.core.message import Mail, message_bytes, render
+from tikos_outbox.core.ports import DocumentFiles, OutboxQueries
+from tikos_outbox.core.settings import Config, Mandant
+from tikos_outbox.core.views import Claimed
+
+GONE = "the stored copy was purged and the archive file is gone or changed"
+
+
+def mail_for(config: Config, m: Mandant, c: Claimed, pdf: bytes, now: datetime) -> Mail:
+    """The mail for a claimed entry: template, sender, recipients, attachment."""
+    local_now = now.astimezone(config.window.tz)
+    fields = {name: "" for name in m.pattern.groupindex}
+    fields.update(c.fields)
+    fields.update(
+        doctype=c.doctype, docno=c.docno, customer=c.customer, mandant=str(m.id),
+        mandant_name=m.name, sender_name=m.sender.name, sender_address=m.sender.address,
+        file_name=c.file_name, date=local_now.strftime("%d.%m.%Y"),
+    )
+    template = config.template(c.doctype)
+    return Mail(
+        sender_address=m.sender.address, sender_name=m.sender.name,
+        reply_to=m.sender.reply_to, to=tuple(c.recipients),
+        subject=render(template.subject, fields), body=render(template.body, fields),
+        filename=c.file_name, pdf=pdf, message_id=c.message_id, date=local_now,
+    )
+
+
+class Composer:
+    """Builds the message bytes of claimed entries from the outbox's own copy (or
+    the archive file, if it is unchanged)."""
+
+    def __init__(self, config: Config, queries: OutboxQueries, files: DocumentFiles) -> None:
+        self.config = config
+        self.queries = queries
+        self.files = files
+
+    def document(self, m: Mandant, c: Claimed) -> bytes | None:
+        data = self.queries.load_copy(c.sha256)
+        if data is not None:
+            return data
+        return self.files.archive_copy(str(m.folder / c.path), c.sha256)
+
+    def build(self, m: Mandant, c: Claimed, now: datetime) -> bytes | str:
+        """The message bytes of a claimed entry, or why it cannot be sent."""
+        data = self.document(m, c)
+        if data is None:
+            return GONE
+        try:
+            return message_bytes(mail_for(self.config, m, c, data, now))
+        except ValueError as exc:  # an address or template value that cannot be mailed
+            return f"the message cannot be built: {exc}"

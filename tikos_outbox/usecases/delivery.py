@@ -1,0 +1,229 @@
+"""Delivery: claim what is due, send it outside any transaction, record each
+result in its own commit right after the server's reply."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from tikos_outbox.core.outcome import Verdict, judge
+from tikos_outbox.core.ports import (
+    Clock,
+    Mailer,
+    MailerFactory,
+    Notes,
+    OutboxCommands,
+    OutboxQueries,
+    SecretUnavailable,
+)
+from tikos_outbox.core.replies import Outcome, RunStopped, explain
+from tikos_outbox.core.settings import Config, Mandant
+from tikos_outbox.core.states import Event
+from tikos_outbox.core.throttle import Throttle
+from tikos_outbox.core.views import Claimed, Finish
+from tikos_outbox.usecases.compose import Composer
+from tikos_outbox.usecases.intake import Intake
+
+log = logging.getLogger("tikos_outbox")
+
+INTERRUPTED = "interrupted — may have been delivered"
+MAX_BATCH = 20  # entries claimed at once
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    stopped: list[str] = field(default_factory=list)  # why a run stopped, per server
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.stopped or self.deferred)
+
+    def as_dict(self) -> dict[str, int | list[str]]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One mandant's part of a send run."""
+
+    m: Mandant
+    mailer: Mailer
+    throttle: Throttle
+    started: datetime
+    force: bool
+    report: SendReport
+
+
+class Delivery:
+    def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
+                 intake: Intake, composer: Composer, mailers: MailerFactory, clock: Clock,
+                 notes: Notes, worker: str, dead_worker: Callable[[str], bool],
+                 stop: threading.Event) -> None:
+        self.config = config
+        self.queries = queries
+        self.commands = commands
+        self.intake = intake
+        self.composer = composer
+        self.mailers = mailers
+        self.clock = clock
+        self.notes = notes
+        self.worker = worker
+        self.dead_worker = dead_worker
+        self.stop = stop
+        self._lock = threading.Lock()
+
+    def recover_interrupted(self) -> list[int]:
+        """Entries a crashed run left in `sending` become deferred, to be sent again
+        with the same Message-ID."""
+        now = self.clock.now()
+        recovered = []
+        for stale in self.queries.stale_claims(now, self.dead_worker):
+            if self.commands.recover(stale, now, INTERRUPTED):
+                log.warning("entry %d deferred: %s", stale.entry_id, INTERRUPTED)
+                recovered.append(stale.entry_id)
+        return recovered
+
+    def send_due(self, force: bool = False) -> SendReport:
+        """One send run: every due entry, mandant by mandant, throttled.
+
+        `force` (flush) also takes deferred entries whose back-off has not run out.
+        Only one run at a time per process; other processes are kept off each
+        entry by the atomic claim.
+        """
+        report = SendReport()
+        with self._lock:
+            started = self.clock.now()
+            self.recover_interrupted()
+            self.intake.resolve_recipients()
+            self._skip_disabled(report)
+            throttles: dict[str, Throttle] = {}
+            for m in self.config.enabled_mandants:
+                if self.stop.is_set():
+                    break
+                throttle = throttles.setdefault(m.smtp.server, Throttle(m.smtp.max_per_minute))
+                self._send_mandant(m, throttle, started, force, report)
+            finished = self.clock.now()
+            self.commands.set_meta("last_run", finished.isoformat(), finished)
+            self.commands.set_meta("last_run_report", json.dumps(report.as_dict()), finished)
+            if report.stopped:
+                self.notes.note_error(report.stopped[-1])
+            log.info("send run: %d sent, %d deferred, %d failed%s", report.sent,
+                     report.deferred, report.failed,
+                     f"; stopped: {report.stopped[-1]}" if report.stopped else "")
+        return report
+
+    def _skip_disabled(self, report: SendReport) -> None:
+        now = self.clock.now()
+        enabled = {m.id for m in self.config.enabled_mandants}
+        configured = {m.id for m in self.config.mandants}
+        for entry_id, mandant in self.queries.due_outside(enabled):
+            why = ("mandant disabled" if mandant in configured
+                   else f"mandant {mandant} is no longer in the config")
+            if self.commands.move([entry_id], Event.SKIP, now, reason=why)[entry_id].ok:
+                report.skipped += 1
+                log.info("entry %d skipped: %s", entry_id, why)
+
+    def _send_mandant(self, m: Mandant, throttle: Throttle, started: datetime, force: bool,
+                      report: SendReport) -> None:
+        try:
+            mailer = self.mailers(m.smtp)
+        except SecretUnavailable as exc:  # says which file and what to do
+            report.stopped.append(str(exc))
+            return
+        run = _Run(m, mailer, throttle, started, force, report)
+        # the next mail is built while the server takes the current one
+        with mailer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as pool:
+            for batch in self._batches(run):
+                try:
+                    for c, built in _prebuilt(pool, self.composer, m, batch, self.clock):
+                        if self.stop.is_set() or not self._pace(run):
+                            self.commands.unclaim(batch, self.worker, self.clock.now())
+                            return
+                        self._send_one(run, c, built.result())
+                        batch = batch[1:]
+                except RunStopped as exc:
+                    self.commands.unclaim(batch, self.worker, self.clock.now())
+                    report.stopped.append(explain(exc.reply))
+                    log.error("send run stopped for %s: %s", m.smtp.server, explain(exc.reply))
+                    return
+
+    def _batches(self, run: _Run) -> Iterator[list[Claimed]]:
+        """Due entries of the mandant, claimed a few at a time, until none are left."""
+        smtp = run.m.smtp
+        size = max(1, min(smtp.max_per_connection, MAX_BATCH))
+        per_mail_s = 60.0 / smtp.max_per_minute if smtp.max_per_minute else 0.0
+        lease = timedelta(seconds=900 + size * (per_mail_s + smtp.timeout_s))
+        while not self.stop.is_set():
+            now = self.clock.now()
+            batch = self.commands.claim_due(now, self.worker, now + lease, size,
+                                            mandant=run.m.id,
+                                            force_before=run.started if run.force else None)
+            if not batch:
+                return
+            yield batch
+
+    def _pace(self, run: _Run) -> bool:
+        """Wait until the throttle lets the next mail go; False if stopped meanwhile."""
+        wait = run.throttle.wait_time(self.clock.monotonic())
+        while wait > 0 and not self.stop.is_set():
+            self.clock.sleep(min(wait, 1.0))
+            wait = run.throttle.wait_time(self.clock.monotonic())
+        return not self.stop.is_set()
+
+    def _send_one(self, run: _Run, c: Claimed, built: bytes | str) -> None:
+        if isinstance(built, str):  # cannot be built: fails without a word to the server
+            self._finish(c, Verdict(Outcome.PERMANENT, Event.PERMANENT, reason=built),
+                         Finish(server="", outcome=Outcome.PERMANENT.value, code=None,
+                                reply=built, reason=built), run.report)
+            return
+        m = run.m
+        result = run.mailer.send(m.sender.address, [*c.recipients, *m.sender.bcc], built)
+        run.throttle.record(self.clock.monotonic())
+        reply = result.reply
+        verdict = judge(reply, first_attempt_at=c.first_attempt_at,
+                        transient_failures=c.transient_failures, now=self.clock.now(),
+                        policy=self.config.outbox.retry)
+        self._finish(c, verdict, Finish(
+            server=run.mailer.server, outcome=verdict.outcome.value, code=reply.code,
+            reply=reply.text, refused=result.refused or None,
+            next_attempt_at=verdict.next_attempt_at, reason=verdict.reason), run.report)
+
+    def _finish(self, c: Claimed, verdict: Verdict, result: Finish,
+                report: SendReport) -> None:
+        if not self.commands.finish(c, self.worker, verdict.event, self.clock.now(), result):
+            log.error("entry %d was taken over by another worker while sending", c.id)
+            return
+        shown = f"{result.code} {result.reply}".strip() if result.code else result.reply
+        if verdict.event is Event.DELIVERED:
+            report.sent += 1
+            extra = f"; refused: {', '.join(result.refused)}" if result.refused else ""
+            log.info("entry %d sent: %s to %s (%s)%s", c.id, c.file_name,
+                     ", ".join(c.recipients), shown, extra)
+        elif verdict.event is Event.TRANSIENT:
+            report.deferred += 1
+            log.warning("entry %d deferred: %s (%s)", c.id, c.file_name, shown)
+        else:
+            report.failed += 1
+            log.error("entry %d failed: %s (%s)", c.id, c.file_name, result.reason or shown)
+
+
+def _prebuilt(pool: ThreadPoolExecutor, composer: Composer, m: Mandant,
+              batch: list[Claimed], clock: Clock) -> Iterator[tuple[Claimed, Future[bytes | str]]]:
+    """Each claimed entry with its message, the next one built while the current
+    one is sent."""
+    upcoming = pool.submit(composer.build, m, batch[0], clock.now()) if batch else None
+    for i, c in enumerate(batch):
+        assert upcoming is not None
+        current = upcoming
+        if i + 1 < len(batch):
+            upcoming = pool.submit(composer.build, m, batch[i + 1], clock.now())
+        yield c, current

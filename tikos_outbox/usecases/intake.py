@@ -1,0 +1,182 @@
+"""Intake: a settled file becomes an outbox entry, by the identity rules, with
+its customer's addresses looked up."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tikos_outbox.core import intake as rules
+from tikos_outbox.core.message import make_message_id, split_addresses
+from tikos_outbox.core.naming import parse_name
+from tikos_outbox.core.pdf import mail_problem
+from tikos_outbox.core.ports import (
+    Clock,
+    DocumentFiles,
+    LookupUnavailable,
+    Notes,
+    OutboxCommands,
+    OutboxQueries,
+    RecipientLookup,
+)
+from tikos_outbox.core.settings import Config, Mandant
+from tikos_outbox.core.states import Event, State
+from tikos_outbox.core.views import FileSeen, NewDocument, Recording
+
+log = logging.getLogger("tikos_outbox")
+
+NOT_READY = "not-ready"  # the file could not be read completely; try again later
+BATCH_FILES = 200  # files recorded in one transaction
+BATCH_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """What the lookup gave: the valid addresses, or why there are none. Both
+    empty: the source cannot be asked now, and the entry waits for a later run."""
+
+    valid: list[str]
+    no_address: str | None = None
+
+    @property
+    def unavailable(self) -> bool:
+        return not self.valid and self.no_address is None
+
+
+class Intake:
+    def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
+                 lookup: RecipientLookup, files: DocumentFiles, clock: Clock,
+                 notes: Notes) -> None:
+        self.config = config
+        self.queries = queries
+        self.commands = commands
+        self.lookup = lookup
+        self.files = files
+        self.clock = clock
+        self.notes = notes
+
+    # -- the baseline -----------------------------------------------------------------------
+
+    def baseline_due(self, mandant: Mandant) -> bool:
+        """Whether this mandant's first pass is still to be recorded as the baseline."""
+        return (self.config.watch.baseline
+                and self.queries.get_meta(f"baseline:{mandant.id}") is None)
+
+    def mark_baseline_done(self, mandant: Mandant) -> None:
+        now = self.clock.now()
+        self.commands.set_meta(f"baseline:{mandant.id}", now.isoformat(), now)
+
+    # -- recording --------------------------------------------------------------------------
+
+    def unknown(self, m: Mandant, files: Sequence[FileSeen]) -> list[FileSeen]:
+        """Those of `files` that the outbox does not hold with this size and mtime."""
+        known = self.queries.known_among(m.id, [f.rel_path for f in files])
+        return [f for f in files if known.get(f.rel_path) != (f.size, f.mtime_ns)]
+
+    def ingest(self, mandant: Mandant, seen: FileSeen, baseline: bool = False) -> str | None:
+        """Record one settled file; see ingest_many."""
+        return self.ingest_many(mandant, [seen], baseline)[0]
+
+    def ingest_many(self, mandant: Mandant, files: Sequence[FileSeen],
+                    baseline: bool = False) -> list[str | None]:
+        """Record settled files of one mandant in one transaction; returns each new
+        entry's state, None where there was nothing to record (already known, not
+        a document), or NOT_READY where the file could not be read completely
+        (locked, changed while it was read): it is to be tried again."""
+        prepared: list[tuple[int, Recording]] = []
+        results: list[str | None] = [None] * len(files)
+        for index, seen in enumerate(files):
+            try:
+                item = self._prepare(mandant, seen, baseline)
+            except OSError as exc:
+                log.warning("cannot read %s yet: %s", seen.abs_path, exc.strerror or exc)
+                results[index] = NOT_READY
+                continue
+            if item is not None:
+                prepared.append((index, item))
+        if not prepared:
+            return results
+        recorded = self.commands.record_many([item for _, item in prepared], self.clock.now())
+        for (index, item), done in zip(prepared, recorded, strict=True):
+            if done is None:
+                continue
+            decision = done.decision
+            quiet = decision.state is State.SKIPPED and baseline
+            log.log(logging.DEBUG if quiet else logging.INFO, "entry %d %s: %s%s",
+                    done.entry_id, decision.state, item.doc.path,
+                    f" ({decision.reason})" if decision.reason else "")
+            for old in decision.supersede:
+                log.info("entry %d skipped: superseded by entry %d", old, done.entry_id)
+            results[index] = decision.state.value
+        return results
+
+    def _prepare(self, mandant: Mandant, seen: FileSeen, baseline: bool) -> Recording | None:
+        doc = parse_name(mandant.pattern, seen.name)
+        if doc is None:
+            return None
+        watch = self.config.watch
+        data = b""
+        if seen.size > watch.max_size_bytes:
+            problem: str | None = (
+                f"larger than the limit of {watch.max_size_mb:g} MB"
+                f" ({seen.size / 1048576:.1f} MB); providers reject such mails")
+            sha = self.files.sha256(seen.abs_path)
+        else:
+            data = self.files.read(seen, watch.max_size_bytes)
+            sha = rules.sha256_of(data)
+            problem = mail_problem(data)
+        found = (self.addresses(mandant.id, doc.fields) if not baseline and problem is None
+                 else Addresses([]))
+        new = NewDocument(
+            mandant=mandant.id, path=seen.rel_path, file_name=seen.name, sha256=sha,
+            size=seen.size, mtime_ns=seen.mtime_ns, doctype=doc.doctype, docno=doc.docno,
+            customer=doc.customer, fields=doc.fields, data=data,
+        )
+        decide = rules.bind(sha256=sha, baseline=baseline, problem=problem,
+                            no_address=found.no_address)
+        message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
+        return Recording(new, decide, message_id, found.valid or None)
+
+    # -- addresses --------------------------------------------------------------------------
+
+    def addresses(self, mandant_id: int, fields: dict[str, str]) -> Addresses:
+        """The customer's valid addresses, why there are none, or neither when the
+        source cannot be asked now (the entry then waits, pending, for a later run)."""
+        try:
+            values = self.lookup.lookup(mandant_id, fields)
+        except LookupUnavailable as exc:
+            log.warning("addresses not looked up yet (will retry): %s", exc)
+            self.notes.note_error(f"Address lookup: {exc}")
+            return Addresses([])
+        valid, rejected = split_addresses(values)
+        customer = fields.get("customer", "?")
+        if rejected:
+            log.warning("customer %s: ignored invalid address value(s): %s", customer,
+                        "; ".join(rejected))
+        if valid:
+            return Addresses(valid)
+        reason = f"no e-mail address found for customer {customer}"
+        if rejected:
+            reason += f" (invalid: {'; '.join(rejected)})"
+        return Addresses([], reason)
+
+    def resolve_recipients(self) -> int:
+        """Look up the addresses of pending entries that have none yet (the source
+        was unreachable, or the entry was requeued); returns how many were resolved.
+        An unreachable source leaves them pending for a later run."""
+        done = 0
+        while batch := self.queries.unresolved():
+            for item in batch:
+                found = self.addresses(item.mandant, item.fields)
+                if found.unavailable:
+                    return done
+                now = self.clock.now()
+                if found.valid:
+                    self.commands.set_recipients(item.entry_id, found.valid, now)
+                elif self.commands.move([item.entry_id], Event.SKIP, now,
+                                        reason=found.no_address)[item.entry_id].ok:
+                    log.info("entry %d skipped: %s", item.entry_id, found.no_address)
+                done += 1
+        return done
