@@ -22,16 +22,20 @@ BERLIN = ZoneInfo("Europe/Berlin")
 ROOT = Path(__file__).parent.parent
 
 
-def test_daily_report_after_the_last_run_lists_failed_and_held_entries(
+def test_daily_report_after_the_last_run_lists_every_entry_that_needs_attention(
         tmp_path: Path, cert: Cert) -> None:
-    behaviour = Behaviour(rcpt_replies={"kunde@example.org": "550 5.1.1 user unknown"})
+    behaviour = Behaviour(rcpt_replies={"kunde@example.org": "550 5.1.1 user unknown",
+                                        "weg@example.org": "550 5.1.1 no such user"})
     with SmtpServer(cert, "none", behaviour=behaviour) as srv:
         site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False},
                           extra="[report]\nto = 'admin@musterwaescherei.example'\n")
+        (tmp_path / "recipients.csv").write_text(
+            "mandant;customer;email\n1;4711;kunde@example.org\n"
+            "1;4712;da@example.org;weg@example.org\n", encoding="utf-8")
         folder = site.mandant_folder()
-        for i in (1, 2):
-            (folder / f"RE_{i}_4711.pdf").write_bytes(make_pdf([str(i)]))
-            os.utime(folder / f"RE_{i}_4711.pdf", (1764000000, 1764000000))  # 2025-11-24
+        for name in ("RE_1_4711.pdf", "RE_2_4711.pdf", "RE_3_4712.pdf", "RE_4_4799.pdf"):
+            (folder / name).write_bytes(make_pdf([name]))
+            os.utime(folder / name, (1764000000, 1764000000))  # 2025-11-24
         clock = FakeClock(datetime(2026, 11, 26, 17, 59, 30, tzinfo=BERLIN))
         svc = open_outbox(site, clock)
         svc.scan(baseline=False)
@@ -44,13 +48,26 @@ def test_daily_report_after_the_last_run_lists_failed_and_held_entries(
         reports = [r for r in srv.received if r.rcpt_tos == ["admin@musterwaescherei.example"]]
         assert len(reports) == 1
         msg = email.message_from_bytes(reports[0].data, policy=email.policy.default)
-        assert msg["Subject"] == "tikos-outbox: 2 Dokument(e) nicht versendet (26.11.2026)"
+        assert msg["Subject"] == ("tikos-outbox: 4 Dokument(e) brauchen Aufmerksamkeit"
+                                  " (26.11.2026)")
         body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-        assert "entry 1 (failed)" in body and "550 5.1.1 user unknown" in body
-        assert "entry 2 (held)" in body and "held by the administrator" in body
+        # failed, held, partly refused and without address: each with what to do
+        assert "Eintrag 1 (failed" in body and "550 5.1.1 user unknown" in body
+        assert "Eintrag 2 (held" in body and "held by the administrator" in body
+        assert "Eintrag 3 (sent" in body and "weg@example.org abgelehnt" in body
+        assert "Eintrag 4 (skipped" in body and "Kunde 4799: keine gültige" in body
+        assert "`tikos-outbox requeue 1`" in body and "`tikos-outbox release 2`" in body
         assert not list(msg.iter_attachments())  # type: ignore[attr-defined]
         assert not svc.report.send(clock.now().date())  # once a day
-        # a day when all went well: no report
+        # the office acts: once nothing is open, no report comes
+        srv.behaviour.rcpt_replies.clear()
+        svc.admin.requeue([1, 3, 4])
+        svc.admin.release([2])
+        (tmp_path / "recipients.csv").write_text(
+            "mandant;customer;email\n1;4711;kunde@example.org\n1;4712;da@example.org\n"
+            "1;4799;neu@example.org\n", encoding="utf-8")
+        svc.delivery.send_due(force=True)
+        assert svc.store.queries.attention_count() == 0
         assert not svc.report.send(datetime(2026, 11, 27).date())
         assert len([r for r in srv.received if "admin@" in r.rcpt_tos[0]]) == 1
         svc.store.close()

@@ -130,7 +130,8 @@ def test_incomplete_and_oversized_pdfs_are_held_with_the_reason(
     assert "no %PDF- header" in rows["RE_2_4711.pdf"]["reason"]
     assert "larger than the limit of 0.05 MB" in rows["RE_3_4711.pdf"]["reason"]
     assert "RE_4_4711.pdf" not in rows
-    # the truncated file completes later: the complete version replaces the held one
+    # the truncated file completes later: the complete version replaces the one held for
+    # its file (a document held for another reason would keep the new version held)
     (folder / "RE_1_4711.pdf").write_bytes(full)
     assert site.cli("scan") == 0
     rows2 = [r for r in entries(site, capsys) if r["path"] == "RE_1_4711.pdf"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +14,9 @@ import pytest
 from sqlalchemy import Update, event, text
 
 from tikos_outbox.core import intake
+from tikos_outbox.core.recipients import DState, Role
 from tikos_outbox.core.states import TRANSITIONS, Event, Refusal, State, sources, target
-from tikos_outbox.core.views import Finish, ListFilter, NewDocument, Recording
+from tikos_outbox.core.views import Claimed, Finish, ListFilter, NewDocument, Recording
 from tikos_outbox.store import Store
 from tikos_outbox.store.engine import current_revision, head_revision
 
@@ -165,12 +168,23 @@ def test_admin_events_queries_and_purge(store: Store) -> None:
     assert q.get_meta("k") == "v2"
 
 
+def delivered(c: Claimed, refused: tuple[str, ...] = ()) -> Finish:
+    """The attempt's result as the delivery use case records it."""
+    return replace(OK, recipients=tuple(
+        replace(r, state=DState.REFUSED if r.address in refused else DState.DELIVERED,
+                reply="550 no" if r.address in refused else "250 ok", at=NOW)
+        for r in c.deliveries))
+
+
 def test_requeue_gives_a_sent_entry_a_new_message_id_and_keeps_the_others(store: Store) -> None:
     add(store, doc(1))
     add(store, doc(2))
     cmd, q = store.commands, store.queries
-    [c1] = cmd.claim_due(NOW, "w", NOW + timedelta(minutes=5), 1)
-    cmd.finish(c1, "w", Event.DELIVERED, NOW, OK)
+    [c1] = cmd.claim_due(NOW, "w", NOW + timedelta(minutes=5), 1, bcc=["kopie@x.example"])
+    assert [(r.address, r.role, r.state) for r in c1.deliveries] == [
+        ("kunde@example.org", Role.TO, DState.PENDING),
+        ("kopie@x.example", Role.BCC, DState.PENDING)]
+    cmd.finish(c1, "w", Event.DELIVERED, NOW, delivered(c1))
     cmd.move([2], Event.HOLD, NOW, reason="held")
     results = cmd.requeue({1: "<new1@x>", 2: "<new2@x>"}, NOW)
     assert all(r.ok for r in results.values())
@@ -179,6 +193,22 @@ def test_requeue_gives_a_sent_entry_a_new_message_id_and_keeps_the_others(store:
     assert (one.state, one.message_id, one.sent_at, one.recipients) == (
         "pending", "<new1@x>", None, None)
     assert (two.state, two.message_id) == ("pending", "<00000000@x.example>")
+    assert one.deliveries == []  # a resend starts afresh
+
+
+def test_requeue_of_a_partly_refused_entry_keeps_who_has_it(store: Store) -> None:
+    add(store, doc(1))
+    cmd, q = store.commands, store.queries
+    cmd.set_recipients(1, ["a@x.example", "b@x.example"], NOW)
+    [c] = cmd.claim_due(NOW, "w", NOW + timedelta(minutes=5), 1)
+    cmd.finish(c, "w", Event.DELIVERED, NOW, delivered(c, refused=("b@x.example",)))
+    assert cmd.requeue({1: "<new@x>"}, NOW)[1].ok
+    view = q.get_entry(1)
+    assert view is not None and view.message_id == "<00000000@x.example>"  # the same mail
+    assert [(d.address, d.state) for d in view.deliveries] == [("a@x.example", "delivered")]
+    cmd.set_recipients(1, ["a@x.example", "b-neu@x.example"], NOW)  # corrected in TIKOS
+    [again] = cmd.claim_due(NOW, "w", NOW + timedelta(minutes=5), 1)
+    assert again.due == ["b-neu@x.example"]  # a@ has it: not again
 
 
 def test_an_admin_move_on_an_entry_being_sent_is_refused(store: Store) -> None:
@@ -309,4 +339,64 @@ def test_a_hold_racing_a_claim_on_postgresql_never_overwrites_it(pg_url: str) ->
     assert result["hold"].refusal is Refusal.BUSY
     view = s.queries.get_entry(1)
     assert view is not None and view.state == "sending"
+    s.close()
+
+
+def test_the_migration_carries_existing_entries_over_to_per_recipient_delivery(
+        store_url: str) -> None:
+    """An outbox of the first round (revision 0002) upgraded: sent entries' recipients
+    are delivered (the refused ones refused), failed ones refused, and what needs
+    attention says so."""
+    from alembic import command
+    from alembic.config import Config
+
+    from tikos_outbox.store import migrations_dir
+    from tikos_outbox.store.engine import make_engine
+
+    engine = make_engine(store_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    rows = [  # id, state, recipients, refused, reason, last_error
+        (1, "sent", ["a@x.example", "b@x.example"], {"b@x.example": "550 5.1.1 unknown"},
+         None, "refused: b@x.example"),
+        (2, "failed", ["c@x.example"], None, "The server refused the recipient: 550 no",
+         "The server refused the recipient: 550 no"),
+        (3, "held", None, None, "incomplete PDF (no %%EOF at the end)", None),
+        (4, "skipped", None, None, "no e-mail address found for customer 4711", None),
+        (5, "pending", ["d@x.example"], None, None, None),
+    ]
+    with engine.begin() as conn:
+        for entry_id, state, rcpt, refused, reason, last_error in rows:
+            conn.execute(text(
+                "INSERT INTO entry (id, mandant, path, file_name, sha256, size, mtime_ns,"
+                " doctype, docno, customer, fields_json, state, reason, recipients_json,"
+                " refused_json, message_id, created_at, updated_at, sent_at,"
+                " transient_failures, last_error) VALUES (:id, 1, :p, :p, :h, 1, 1, 'RE',"
+                " '1', '4711', '{}', :s, :r, :rc, :rf, :m, :t, :t, :sent, 0, :e)"),
+                {"id": entry_id, "p": f"RE_{entry_id}_4711.pdf", "h": f"{entry_id:064x}",
+                 "s": state, "r": reason, "rc": json.dumps(rcpt) if rcpt else None,
+                 "rf": json.dumps(refused) if refused else None, "m": f"<{entry_id}@x>",
+                 "t": NOW.replace(tzinfo=None), "e": last_error,
+                 "sent": NOW.replace(tzinfo=None) if state == "sent" else None})
+    engine.dispose()
+    s = Store(store_url)
+    assert s.migrated
+    q = s.queries
+    views = {i: q.get_entry(i) for i in range(1, 6)}
+    assert all(v is not None for v in views.values())
+    one, two, three, four, five = (views[i] for i in range(1, 6))
+    assert one is not None and two is not None and three is not None
+    assert four is not None and five is not None
+    assert [(d.address, d.state.value, d.reply) for d in one.deliveries] == [
+        ("a@x.example", "delivered", None), ("b@x.example", "refused", "550 5.1.1 unknown")]
+    assert one.attention is not None and "b@x.example abgelehnt" in one.attention
+    assert [(d.address, d.state.value) for d in two.deliveries] == [("c@x.example", "refused")]
+    assert two.attention is not None and "`tikos-outbox requeue 2`" in two.attention
+    assert three.attention is not None and three.attention.startswith("angehalten")
+    assert four.attention is not None and four.attention.startswith("Kunde 4711: keine")
+    assert five.deliveries == [] and five.attention is None  # rows come with its first send
+    assert q.attention_count() == 4
     s.close()

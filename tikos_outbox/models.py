@@ -49,6 +49,13 @@ class Entry(SQLModel, table=True):
     last_error: str | None = None
     claimed_by: str | None = None
     lease_until: datetime | None = _when()
+    # what the office must do, in one line ({id} stands for the entry's number);
+    # None when nothing: `list --attention` and the daily report read it
+    attention: str | None = Field(default=None, index=True)
+    # why the file itself cannot be mailed as it is (truncated, not a PDF, too large,
+    # empty, a link out of the folder, encrypted); kept when an admin holds/releases
+    problem: str | None = None
+    needs_force: bool = False  # `release` needs --force: the file is not a mailable PDF
 
 
 class Attempt(SQLModel, table=True):
@@ -64,6 +71,22 @@ class Attempt(SQLModel, table=True):
     code: int | None = None
     reply: str = ""
     refused_json: str | None = None
+
+
+class Delivery(SQLModel, table=True):
+    """One recipient of an entry: its role, its own state and the server's last reply."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("entry_id", "role", "address", name="uq_delivery"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="entry.id", index=True)
+    role: str  # to (the customer's address) | bcc (the laundry's copy)
+    address: str  # the envelope address
+    name: str = ""  # the display name in To
+    state: str  # pending | deferred | delivered | refused | bounced
+    reply: str | None = None
+    at: datetime | None = _when()
 
 
 class Blob(SQLModel, table=True):

@@ -233,7 +233,7 @@ class Mailer:
                 return SendResult(Reply(Stage.MAIL, code, _text(resp)))
             stage = Stage.RCPT
             accepted: list[str] = []
-            refused: dict[str, str] = {}
+            refused: dict[str, Reply] = {}
             replies: list[Reply] = []
             for rcpt in recipients:
                 code, resp = conn.rcpt(rcpt)
@@ -241,7 +241,7 @@ class Mailer:
                     accepted.append(rcpt)
                 else:
                     reply = Reply(Stage.RCPT, code, _text(resp))
-                    refused[rcpt] = str(reply)
+                    refused[rcpt] = reply
                     replies.append(reply)
                     if code == 421:
                         return SendResult(reply, refused)
@@ -253,7 +253,7 @@ class Mailer:
                 code, resp = conn.data(message)
             except smtplib.SMTPDataError as exc:  # the answer to DATA itself was not 354
                 return SendResult(Reply(Stage.DATA, exc.smtp_code, _text(exc.smtp_error)),
-                                  refused)
+                                  refused, accepted)
             return SendResult(Reply(Stage.DATA, code, _text(resp)), refused, accepted)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             return SendResult(_lost(stage, exc))

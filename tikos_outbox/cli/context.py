@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -65,6 +64,34 @@ def log_file_of(cfg: Config) -> Path:
     return cfg.base_dir / "tikos-outbox.log"
 
 
+class LogFile(logging.Handler):
+    """The rotating log file (5 MB, 10 files), opened at the first line written:
+    a `status` that logs nothing loads and opens nothing."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._file: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._file is None:
+            import logging.handlers
+
+            try:
+                self._file = logging.handlers.RotatingFileHandler(
+                    self.path, maxBytes=5_000_000, backupCount=10, encoding="utf-8")
+            except OSError:
+                self.handleError(record)  # one line on stderr; the command goes on
+                return
+            self._file.setFormatter(self.formatter)
+        self._file.handle(record)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        super().close()
+
+
 class Logs:
     """The command's log handlers on the `tikos_outbox` logger: warnings to stderr
     (everything with -v), one line per document event into a rotating file.
@@ -85,22 +112,19 @@ class Logs:
 
     @staticmethod
     def add_file(path: Path) -> None:
-        root = logging.getLogger("tikos_outbox")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=10,
-                                                      encoding="utf-8", delay=True)
         except OSError as exc:
             log.warning("cannot write the log file %s: %s", path, exc)
             return
+        fh = LogFile(path)
         fh.setFormatter(logging.Formatter(LOG_FORMAT))
         fh.setLevel(logging.INFO)
-        root.addHandler(fh)
+        logging.getLogger("tikos_outbox").addHandler(fh)
 
     @staticmethod
-    def files() -> list[logging.FileHandler]:
-        return [h for h in logging.getLogger("tikos_outbox").handlers
-                if isinstance(h, logging.FileHandler)]
+    def files() -> list[LogFile]:
+        return [h for h in logging.getLogger("tikos_outbox").handlers if isinstance(h, LogFile)]
 
     @staticmethod
     def stop() -> None:

@@ -57,9 +57,13 @@ def entry_json(view: EntryView, full: bool) -> dict[str, object]:
         "last_error": view.last_error, "created_at": view.created_at,
         "updated_at": view.updated_at, "sent_at": view.sent_at,
         "next_attempt_at": view.next_attempt_at, "message_id": view.message_id,
+        "attention": view.attention, "problem": view.problem,
     }
     if full:
         data["stored_copy"] = view.stored_copy
+        data["deliveries"] = [{"address": d.address, "name": d.name, "role": d.role.value,
+                               "state": d.state.value, "reply": d.reply, "at": d.at}
+                              for d in view.deliveries]
     return data
 
 

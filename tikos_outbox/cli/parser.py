@@ -116,6 +116,8 @@ def _list(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", type=parse_date, metavar="DATE", help="recorded since DATE")
     p.add_argument("--customer", help="only this customer number")
     p.add_argument("--docno", help="only this document number")
+    p.add_argument("--attention", action="store_true",
+                   help="only entries that need an administrator's move, with what to do")
     p.add_argument("--limit", type=positive_int, default=50, help="at most N (default 50)")
 
 
@@ -128,6 +130,13 @@ def _moves(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", type=parse_state, help="all entries in this state")
     p.add_argument("--since", type=parse_date, metavar="DATE",
                    help="with --state: recorded since DATE")
+
+
+def _release(p: argparse.ArgumentParser) -> None:
+    _moves(p)
+    p.add_argument("--force", action="store_true",
+                   help="also entries held because their file is not a mailable PDF"
+                        " (truncated, not a PDF, too large, empty): the recorded file is sent")
 
 
 def _purge(p: argparse.ArgumentParser) -> None:
@@ -169,7 +178,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("hold", "moves", "stop entries from being sent", "tikos-outbox hold 42 43",
             _moves, json=True),
     Command("release", "moves", "let held entries be sent again", "tikos-outbox release 42",
-            _moves, json=True),
+            _release, json=True),
     Command("purge", "moves", "remove stored copies of sent documents past retention",
             "tikos-outbox purge --older-than 120", _purge),
     Command("test-mail", "setup", "send one test mail with the configured server",

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tikos_outbox.core import attention
 from tikos_outbox.core.states import State
 
 #: States of an earlier version that mean the customer already has (or may have) it.
@@ -22,6 +23,7 @@ class Prior:
     id: int
     state: State
     sha256: str
+    file_problem: bool = False  # held only because its file was not a mailable PDF
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Decision:
     state: State
     reason: str | None
     supersede: tuple[int, ...] = ()  # earlier entries that become skipped
+    attention: str | None = None  # what the office must do (core.attention)
+    problem: str | None = None  # why it is held, kept through hold and release
+    needs_force: bool = False  # the file is not a mailable PDF: release needs --force
 
 
 def decide(
@@ -38,14 +43,17 @@ def decide(
     same_content: Prior | None,
     baseline: bool,
     problem: str | None,
+    problem_blocks: bool = False,
     no_address: str | None = None,
+    no_address_attention: str | None = None,
 ) -> Decision | None:
     """What a settled file becomes; None when it is already recorded as it is.
 
     `same_path`: entries of the same mandant and relative path; `same_content`:
     an entry of the same mandant with the same bytes under another path;
-    `problem`: why the file is not mailable (incomplete PDF, too large);
-    `no_address`: why there is no one to mail it to, when the lookup found nobody.
+    `problem`: why the file should not be mailed as it is (`problem_blocks`: it is
+    not a complete, mailable PDF at all); `no_address`: why there is no one to
+    mail it to, when the lookup found nobody.
     """
     if any(p.sha256 == sha256 for p in same_path):
         return None
@@ -53,28 +61,41 @@ def decide(
         return Decision(State.SKIPPED, "baseline: in the archive before the first start")
     replaceable = tuple(p.id for p in same_path if p.state in _REPLACEABLE)
     if problem is not None:
-        return Decision(State.HELD, problem, replaceable)
+        return _held(problem, replaceable, problem_blocks)
     if same_content is not None:
         return Decision(State.SKIPPED, f"duplicate of entry {same_content.id}")
     delivered = [p for p in same_path if p.state in _DELIVERED_OR_IN_FLIGHT]
     if delivered:
         n = max(p.id for p in delivered)
-        return Decision(State.HELD, f"changed after it was sent as entry {n}", replaceable)
+        return _held(f"changed after it was sent as entry {n}", replaceable)
+    # a new version of a document that is held stays held, unless the old one was
+    # held only for its file (truncated, not a PDF, …): the new file may be right
+    held = [p for p in same_path if p.state is State.HELD and not p.file_problem]
+    if held:
+        return _held(f"a new version of entry {max(p.id for p in held)}, which is held",
+                     replaceable)
     if no_address is not None:
-        return Decision(State.SKIPPED, no_address, replaceable)
+        return Decision(State.SKIPPED, no_address, replaceable, attention=no_address_attention)
     return Decision(State.PENDING, None, replaceable)
+
+
+def _held(reason: str, supersede: tuple[int, ...], blocks: bool = False) -> Decision:
+    return Decision(State.HELD, reason, supersede, attention=attention.held(reason, blocks),
+                    problem=reason, needs_force=blocks)
 
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def bind(*, sha256: str, baseline: bool, problem: str | None,
-         no_address: str | None) -> Callable[[list[Prior], Prior | None], Decision | None]:
+def bind(*, sha256: str, baseline: bool, problem: str | None, problem_blocks: bool = False,
+         no_address: str | None = None, no_address_attention: str | None = None,
+         ) -> Callable[[list[Prior], Prior | None], Decision | None]:
     """The rules for one file, waiting for what the outbox holds for it."""
 
     def decide_here(same_path: list[Prior], same_content: Prior | None) -> Decision | None:
         return decide(sha256=sha256, same_path=same_path, same_content=same_content,
-                      baseline=baseline, problem=problem, no_address=no_address)
+                      baseline=baseline, problem=problem, problem_blocks=problem_blocks,
+                      no_address=no_address, no_address_attention=no_address_attention)
 
     return decide_here

@@ -23,10 +23,10 @@ def is_encrypted(data: bytes) -> bool:
     return b"/Encrypt" in data[-65536:] or b"/Encrypt " in data
 
 
-def mail_problem(data: bytes) -> str | None:
-    """Why a PDF should not be mailed as it is, or None: incomplete, or encrypted."""
-    reason = incomplete_reason(data)
-    if reason is None and is_encrypted(data):
-        reason = ("encrypted PDF (password-protected): the customer may not be able to open"
-                  " it; release the entry to send it anyway")
-    return reason
+def encrypted_reason(data: bytes) -> str | None:
+    """Why a complete PDF should not be mailed without a look, or None."""
+    if is_encrypted(data):
+        return ("encrypted PDF (password-protected): the customer may not be able to open"
+                " it; release the entry to send it anyway")
+    return None
+

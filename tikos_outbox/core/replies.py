@@ -99,8 +99,8 @@ class SendResult:
     """What the server said to one message: the final reply, and per recipient."""
 
     reply: Reply
-    refused: dict[str, str] = field(default_factory=dict)  # address -> server reply
-    accepted: list[str] = field(default_factory=list)
+    refused: dict[str, Reply] = field(default_factory=dict)  # address -> its RCPT reply
+    accepted: list[str] = field(default_factory=list)  # the server took these at RCPT
 
 
 class RunStopped(Exception):

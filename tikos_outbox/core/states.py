@@ -114,6 +114,7 @@ class Refusal(StrEnum):
 
     NO_SUCH_ENTRY = "no such entry"
     BUSY = "being sent"  # in `sending`: a send run holds it
+    NEEDS_FORCE = "needs --force"  # held because its file is not a mailable PDF
     NOT_ALLOWED = "not allowed"
 
 
@@ -125,6 +126,7 @@ class MoveResult:
     event: Event
     state: State | None  # the state it is in now (None: no such entry)
     refusal: Refusal | None = None
+    detail: str | None = None  # with NEEDS_FORCE: why the file is not mailable
 
     @property
     def ok(self) -> bool:
@@ -136,6 +138,10 @@ class MoveResult:
             return f"entry {self.entry_id}: {self.state}"
         if self.refusal is Refusal.NO_SUCH_ENTRY:
             return f"entry {self.entry_id}: there is no such entry"
+        if self.refusal is Refusal.NEEDS_FORCE:
+            return (f"entry {self.entry_id}: held because its file cannot be mailed as it is"
+                    f" ({self.detail}); `tikos-outbox release --force {self.entry_id}` sends"
+                    " the recorded file anyway")
         if self.refusal is Refusal.BUSY:
             return (f"entry {self.entry_id}: it is being sent right now; nothing was changed"
                     " (try again when the send run is over)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tikos_outbox.core.intake import Decision, Prior
+from tikos_outbox.core.recipients import Recipient
 from tikos_outbox.core.states import State
 
 
@@ -34,7 +35,7 @@ class NewDocument:
     docno: str
     customer: str
     fields: dict[str, str]
-    data: bytes
+    data: bytes | None  # None: no copy is kept (too large, or not read)
 
 
 #: decide(same_path, same_content) -> Decision | None: the identity rules, bound to one file
@@ -72,11 +73,17 @@ class Claimed:
     docno: str
     customer: str
     fields: dict[str, str]
-    recipients: list[str]
+    recipients: list[str]  # the customer's addresses: the To of the message
     message_id: str
     first_attempt_at: datetime | None
     transient_failures: int
     previous_state: State
+    deliveries: tuple[Recipient, ...] = ()  # every recipient with its state
+
+    @property
+    def due(self) -> list[str]:
+        """The envelope of this attempt: only the recipients still due."""
+        return [r.address for r in self.deliveries if r.due]
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,11 @@ class EntryView:
     sent_at: datetime | None
     next_attempt_at: datetime | None
     attempt_count: int
+    attention: str | None = None
+    problem: str | None = None
+    needs_force: bool = False
     attempts: list[AttemptView] = field(default_factory=list)
+    deliveries: list[Recipient] = field(default_factory=list)
     stored_copy: bool = False
 
 
@@ -125,6 +136,7 @@ class ListFilter:
     customer: str | None = None
     docno: str | None = None
     changed_since: datetime | None = None
+    attention: bool = False  # only entries that need attention
     limit: int = 50
 
 
@@ -148,12 +160,15 @@ class Unresolved:
 
 @dataclass(frozen=True)
 class Finish:
-    """How a send attempt ends for an entry: the event, and what the server said."""
+    """How a send attempt ends for an entry: what the server said, each
+    recipient's new state, and what the office must do now."""
 
     server: str
     outcome: str
     code: int | None
     reply: str
-    refused: dict[str, str] | None = None
+    refused: dict[str, str] | None = None  # this attempt's refusals at RCPT
     next_attempt_at: datetime | None = None
     reason: str | None = None
+    recipients: tuple[Recipient, ...] = ()
+    attention: str | None = None

@@ -17,7 +17,7 @@ from sqlalchemy import (
     Engine,
     Update,
     bindparam,
-    case,
+    delete,
     func,
     insert,
     or_,
@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from tikos_outbox.core.intake import Prior
+from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import (
     Event,
     MoveResult,
@@ -68,9 +69,9 @@ class Commands:
         # the intake's hot path, built once: entries of the same mandant with the same
         # path or the same content, by two indexed lookups (an OR would walk the mandant)
         self._priors = union_all(
-            select(E.id, E.state, E.sha256, E.path)
+            select(E.id, E.state, E.sha256, E.path, E.needs_force)
             .where(E.mandant == bindparam("m"), E.path == bindparam("p")),
-            select(E.id, E.state, E.sha256, E.path)
+            select(E.id, E.state, E.sha256, E.path, E.needs_force)
             .where(E.mandant == bindparam("m"), E.sha256 == bindparam("h")),
         ).order_by("id")
         self._insert_entry = insert(tables.entry).returning(E.id)
@@ -111,13 +112,14 @@ class Commands:
         doc = item.doc
         rows = conn.execute(self._priors, {"m": doc.mandant, "p": doc.path,
                                            "h": doc.sha256}).all()
-        same_path = [Prior(r.id, State(r.state), r.sha256) for r in rows if r.path == doc.path]
+        same_path = [Prior(r.id, State(r.state), r.sha256, bool(r.needs_force))
+                     for r in rows if r.path == doc.path]
         dup = next((r for r in rows if r.path != doc.path), None)
         same_content = Prior(dup.id, State(dup.state), dup.sha256) if dup else None
         decision = item.decide(same_path, same_content)
         if decision is None:
             return None
-        if decision.state in (State.PENDING, State.HELD):
+        if decision.state in (State.PENDING, State.HELD) and doc.data is not None:
             # a copy only of what may be mailed: the baseline (often the whole archive),
             # duplicates and skipped entries are not copied; if one is requeued, the
             # send run takes the archive file, provided its content is still the same
@@ -132,11 +134,12 @@ class Commands:
             "state": decision.state.value, "reason": decision.reason,
             "recipients_json": json.dumps(recipients) if recipients is not None else None,
             "message_id": item.message_id, "created_at": now, "updated_at": now,
-            "transient_failures": 0,
+            "transient_failures": 0, "attention": decision.attention,
+            "problem": decision.problem, "needs_force": decision.needs_force,
         }).scalar_one()
         if decision.supersede:
             conn.execute(self._transition(Event.SKIP, self.E.id.in_(decision.supersede),
-                                          updated_at=now,
+                                          updated_at=now, attention=None,
                                           reason=f"superseded by entry {entry_id}"))
         return Recorded(entry_id, decision)
 
@@ -154,52 +157,73 @@ class Commands:
     # -- events on entries ----------------------------------------------------------------
 
     @mapped
-    def move(self, ids: Sequence[int], event: Event, now: datetime,
-             reason: str | None = None) -> dict[int, MoveResult]:
-        """An admin's or the service's event (hold, release, skip) on entries.
-        `reason` is stored with it; release clears it."""
+    def move(self, ids: Sequence[int], event: Event, now: datetime, reason: str | None = None,
+             attention: str | None = None, force: bool = False) -> dict[int, MoveResult]:
+        """An admin's or the service's event (hold, release, skip) on entries, with
+        the reason and the attention line it leaves (release clears both). An
+        entry whose file is not a mailable PDF is released only with `force`."""
         if event in FINISHING or event in (Event.CLAIM, Event.REQUEUE):
             raise ValueError(f"the event {event} has its own command")
+        E = self.E
+        guard = [E.id.in_(ids)]
+        if event is Event.RELEASE and not force:
+            guard.append(E.needs_force.is_(False))
         with self.engine.begin() as conn:
             moved = set(conn.scalars(self._transition(
-                event, self.E.id.in_(ids), updated_at=now, reason=reason)
-                .returning(self.E.id)))
+                event, *guard, updated_at=now, reason=reason, attention=attention)
+                .returning(E.id)))
             return self._results(conn, ids, event, moved)
 
     @mapped
     def requeue(self, new_message_ids: Mapping[int, str], now: datetime
                 ) -> dict[int, MoveResult]:
         """Back to pending with the retry bookkeeping reset and the addresses to be
-        looked up again. A sent entry is a deliberate resend: it takes its new
-        Message-ID from `new_message_ids`; the others keep theirs."""
-        E = self.E
-        was_sent = E.state == State.SENT.value
+        looked up again. A sent entry that every customer address received is a
+        deliberate resend: its recipients start afresh under the new Message-ID
+        from `new_message_ids`. Otherwise the recipients who have the mail keep it
+        (they do not get it twice) and the rest are tried again, same Message-ID."""
+        E, D = self.E, self.t.delivery.c
         moved: set[int] = set()
         with self.engine.begin() as conn:
             for entry_id, message_id in new_message_ids.items():
-                moved.update(conn.scalars(self._transition(
-                    Event.REQUEUE, E.id == entry_id, updated_at=now, reason=None,
-                    recipients_json=None, refused_json=None, next_attempt_at=None,
-                    first_attempt_at=None, transient_failures=0, last_error=None,
-                    message_id=case((was_sent, message_id), else_=E.message_id),
-                    sent_at=case((was_sent, None), else_=E.sent_at),
-                ).returning(E.id)))
+                state = conn.execute(select(E.state).where(E.id == entry_id)).scalar()
+                rows = conn.execute(select(D.role, D.state).where(D.entry_id == entry_id)).all()
+                resend = state == State.SENT.value and all(
+                    r.state == DState.DELIVERED.value for r in rows if r.role == Role.TO.value)
+                changes: dict[str, Any] = {"message_id": message_id, "sent_at": None} \
+                    if resend else {}
+                done = list(conn.scalars(self._transition(
+                    Event.REQUEUE, E.id == entry_id, E.state == state, updated_at=now,
+                    reason=None, attention=None, recipients_json=None, refused_json=None,
+                    next_attempt_at=None, first_attempt_at=None, transient_failures=0,
+                    last_error=None, **changes).returning(E.id)))
+                if not done:
+                    continue
+                moved.add(entry_id)
+                stale = D.entry_id == entry_id
+                if not resend:
+                    stale = stale & (D.state != DState.DELIVERED.value)
+                conn.execute(delete(self.t.delivery).where(stale))
             return self._results(conn, list(new_message_ids), Event.REQUEUE, moved)
 
     def _results(self, conn: Connection, ids: Sequence[int], event: Event,
                  moved: set[int]) -> dict[int, MoveResult]:
         E = self.E
-        states = {r.id: State(r.state) for r in conn.execute(
-            select(E.id, E.state).where(E.id.in_(ids)))}
+        rows = {r.id: r for r in conn.execute(
+            select(E.id, E.state, E.needs_force, E.problem).where(E.id.in_(ids)))}
         out: dict[int, MoveResult] = {}
         for entry_id in ids:
-            state = states.get(entry_id)
+            row = rows.get(entry_id)
+            state = State(row.state) if row is not None else None
             if entry_id in moved:
                 out[entry_id] = MoveResult(entry_id, event, state)
-            elif state is None:
+            elif row is None:
                 out[entry_id] = MoveResult(entry_id, event, None, Refusal.NO_SUCH_ENTRY)
             elif state is State.SENDING:
                 out[entry_id] = MoveResult(entry_id, event, state, Refusal.BUSY)
+            elif event is Event.RELEASE and state is State.HELD and row.needs_force:
+                out[entry_id] = MoveResult(entry_id, event, state, Refusal.NEEDS_FORCE,
+                                           row.problem)
             else:
                 out[entry_id] = MoveResult(entry_id, event, state, Refusal.NOT_ALLOWED)
         return out
@@ -208,9 +232,11 @@ class Commands:
 
     @mapped
     def claim_due(self, now: datetime, worker: str, lease_until: datetime, limit: int,
-                  mandant: int | None = None, force_before: datetime | None = None
-                  ) -> list[Claimed]:
-        """Atomically move up to `limit` due entries to `sending` for this worker.
+                  mandant: int | None = None, force_before: datetime | None = None,
+                  bcc: Sequence[str] = ()) -> list[Claimed]:
+        """Atomically move up to `limit` due entries to `sending` for this worker,
+        each with its recipients: the customer's addresses and the `bcc` copies,
+        those not yet known to the entry added as pending.
 
         Due: pending, or deferred with its back-off over; with `force_before`
         (a flush) also every deferred entry last changed before that instant.
@@ -232,7 +258,9 @@ class Commands:
                 lease_until=lease_until, updated_at=now).returning(E.id)))
             if not ids:
                 return []
-            rows = conn.execute(select(self.t.entry).where(E.id.in_(ids)).order_by(E.id))
+            rows = conn.execute(select(self.t.entry).where(E.id.in_(ids)).order_by(E.id)).all()
+            recipients = self._recipients(conn, [(r.id, json.loads(r.recipients_json))
+                                                 for r in rows], bcc)
             return [Claimed(
                 id=r.id, mandant=r.mandant, path=r.path, file_name=r.file_name,
                 sha256=r.sha256, doctype=r.doctype, docno=r.docno, customer=r.customer,
@@ -241,7 +269,37 @@ class Commands:
                 transient_failures=r.transient_failures,
                 # a deferred entry always has a transient failure; a pending one none
                 previous_state=State.DEFERRED if r.transient_failures else State.PENDING,
+                deliveries=tuple(recipients[r.id]),
             ) for r in rows]
+
+    def _recipients(self, conn: Connection, entries: Sequence[tuple[int, list[str]]],
+                    bcc: Sequence[str]) -> dict[int, list[Recipient]]:
+        """Every recipient of these entries, after adding the missing ones as pending
+        (a Bcc that is also a customer address is not added twice)."""
+        D = self.t.delivery.c
+        ids = [entry_id for entry_id, _ in entries]
+        known = {(r.entry_id, r.role, r.address.lower()) for r in conn.execute(
+            select(D.entry_id, D.role, D.address).where(D.entry_id.in_(ids)))}
+        missing = []
+        for entry_id, to in entries:
+            customers = {a.lower() for a in to}
+            wanted = [(Role.TO, a) for a in to] + [(Role.BCC, b) for b in bcc
+                                                    if b.lower() not in customers]
+            for role, address in wanted:
+                key = (entry_id, role.value, address.lower())
+                if key not in known:
+                    known.add(key)
+                    missing.append({"entry_id": entry_id, "role": role.value,
+                                    "address": address, "name": "",
+                                    "state": DState.PENDING.value, "reply": None, "at": None})
+        if missing:
+            conn.execute(insert(self.t.delivery), missing)
+        out: dict[int, list[Recipient]] = {entry_id: [] for entry_id in ids}
+        for r in conn.execute(select(self.t.delivery).where(D.entry_id.in_(ids))
+                              .order_by(D.id)):
+            out[r.entry_id].append(Recipient(r.address, Role(r.role), DState(r.state),
+                                             r.reply, r.at, r.name))
+        return out
 
     def _finishing(self, event: Event, entry_id: int, worker: str | None, now: datetime,
                    **values: Any) -> Update:
@@ -258,9 +316,10 @@ class Commands:
 
         Returns False if the entry was no longer this worker's claim.
         """
-        E = self.E
+        E, D = self.E, self.t.delivery.c
         refused_json = json.dumps(result.refused, ensure_ascii=False) if result.refused else None
-        values: dict[str, Any] = {"first_attempt_at": func.coalesce(E.first_attempt_at, now)}
+        values: dict[str, Any] = {"first_attempt_at": func.coalesce(E.first_attempt_at, now),
+                                  "attention": result.attention}
         if target(event) is State.SENT:
             values.update(sent_at=now, refused_json=refused_json, next_attempt_at=None,
                           reason=None, last_error=(f"refused: {', '.join(result.refused)}"
@@ -280,6 +339,11 @@ class Commands:
                 "entry_id": claimed.id, "at": now, "server": result.server,
                 "outcome": result.outcome, "code": result.code, "reply": result.reply,
                 "refused_json": refused_json})
+            for r in result.recipients:
+                conn.execute(update(self.t.delivery)
+                             .where(D.entry_id == claimed.id, D.role == r.role.value,
+                                    D.address == r.address)
+                             .values(state=r.state.value, reply=r.reply, at=r.at))
         return True
 
     @mapped

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, func, select
 
+from tikos_outbox.core import attention
+from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import State
 from tikos_outbox.core.views import (
     AttemptView,
@@ -110,6 +112,14 @@ class Queries:
         return data
 
     @mapped
+    def attention_count(self) -> int:
+        """How many entries need an administrator's move."""
+        E = self.E
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(self.t.entry)
+                                    .where(E.attention.is_not(None))).scalar() or 0)
+
+    @mapped
     def counts(self) -> dict[str, int]:
         E = self.E
         counts = {st.value: 0 for st in State}
@@ -134,6 +144,8 @@ class Queries:
             q = q.where(E.docno == flt.docno)
         if flt.changed_since is not None:
             q = q.where(E.updated_at >= flt.changed_since)
+        if flt.attention:
+            q = q.where(E.attention.is_not(None))
         with self._read() as conn:
             rows = conn.execute(q.order_by(E.id.desc()).limit(flt.limit)).all()
             ids = [r.id for r in rows]
@@ -154,8 +166,13 @@ class Queries:
             has_copy = conn.execute(
                 select(func.count()).select_from(self.t.blob)
                 .where(B.sha256 == row.sha256, B.data.is_not(None))).scalar()
+            D = self.t.delivery.c
+            deliveries = conn.execute(select(self.t.delivery).where(D.entry_id == entry_id)
+                                      .order_by(D.id)).all()
         view = _view(row, len(attempts))
         view.stored_copy = bool(has_copy)
+        view.deliveries = [Recipient(d.address, Role(d.role), DState(d.state), d.reply, d.at,
+                                     d.name) for d in deliveries]
         view.attempts = [
             AttemptView(at=a.at, server=a.server, outcome=a.outcome, code=a.code,
                         reply=a.reply, refused=json.loads(a.refused_json)
@@ -173,4 +190,6 @@ def _view(r: Row[Any], attempt_count: int) -> EntryView:
         reason=r.reason, last_error=r.last_error, message_id=r.message_id,
         created_at=r.created_at, updated_at=r.updated_at, sent_at=r.sent_at,
         next_attempt_at=r.next_attempt_at, attempt_count=attempt_count,
+        attention=attention.for_entry(r.attention, r.id), problem=r.problem,
+        needs_force=bool(r.needs_force),
     )

@@ -23,6 +23,7 @@ class Tables:
     attempt: Table
     blob: Table
     meta: Table
+    delivery: Table
 
 
 def _utc(_inspector: Inspector, _table: Table, column: Any) -> None:
@@ -34,6 +35,7 @@ def reflect(engine: Engine) -> Tables:
     metadata = MetaData()
     event.listen(metadata, "column_reflect", _utc)
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        metadata.reflect(conn, only=["entry", "attempt", "blob", "meta"])
+        metadata.reflect(conn, only=["entry", "attempt", "blob", "meta", "delivery"])
     t = metadata.tables
-    return Tables(entry=t["entry"], attempt=t["attempt"], blob=t["blob"], meta=t["meta"])
+    return Tables(entry=t["entry"], attempt=t["attempt"], blob=t["blob"], meta=t["meta"],
+                  delivery=t["delivery"])

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from tikos_outbox.core import attention
 from tikos_outbox.core.message import make_message_id
 from tikos_outbox.core.ports import Clock, OutboxCommands, OutboxQueries
 from tikos_outbox.core.settings import Config
@@ -51,12 +52,18 @@ class Administration:
         return self._logged(self.commands.requeue(fresh, self.clock.now()), "requeued")
 
     def hold(self, ids: Iterable[int]) -> dict[int, MoveResult]:
+        """Stop entries; why they were held when recorded stays shown (`problem`)."""
         return self._logged(self.commands.move(list(ids), Event.HOLD, self.clock.now(),
-                                               reason=HELD_BY_ADMIN), "held")
+                                               reason=HELD_BY_ADMIN,
+                                               attention=attention.held(HELD_BY_ADMIN)),
+                            "held")
 
-    def release(self, ids: Iterable[int]) -> dict[int, MoveResult]:
-        return self._logged(self.commands.move(list(ids), Event.RELEASE, self.clock.now()),
-                            "released")
+    def release(self, ids: Iterable[int], force: bool = False) -> dict[int, MoveResult]:
+        """Let held entries be sent. One whose file is not a mailable PDF (truncated,
+        not a PDF, too large, empty) is released only with `force`, and then the
+        recorded bytes are sent, never others."""
+        return self._logged(self.commands.move(list(ids), Event.RELEASE, self.clock.now(),
+                                               force=force), "released")
 
     def purge(self, older_than_days: int | None = None) -> int:
         days = older_than_days if older_than_days is not None else self.config.outbox.keep_days

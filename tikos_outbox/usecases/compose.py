@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from tikos_outbox.core.intake import sha256_of
 from tikos_outbox.core.message import Mail, message_bytes, render
 from tikos_outbox.core.ports import DocumentFiles, OutboxQueries
 from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.core.views import Claimed
 
 GONE = "the stored copy was purged and the archive file is gone or changed"
+EMPTY = "the recorded document is empty (0 bytes); nothing was sent"
 
 
 def mail_for(config: Config, m: Mandant, c: Claimed, pdf: bytes, now: datetime) -> Mail:
@@ -41,8 +43,10 @@ class Composer:
         self.files = files
 
     def document(self, m: Mandant, c: Claimed) -> bytes | None:
+        """Exactly the recorded bytes: the outbox's copy, or the archive file while it
+        still has the recorded content; None when neither has them."""
         data = self.queries.load_copy(c.sha256)
-        if data is not None:
+        if data is not None and sha256_of(data) == c.sha256:
             return data
         return self.files.archive_copy(str(m.folder / c.path), c.sha256)
 
@@ -51,6 +55,8 @@ class Composer:
         data = self.document(m, c)
         if data is None:
             return GONE
+        if not data:
+            return EMPTY
         try:
             return message_bytes(mail_for(self.config, m, c, data, now))
         except ValueError as exc:  # an address or template value that cannot be mailed

@@ -8,10 +8,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
-from tikos_outbox.core.outcome import Verdict, judge
+from tikos_outbox.core import attention
 from tikos_outbox.core.ports import (
     Clock,
     Mailer,
@@ -21,7 +21,8 @@ from tikos_outbox.core.ports import (
     OutboxQueries,
     SecretUnavailable,
 )
-from tikos_outbox.core.replies import Outcome, RunStopped, explain
+from tikos_outbox.core.recipients import DState, Role, Verdict, fail_all, judge, settle
+from tikos_outbox.core.replies import Outcome, Reply, RunStopped, Stage, explain
 from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.core.states import Event
 from tikos_outbox.core.throttle import Throttle
@@ -166,7 +167,8 @@ class Delivery:
             now = self.clock.now()
             batch = self.commands.claim_due(now, self.worker, now + lease, size,
                                             mandant=run.m.id,
-                                            force_before=run.started if run.force else None)
+                                            force_before=run.started if run.force else None,
+                                            bcc=run.m.sender.bcc)
             if not batch:
                 return
             yield batch
@@ -180,37 +182,63 @@ class Delivery:
         return not self.stop.is_set()
 
     def _send_one(self, run: _Run, c: Claimed, built: bytes | str) -> None:
-        if isinstance(built, str):  # cannot be built: fails without a word to the server
-            self._finish(c, Verdict(Outcome.PERMANENT, Event.PERMANENT, reason=built),
+        """Offer the message to the recipients still due, and record what each got."""
+        now = self.clock.now()
+        if isinstance(built, str):  # cannot be built or read: fails without a word sent
+            self._finish(run, c, fail_all(c.deliveries, built, now),
                          Finish(server="", outcome=Outcome.PERMANENT.value, code=None,
-                                reply=built, reason=built), run.report)
+                                reply=built, reason=built))
             return
-        m = run.m
-        result = run.mailer.send(m.sender.address, [*c.recipients, *m.sender.bcc], built)
+        due = c.due
+        if not due:  # nobody left (an entry carried over from before per-recipient delivery)
+            verdict = judge(c.deliveries, Reply(Stage.DATA, 250, "nothing left to send"),
+                            first_attempt_at=c.first_attempt_at,
+                            transient_failures=c.transient_failures, now=now,
+                            policy=self.config.outbox.retry)
+            self._finish(run, c, verdict, Finish(server="", outcome=verdict.outcome.value,
+                                                 code=None, reply="nothing left to send"))
+            return
+        result = run.mailer.send(run.m.sender.address, due, built)
         run.throttle.record(self.clock.monotonic())
+        now = self.clock.now()
         reply = result.reply
-        verdict = judge(reply, first_attempt_at=c.first_attempt_at,
-                        transient_failures=c.transient_failures, now=self.clock.now(),
+        verdict = judge(settle(c.deliveries, result, now), reply,
+                        first_attempt_at=c.first_attempt_at,
+                        transient_failures=c.transient_failures, now=now,
                         policy=self.config.outbox.retry)
-        self._finish(c, verdict, Finish(
+        self._finish(run, c, verdict, Finish(
             server=run.mailer.server, outcome=verdict.outcome.value, code=reply.code,
-            reply=reply.text, refused=result.refused or None,
-            next_attempt_at=verdict.next_attempt_at, reason=verdict.reason), run.report)
+            reply=reply.text, refused={a: str(r) for a, r in result.refused.items()} or None,
+            next_attempt_at=verdict.next_attempt_at, reason=verdict.reason))
 
-    def _finish(self, c: Claimed, verdict: Verdict, result: Finish,
-                report: SendReport) -> None:
+    def _finish(self, run: _Run, c: Claimed, verdict: Verdict, attempt: Finish) -> None:
+        if verdict.event is Event.DELIVERED:
+            line = attention.partly_refused(c.customer, verdict.recipients)
+        elif verdict.event is Event.TRANSIENT:
+            line = None
+        else:
+            line = attention.failed(c.customer, verdict.reason or attempt.reply)
+        result = replace(attempt, recipients=verdict.recipients, attention=line)
         if not self.commands.finish(c, self.worker, verdict.event, self.clock.now(), result):
             log.error("entry %d was taken over by another worker while sending", c.id)
             return
+        report = run.report
         shown = f"{result.code} {result.reply}".strip() if result.code else result.reply
         if verdict.event is Event.DELIVERED:
             report.sent += 1
-            extra = f"; refused: {', '.join(result.refused)}" if result.refused else ""
-            log.info("entry %d sent: %s to %s (%s)%s", c.id, c.file_name,
-                     ", ".join(c.recipients), shown, extra)
+            got = [r.address for r in verdict.recipients if r.state is DState.DELIVERED
+                   and r.role is Role.TO]
+            log.info("entry %d sent: %s to %s (%s)", c.id, c.file_name, ", ".join(got), shown)
+            for r in verdict.recipients:
+                if r.state is DState.REFUSED:
+                    log.warning("entry %d: %s %s refused: %s", c.id,
+                                "Bcc copy" if r.role is Role.BCC else "address", r.address,
+                                r.reply)
         elif verdict.event is Event.TRANSIENT:
             report.deferred += 1
-            log.warning("entry %d deferred: %s (%s)", c.id, c.file_name, shown)
+            waiting = [r.address for r in verdict.recipients if r.due and r.role is Role.TO]
+            log.warning("entry %d deferred for %s: %s (%s)", c.id, ", ".join(waiting),
+                        c.file_name, shown)
         else:
             report.failed += 1
             log.error("entry %d failed: %s (%s)", c.id, c.file_name, result.reason or shown)

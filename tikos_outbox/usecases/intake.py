@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tikos_outbox.core import attention
 from tikos_outbox.core import intake as rules
 from tikos_outbox.core.message import make_message_id, split_addresses
 from tikos_outbox.core.naming import parse_name
-from tikos_outbox.core.pdf import mail_problem
+from tikos_outbox.core.pdf import encrypted_reason, incomplete_reason
 from tikos_outbox.core.ports import (
     Clock,
     DocumentFiles,
@@ -39,6 +40,7 @@ class Addresses:
 
     valid: list[str]
     no_address: str | None = None
+    attention: str | None = None  # with no_address: what the office must do
 
     @property
     def unavailable(self) -> bool:
@@ -117,16 +119,19 @@ class Intake:
         if doc is None:
             return None
         watch = self.config.watch
-        data = b""
-        if seen.size > watch.max_size_bytes:
+        data: bytes | None = None
+        if seen.size > watch.max_size_bytes:  # not kept: the archive file is sent if forced
             problem: str | None = (
                 f"larger than the limit of {watch.max_size_mb:g} MB"
                 f" ({seen.size / 1048576:.1f} MB); providers reject such mails")
+            blocks = True
             sha = self.files.sha256(seen.abs_path)
         else:
             data = self.files.read(seen, watch.max_size_bytes)
             sha = rules.sha256_of(data)
-            problem = mail_problem(data)
+            problem = incomplete_reason(data)
+            blocks = problem is not None
+            problem = problem or encrypted_reason(data)
         found = (self.addresses(mandant.id, doc.fields) if not baseline and problem is None
                  else Addresses([]))
         new = NewDocument(
@@ -135,7 +140,8 @@ class Intake:
             customer=doc.customer, fields=doc.fields, data=data,
         )
         decide = rules.bind(sha256=sha, baseline=baseline, problem=problem,
-                            no_address=found.no_address)
+                            problem_blocks=blocks, no_address=found.no_address,
+                            no_address_attention=found.attention)
         message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
         return Recording(new, decide, message_id, found.valid or None)
 
@@ -160,7 +166,7 @@ class Intake:
         reason = f"no e-mail address found for customer {customer}"
         if rejected:
             reason += f" (invalid: {'; '.join(rejected)})"
-        return Addresses([], reason)
+        return Addresses([], reason, attention.no_address(customer, rejected))
 
     def resolve_recipients(self) -> int:
         """Look up the addresses of pending entries that have none yet (the source
@@ -176,7 +182,8 @@ class Intake:
                 if found.valid:
                     self.commands.set_recipients(item.entry_id, found.valid, now)
                 elif self.commands.move([item.entry_id], Event.SKIP, now,
-                                        reason=found.no_address)[item.entry_id].ok:
+                                        reason=found.no_address,
+                                        attention=found.attention)[item.entry_id].ok:
                     log.info("entry %d skipped: %s", item.entry_id, found.no_address)
                 done += 1
         return done

@@ -23,6 +23,7 @@ class ServiceState:
 @dataclass(frozen=True)
 class Status:
     counts: dict[str, int]
+    attention: int
     last_run: str | None
     last_run_report: dict[str, Any] | None
     next_run: str
@@ -30,7 +31,7 @@ class Status:
     service: ServiceState
 
     def as_json(self) -> dict[str, Any]:
-        return {"counts": self.counts, "last_run": self.last_run,
+        return {"counts": self.counts, "attention": self.attention, "last_run": self.last_run,
                 "last_run_report": self.last_run_report, "next_run": self.next_run,
                 "last_error": self.last_error,
                 "service": {"running": self.service.running,
@@ -68,7 +69,7 @@ class Monitor:
             and (now - datetime.fromisoformat(heartbeat["at"])).total_seconds()
             < HEARTBEAT_STALE_S)
         return Status(
-            counts=q.counts(), last_run=q.get_meta("last_run"),
+            counts=q.counts(), attention=q.attention_count(), last_run=q.get_meta("last_run"),
             last_run_report=_json(q.get_meta("last_run_report")),
             next_run=self.config.window.next_slot(now).isoformat(),
             last_error=_json(q.get_meta("last_error")),

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
-from datetime import date, datetime, timedelta
-from datetime import time as dtime
+from datetime import date, tzinfo
 
 from tikos_outbox.core.message import Mail, build_message, make_message_id
 from tikos_outbox.core.ports import (
@@ -18,10 +17,11 @@ from tikos_outbox.core.ports import (
 )
 from tikos_outbox.core.replies import Outcome, RunStopped, classify, explain
 from tikos_outbox.core.settings import Config
-from tikos_outbox.core.states import State
 from tikos_outbox.core.views import EntryView, ListFilter
 
 log = logging.getLogger("tikos_outbox")
+
+MAX_LISTED = 200
 
 
 class DailyReport:
@@ -33,13 +33,11 @@ class DailyReport:
         self.mailers = mailers
         self.clock = clock
 
-    def problems(self, day: date) -> list[EntryView]:
-        """The failed and held entries last changed on a local day."""
-        start = datetime.combine(day, dtime(0), tzinfo=self.config.window.tz)
-        rows = self.queries.list_entries(ListFilter(
-            states=(State.FAILED.value, State.HELD.value), changed_since=start, limit=10000))
-        return sorted((v for v in rows if v.updated_at < start + timedelta(days=1)),
-                      key=lambda v: v.id)
+    def problems(self) -> list[EntryView]:
+        """Every entry that needs an administrator's move, oldest first: skipped for no
+        or an invalid address, failed, held, partly refused, expired."""
+        rows = self.queries.list_entries(ListFilter(attention=True, limit=MAX_LISTED + 1))
+        return sorted(rows, key=lambda v: v.id)
 
     def send(self, day: date) -> bool:
         """Mail `[report] to` the problems of a local day, once. Returns True when a
@@ -48,7 +46,7 @@ class DailyReport:
         key = f"report:{day.isoformat()}"
         if not to or self.queries.get_meta(key):
             return False
-        rows = self.problems(day)
+        rows = self.problems()
         now = self.clock.now()
         if not rows:
             self.commands.set_meta(key, "nothing to report", now)
@@ -56,9 +54,9 @@ class DailyReport:
         sender = self.config.sender
         mail = Mail(sender_address=sender.address, sender_name=sender.name or "tikos-outbox",
                     reply_to=None, to=tuple(to),
-                    subject=f"tikos-outbox: {len(rows)} Dokument(e) nicht versendet"
+                    subject=f"tikos-outbox: {_count(rows)} Dokument(e) brauchen Aufmerksamkeit"
                             f" ({day:%d.%m.%Y})",
-                    body=report_text(day, rows), filename="", pdf=None,
+                    body=report_text(day, rows, self.config.window.tz), filename="", pdf=None,
                     message_id=make_message_id(uuid.uuid4().hex, sender.address),
                     date=now.astimezone(self.config.window.tz))
         try:
@@ -75,13 +73,22 @@ class DailyReport:
         return True
 
 
-def report_text(day: date, rows: list[EntryView]) -> str:
-    lines = [f"tikos-outbox on {socket.gethostname()}: {len(rows)} document(s) were not"
-             f" sent on {day:%d.%m.%Y}.", ""]
-    for v in rows:
-        why = v.last_error if v.state == State.FAILED.value else v.reason
-        lines.append(f"- entry {v.id} ({v.state}), mandant {v.mandant}, {v.path},"
-                     f" customer {v.customer}: {why or 'no reason recorded'}")
-    lines += ["", "Details: tikos-outbox show ID; to send again: tikos-outbox requeue ID"
-                  " (failed) or tikos-outbox release ID (held)."]
+def _count(rows: list[EntryView]) -> str:
+    return f"mehr als {MAX_LISTED}" if len(rows) > MAX_LISTED else str(len(rows))
+
+
+def report_text(day: date, rows: list[EntryView], tz: tzinfo) -> str:
+    """The report's body, for the office: each entry with what to do."""
+    lines = [f"tikos-outbox auf {socket.gethostname()}, {day:%d.%m.%Y}: {_count(rows)}"
+             " Dokument(e) erreichen den Kunden nicht ohne Ihr Zutun.", ""]
+    for v in rows[:MAX_LISTED]:
+        lines.append(f"- Eintrag {v.id} ({v.state}, aufgenommen"
+                     f" {v.created_at.astimezone(tz):%d.%m.%Y %H:%M}), Mandant {v.mandant},"
+                     f" {v.path}:")
+        lines.append(f"  {v.attention}")
+    if len(rows) > MAX_LISTED:
+        lines.append("- … und weitere: tikos-outbox list --attention --limit 1000")
+    lines += ["", "Einzelheiten: tikos-outbox show NR; alle offenen: tikos-outbox list"
+                  " --attention. Dieser Bericht kommt jeden Tag nach dem letzten Versandlauf,"
+                  " solange etwas offen ist."]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,9 @@ def run_status(ctx: Context) -> int:
         return EXIT_OK
     tz = ctx.config.window.tz
     print(table(["state", "entries"], [[s, str(n)] for s, n in st.counts.items()]))
+    if st.attention:
+        print(f"\n{st.attention} entr{'y needs' if st.attention == 1 else 'ies need'} attention:"
+              " tikos-outbox list --attention")
     svc = st.service
     print(f"\nservice:    {'running' if svc.running else 'not running'}"
           f" (last seen {fmt_time(svc.last_seen, tz)})")
@@ -29,7 +32,7 @@ def run_list(ctx: Context) -> int:
     a = ctx.args
     rows = ctx.outbox.admin.entries(ListFilter(
         states=tuple(a.state or ()), mandant=a.mandant, since=a.since, customer=a.customer,
-        docno=a.docno, limit=a.limit))
+        docno=a.docno, attention=a.attention, limit=a.limit))
     if ctx.json:
         print_json([entry_json(v, full=False) for v in rows])
         return EXIT_OK
@@ -45,6 +48,8 @@ def run_list(ctx: Context) -> int:
 
 
 def _note(v: EntryView) -> str:
+    if v.attention:
+        return v.attention
     return (v.last_error if v.state in ("deferred", "failed") else v.reason) or ""
 
 
@@ -60,6 +65,8 @@ def run_show(ctx: Context) -> int:
     archive = str(m.folder / view.path) if m else f"? (mandant {view.mandant} is not configured)"
     lines = [
         f"entry {view.id}: {view.state}" + (f" — {view.reason}" if view.reason else ""),
+        *([f"  TO DO:       {view.attention}"] if view.attention else []),
+        *([f"  held for:    {view.problem}"] if view.problem else []),
         f"  document:    {view.path} (mandant {view.mandant}, {view.doctype} {view.docno},"
         f" customer {view.customer})",
         f"  archive:     {archive}",
@@ -73,8 +80,10 @@ def run_show(ctx: Context) -> int:
     ]
     if view.next_attempt_at and view.state == "deferred":
         lines.append(f"  next try:    {fmt_time(view.next_attempt_at, tz)}")
-    for addr, why in (view.refused or {}).items():
-        lines.append(f"  refused:     {addr}: {why}")
+    for d in view.deliveries:
+        when = fmt_time(d.at, tz) if d.at else ""
+        lines.append(f"  {d.role.value + ':':<12} {d.address}  {d.state.value}  {when}"
+                     f"  {d.reply or ''}".rstrip())
     if view.last_error:
         lines.append(f"  last error:  {view.last_error}")
     lines.append(f"  attempts:    {len(view.attempts)}")

@@ -39,7 +39,7 @@ def run_hold(ctx: Context) -> int:
 
 
 def run_release(ctx: Context) -> int:
-    return _report(ctx, "released", ctx.outbox.admin.release(_ids(ctx)))
+    return _report(ctx, "released", ctx.outbox.admin.release(_ids(ctx), force=ctx.args.force))
 
 
 def run_purge(ctx: Context) -> int:
