@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import Behaviour, Cert, FakeClock, SmtpServer, open_outbox, write_site
 from tikos_outbox.runner import SendScheduler
 from tikos_outbox.samples import make_pdf
+from tikos_outbox.usecases.intake import FirstPass
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ROOT = Path(__file__).parent.parent
@@ -38,7 +39,7 @@ def test_daily_report_after_the_last_run_lists_every_entry_that_needs_attention(
             os.utime(folder / name, (1764000000, 1764000000))  # 2025-11-24
         clock = FakeClock(datetime(2026, 11, 26, 17, 59, 30, tzinfo=BERLIN))
         svc = open_outbox(site, clock)
-        svc.scan(baseline=False)
+        svc.scan(FirstPass.NONE)
         svc.admin.hold([2])
         sched = SendScheduler(svc)
         clock.advance(30)  # 18:00, the last slot of the day

@@ -114,9 +114,7 @@ def test_restart_catches_up_without_a_second_baseline(tmp_path: Path, mode: str)
     history(folder / "RE_1_4711.pdf")
     with running(site):
         pass
-    (folder / "RE_2_4711.pdf").write_bytes(make_pdf(["while down"]))
-    old = time.time() - 3600
-    os.utime(folder / "RE_2_4711.pdf", (old, old))
+    (folder / "RE_2_4711.pdf").write_bytes(make_pdf(["while down"]))  # after the first start
     with running(site) as svc:
         rows = wait_until(lambda: (r := by_path(svc)) and "RE_2_4711.pdf" in r and r)
         assert rows["RE_1_4711.pdf"][0].state == "skipped"

@@ -23,7 +23,7 @@ from tikos_outbox.workers import worker_id
 if TYPE_CHECKING:
     from tikos_outbox.scanner import IncrementalScanner
     from tikos_outbox.usecases.delivery import Delivery
-    from tikos_outbox.usecases.intake import Intake
+    from tikos_outbox.usecases.intake import FirstPass, Intake
     from tikos_outbox.usecases.report import DailyReport
     from tikos_outbox.usecases.scan import Progress, ScanReport
 
@@ -103,18 +103,19 @@ class Outbox:
         return DailyReport(self.config, self.store.queries, self.store.commands,
                            self.mailers, self.clock)
 
-    def scan(self, baseline: bool | None = None, since: datetime | None = None,
+    def scan(self, mode: FirstPass | None = None, since: datetime | None = None,
              progress: Progress | None = None,
              scanners: Mapping[int, IncrementalScanner] | None = None) -> ScanReport:
         """One pass over the archive (see usecases.scan), through `scanners` where
         given (the service's own), else through new ones."""
         from tikos_outbox.scanner import IncrementalScanner
+        from tikos_outbox.usecases.intake import FirstPass
         from tikos_outbox.usecases.scan import scan
 
         listers = {m.id: (scanners or {}).get(m.id) or IncrementalScanner(m.folder)
                    for m in self.config.enabled_mandants}
-        return scan(self.intake, self.clock, listers, baseline=baseline, since=since,
-                    progress=progress)
+        return scan(self.intake, self.clock, listers, mode=mode or FirstPass.FOLLOW,
+                    since=since, progress=progress)
 
     def close(self) -> None:
         self.store.close()

@@ -20,18 +20,21 @@ class SettleTracker:
     as settled on first sight, so a catch-up pass does not wait for old files.
     """
 
-    def __init__(self, settle_s: float) -> None:
+    def __init__(self, settle_s: float, empty_after_s: float = 600.0) -> None:
         self.settle_s = settle_s
+        self.empty_after_s = max(empty_after_s, settle_s)
         self._seen: dict[str, _Seen] = {}
 
     def observe(self, key: str, size: int, mtime_ns: int, mono: float, wall_s: float) -> bool:
-        """Note the file's current size and mtime; True when it is settled now."""
+        """Note the file's current size and mtime; True when it is settled now. An
+        empty file settles only after `empty_after_s` (a writer that crashed leaves
+        one; it is then recorded and held, never waited for for ever)."""
+        wait_s = self.settle_s if size > 0 else self.empty_after_s
         seen = self._seen.get(key)
         if seen is None or seen.size != size or seen.mtime_ns != mtime_ns:
             self._seen[key] = _Seen(size, mtime_ns, mono)
-            old_enough = wall_s - mtime_ns / 1e9 >= self.settle_s
-            return size > 0 and old_enough and seen is None
-        return size > 0 and mono - seen.since >= self.settle_s
+            return seen is None and wall_s - mtime_ns / 1e9 >= wait_s
+        return mono - seen.since >= wait_s
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)

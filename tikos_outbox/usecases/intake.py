@@ -7,6 +7,8 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 
 from tikos_outbox.core import attention
 from tikos_outbox.core import intake as rules
@@ -29,6 +31,17 @@ from tikos_outbox.core.views import FileSeen, NewDocument, Recording
 log = logging.getLogger("tikos_outbox")
 
 NOT_READY = "not-ready"  # the file could not be read completely; try again later
+FIRST_PASS = "first_pass:{}"  # meta: when the mandant's first pass began, or NO_HISTORY
+DONE = "baseline:{}"  # meta: the mandant's folder was listed completely once
+NO_HISTORY = "none"
+
+
+class FirstPass(StrEnum):
+    """How a pass treats what is already in the archive."""
+
+    FOLLOW = "follow"  # the config: history before the very first pass (baseline = true)
+    HISTORY = "history"  # `scan --baseline`: what is there now is history
+    NONE = "none"  # `scan --no-baseline`: nothing is history, everything is mailed
 BATCH_FILES = 200  # files recorded in one transaction
 BATCH_BYTES = 32 * 1024 * 1024
 
@@ -58,17 +71,54 @@ class Intake:
         self.files = files
         self.clock = clock
         self.notes = notes
+        self._cutoffs: dict[int, float | None] = {}
+        self._done: set[int] = set()
 
-    # -- the baseline -----------------------------------------------------------------------
+    # -- history: what was in the archive before the first start ----------------------------
 
-    def baseline_due(self, mandant: Mandant) -> bool:
-        """Whether this mandant's first pass is still to be recorded as the baseline."""
-        return (self.config.watch.baseline
-                and self.queries.get_meta(f"baseline:{mandant.id}") is None)
+    def history_cutoff(self, m: Mandant) -> float | None:
+        """Files modified before this instant (epoch seconds) are history: recorded as
+        skipped, never mailed. None: nothing is history."""
+        if m.id not in self._cutoffs:
+            value = (self.queries.get_meta(FIRST_PASS.format(m.id))
+                     or self.queries.get_meta(DONE.format(m.id)))  # an outbox of round one
+            self._cutoffs[m.id] = (None if value in (None, NO_HISTORY)
+                                   else datetime.fromisoformat(str(value)).timestamp())
+        return self._cutoffs[m.id]
 
-    def mark_baseline_done(self, mandant: Mandant) -> None:
+    def begin_pass(self, m: Mandant, mode: FirstPass, since: datetime | None = None) -> None:
+        """Before a pass over the mandant's folder: at its very first one (or when the
+        administrator says so) the moment that divides history from new documents
+        is fixed — whether or not the folder can be listed now."""
+        key = FIRST_PASS.format(m.id)
+        if mode is FirstPass.FOLLOW:
+            if self.queries.get_meta(key) or self.queries.get_meta(DONE.format(m.id)):
+                return
+            mode = FirstPass.HISTORY if self.config.watch.baseline else FirstPass.NONE
         now = self.clock.now()
-        self.commands.set_meta(f"baseline:{mandant.id}", now.isoformat(), now)
+        value = (since or now).isoformat() if mode is FirstPass.HISTORY else NO_HISTORY
+        self.commands.set_meta(key, value, now)
+        self._cutoffs.pop(m.id, None)
+        log.info("mandant %d: %s", m.id, "files modified before " + value +
+                 " are history (recorded, never mailed)" if mode is FirstPass.HISTORY
+                 else "no file is taken as history")
+
+    def first_pass_done(self, m: Mandant) -> bool:
+        """Whether the mandant's folder has been listed completely once."""
+        return self.queries.get_meta(DONE.format(m.id)) is not None
+
+    def complete_first_pass(self, m: Mandant) -> None:
+        """A complete listing of the folder went through (idempotent)."""
+        if m.id not in self._done:
+            if not self.first_pass_done(m):
+                now = self.clock.now()
+                self.commands.set_meta(DONE.format(m.id), now.isoformat(), now)
+                log.info("mandant %d: the first complete pass over %s is done", m.id, m.folder)
+            self._done.add(m.id)
+
+    def is_history(self, m: Mandant, seen: FileSeen) -> bool:
+        cutoff = self.history_cutoff(m)
+        return cutoff is not None and seen.mtime_ns / 1e9 < cutoff
 
     # -- recording --------------------------------------------------------------------------
 
@@ -77,21 +127,21 @@ class Intake:
         known = self.queries.known_among(m.id, [f.rel_path for f in files])
         return [f for f in files if known.get(f.rel_path) != (f.size, f.mtime_ns)]
 
-    def ingest(self, mandant: Mandant, seen: FileSeen, baseline: bool = False) -> str | None:
+    def ingest(self, mandant: Mandant, seen: FileSeen) -> str | None:
         """Record one settled file; see ingest_many."""
-        return self.ingest_many(mandant, [seen], baseline)[0]
+        return self.ingest_many(mandant, [seen])[0]
 
-    def ingest_many(self, mandant: Mandant, files: Sequence[FileSeen],
-                    baseline: bool = False) -> list[str | None]:
+    def ingest_many(self, mandant: Mandant, files: Sequence[FileSeen]) -> list[str | None]:
         """Record settled files of one mandant in one transaction; returns each new
         entry's state, None where there was nothing to record (already known, not
         a document), or NOT_READY where the file could not be read completely
         (locked, changed while it was read): it is to be tried again."""
         prepared: list[tuple[int, Recording]] = []
         results: list[str | None] = [None] * len(files)
+        late = self.first_pass_done(mandant)  # history found after the first pass: say so
         for index, seen in enumerate(files):
             try:
-                item = self._prepare(mandant, seen, baseline)
+                item = self._prepare(mandant, seen, self.is_history(mandant, seen), late)
             except OSError as exc:
                 log.warning("cannot read %s yet: %s", seen.abs_path, exc.strerror or exc)
                 results[index] = NOT_READY
@@ -105,7 +155,7 @@ class Intake:
             if done is None:
                 continue
             decision = done.decision
-            quiet = decision.state is State.SKIPPED and baseline
+            quiet = decision.state is State.SKIPPED and decision.attention is None
             log.log(logging.DEBUG if quiet else logging.INFO, "entry %d %s: %s%s",
                     done.entry_id, decision.state, item.doc.path,
                     f" ({decision.reason})" if decision.reason else "")
@@ -114,7 +164,8 @@ class Intake:
             results[index] = decision.state.value
         return results
 
-    def _prepare(self, mandant: Mandant, seen: FileSeen, baseline: bool) -> Recording | None:
+    def _prepare(self, mandant: Mandant, seen: FileSeen, baseline: bool,
+                 late: bool) -> Recording | None:
         doc = parse_name(mandant.pattern, seen.name)
         if doc is None:
             return None
@@ -141,7 +192,9 @@ class Intake:
         )
         decide = rules.bind(sha256=sha, baseline=baseline, problem=problem,
                             problem_blocks=blocks, no_address=found.no_address,
-                            no_address_attention=found.attention)
+                            no_address_attention=found.attention,
+                            late_history=attention.late_history(seen.mtime_ns) if late
+                            else None)
         message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
         return Recording(new, decide, message_id, found.valid or None)
 

@@ -29,11 +29,13 @@ class Status:
     next_run: str
     last_error: dict[str, str] | None
     service: ServiceState
+    first_pass_waiting: list[int]  # mandants whose folder was never listed completely
 
     def as_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "attention": self.attention, "last_run": self.last_run,
                 "last_run_report": self.last_run_report, "next_run": self.next_run,
                 "last_error": self.last_error,
+                "first_pass_waiting": self.first_pass_waiting,
                 "service": {"running": self.service.running,
                             "last_seen": self.service.last_seen,
                             "worker": self.service.worker}}
@@ -75,7 +77,10 @@ class Monitor:
             last_error=_json(q.get_meta("last_error")),
             service=ServiceState(running=running,
                                  last_seen=heartbeat["at"] if heartbeat else None,
-                                 worker=heartbeat.get("worker") if heartbeat else None))
+                                 worker=heartbeat.get("worker") if heartbeat else None),
+            first_pass_waiting=[m.id for m in self.config.enabled_mandants
+                                if q.get_meta(f"first_pass:{m.id}")
+                                and not q.get_meta(f"baseline:{m.id}")])
 
 
 def _json(text: str | None) -> Any:

@@ -1,5 +1,5 @@
 """One pass over the archive: every enabled mandant's folder listed, what has
-settled recorded in batches, the baseline on a mandant's first pass."""
+settled recorded in batches; what was there before the first start is history."""
 
 from __future__ import annotations
 
@@ -11,11 +11,20 @@ from datetime import datetime
 from tikos_outbox.core.ports import Clock, FolderLister, FolderUnavailable
 from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.core.views import FileSeen
-from tikos_outbox.usecases.intake import BATCH_BYTES, BATCH_FILES, NOT_READY, Intake
+from tikos_outbox.usecases.intake import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    NOT_READY,
+    FirstPass,
+    Intake,
+)
 
 log = logging.getLogger("tikos_outbox")
 
 LISTED_CHUNK = 500  # files asked about at once ("does the outbox have these?")
+#: a file that stays empty this long was not written by a slow writer: it is recorded
+#: (and held, "the file is empty"), not waited for for ever
+EMPTY_AFTER_S = 600.0
 PROGRESS_EVERY = 1000
 LOG_EVERY = 20_000
 
@@ -25,14 +34,20 @@ class ScanReport:
     files_seen: int = 0
     recorded: dict[str, int] = field(default_factory=dict)
     waiting: int = 0  # not settled yet, taken at a later pass
+    history: int = 0  # recorded as history: modified before the first pass, never mailed
+    new: int = 0  # recorded as new documents (to send, held or skipped for a reason)
     errors: list[str] = field(default_factory=list)
     waiting_files: list[tuple[int, FileSeen]] = field(default_factory=list)  # (mandant, file)
 
-    def count(self, seen: FileSeen, state: str | None) -> None:
+    def count(self, seen: FileSeen, state: str | None, history: bool) -> None:
         if state == NOT_READY:
             self.errors.append(f"{seen.abs_path}: cannot be read yet")
         elif state is not None:
             self.recorded[state] = self.recorded.get(state, 0) + 1
+            if history:
+                self.history += 1
+            else:
+                self.new += 1
 
 
 Progress = Callable[[ScanReport], None]
@@ -41,12 +56,9 @@ Progress = Callable[[ScanReport], None]
 class _MandantPass:
     """The files of one mandant's listing, on their way into the outbox."""
 
-    def __init__(self, intake: Intake, m: Mandant, first: bool, since: datetime | None,
-                 wall_s: float, report: ScanReport) -> None:
+    def __init__(self, intake: Intake, m: Mandant, wall_s: float, report: ScanReport) -> None:
         self.intake = intake
         self.m = m
-        self.first = first
-        self.since_s = since.timestamp() if first and since is not None else None
         self.wall_s = wall_s
         self.settle_s = intake.config.watch.settle_s
         self.report = report
@@ -57,12 +69,9 @@ class _MandantPass:
         """Files the outbox does not have as they are now go to the batch."""
         for seen in self.intake.unknown(self.m, listed):
             age_s = self.wall_s - seen.mtime_ns / 1e9
-            if seen.size == 0 or age_s < self.settle_s:
+            if age_s < (EMPTY_AFTER_S if seen.size == 0 else self.settle_s):
                 self.report.waiting += 1
                 self.report.waiting_files.append((self.m.id, seen))
-            elif self.since_s is not None and seen.mtime_ns / 1e9 >= self.since_s:
-                # newer than --since: recorded normally, not as the baseline
-                self.report.count(seen, self.intake.ingest(self.m, seen, baseline=False))
             else:
                 self.batch.append(seen)
                 self.batch_bytes += seen.size
@@ -70,40 +79,48 @@ class _MandantPass:
                     self.record()
 
     def record(self) -> None:
-        states = self.intake.ingest_many(self.m, self.batch, self.first)
+        states = self.intake.ingest_many(self.m, self.batch)
         for seen, state in zip(self.batch, states, strict=True):
-            self.report.count(seen, state)
+            self.report.count(seen, state, self.intake.is_history(self.m, seen))
         self.batch = []
         self.batch_bytes = 0
 
 
 def scan(intake: Intake, clock: Clock, listers: Mapping[int, FolderLister],
-         baseline: bool | None = None, since: datetime | None = None,
+         mode: FirstPass = FirstPass.FOLLOW, since: datetime | None = None,
          progress: Progress | None = None) -> ScanReport:
     """One pass over every enabled mandant's folder, recording what has settled.
 
-    `baseline`: None follows the config (only the very first pass of a mandant);
-    True/False force it. `since`: with a baseline, files modified at or after
-    this instant are still recorded normally. `progress` is called every 1,000
-    files; a plain log line is written every 20,000. `listers` list each
-    mandant's folder (the service's polling scanners, so that their next pass
-    lists only what changed).
+    History — a file modified before the moment a mandant's first pass began —
+    is recorded as skipped, never mailed, whenever it turns up. `mode` FOLLOW
+    fixes that moment at the very first pass (if the config's baseline is on);
+    HISTORY (`--baseline`) takes everything there now, NONE (`--no-baseline`)
+    nothing; `since` moves the moment to that instant. Only a complete listing
+    completes the first pass. `progress` is called every 1,000 files; a plain
+    log line is written every 20,000. `listers` list each mandant's folder (the
+    service's polling scanners, so that their next pass lists only what changed).
     """
     config: Config = intake.config
     report = ScanReport()
     for m in config.enabled_mandants:
-        first = intake.baseline_due(m) if baseline is None else baseline
         wall_s = clock.now().timestamp()
-        one = _MandantPass(intake, m, first, since, wall_s, report)
+        intake.begin_pass(m, mode, since)
+        one = _MandantPass(intake, m, wall_s, report)
+        errors: list[str] = []
         try:
-            _feed(one, listers[m.id].scan(int(wall_s * 1e9), full=True, errors=report.errors),
+            _feed(one, listers[m.id].scan(int(wall_s * 1e9), full=True, errors=errors),
                   report, progress)
         except FolderUnavailable as exc:
             report.errors.append(f"mandant {m.id} ({m.name}): {exc.strerror}")
             log.error("mandant %d (%s): %s", m.id, m.name, exc.strerror)
             continue
-        if first and baseline is None:
-            intake.mark_baseline_done(m)
+        finally:
+            report.errors += errors
+        if not errors:
+            intake.complete_first_pass(m)
+        elif not intake.first_pass_done(m):
+            log.warning("mandant %d: the folder could not be listed completely (%s); its first"
+                        " pass completes once it can", m.id, errors[0])
     intake.resolve_recipients()
     return report
 

@@ -25,6 +25,9 @@ def run_status(ctx: Context) -> int:
     print(f"next run:   {fmt_time(st.next_run, tz)}")
     err = st.last_error
     print(f"last error: {err['text']} ({fmt_time(err['at'], tz)})" if err else "last error: —")
+    for mandant in st.first_pass_waiting:
+        print(f"mandant {mandant}: the first complete pass over its folder is still due (it"
+              " could not be listed); files modified before the first start stay history")
     return EXIT_OK
 
 

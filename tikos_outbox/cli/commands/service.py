@@ -11,6 +11,7 @@ from tikos_outbox import __version__
 from tikos_outbox.cli.context import Context
 from tikos_outbox.cli.output import print_json
 from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK
+from tikos_outbox.usecases.intake import FirstPass
 from tikos_outbox.usecases.scan import ScanReport
 
 log = logging.getLogger("tikos_outbox")
@@ -34,7 +35,8 @@ def run_run(ctx: Context) -> int:
 
 def run_scan(ctx: Context) -> int:
     a = ctx.args
-    baseline = True if a.baseline else (False if a.no_baseline else None)
+    mode = (FirstPass.HISTORY if a.baseline else FirstPass.NONE if a.no_baseline
+            else FirstPass.FOLLOW)
     outbox = ctx.outbox
     if sys.stderr.isatty() and not ctx.json:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -47,15 +49,19 @@ def run_scan(ctx: Context) -> int:
                 bar.update(task, description=f"scanning the archive: {r.files_seen:,} files,"
                                              f" {sum(r.recorded.values()):,} new")
 
-            report = outbox.scan(baseline=baseline, since=a.since, progress=show)
+            report = outbox.scan(mode, since=a.since, progress=show)
     else:
-        report = outbox.scan(baseline=baseline, since=a.since)
+        report = outbox.scan(mode, since=a.since)
     if ctx.json:
         print_json({"files_seen": report.files_seen, "recorded": report.recorded,
+                    "history": report.history, "new": report.new,
                     "waiting": report.waiting, "errors": report.errors})
     else:
         rec = ", ".join(f"{n} {s}" for s, n in sorted(report.recorded.items())) or "nothing new"
         print(f"{report.files_seen} files seen; recorded: {rec}")
+        if report.history:
+            print(f"{report.history} taken as history (modified before the first start; never"
+                  f" mailed), {report.new} as new")
         if report.waiting:
             print(f"{report.waiting} file(s) still being written; taken at the next scan")
         for e in report.errors:
