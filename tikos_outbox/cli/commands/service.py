@@ -7,10 +7,13 @@ import signal
 import sys
 from types import FrameType
 
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
 from tikos_outbox import __version__
 from tikos_outbox.cli.context import Context
 from tikos_outbox.cli.output import print_json
 from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK
+from tikos_outbox.runner import run
 from tikos_outbox.usecases.intake import FirstPass
 from tikos_outbox.usecases.scan import ScanReport
 
@@ -18,8 +21,6 @@ log = logging.getLogger("tikos_outbox")
 
 
 def run_run(ctx: Context) -> int:
-    from tikos_outbox.runner import run
-
     outbox = ctx.outbox
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -39,8 +40,6 @@ def run_scan(ctx: Context) -> int:
             else FirstPass.FOLLOW)
     outbox = ctx.outbox
     if sys.stderr.isatty() and not ctx.json:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       transient=True) as bar:
             task = bar.add_task("scanning the archive …")

@@ -6,10 +6,12 @@ import getpass
 import sys
 from pathlib import Path
 
+from tikos_outbox.checks import run_checks, send_test_mail
 from tikos_outbox.cli.context import Context, UsageError
 from tikos_outbox.cli.output import print_json
 from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK
 from tikos_outbox.provision import init_dir, rotate_key, set_secret
+from tikos_outbox.store.copy import copy_outbox
 
 LABELS = {"password": "SMTP password", "client-secret": "OAuth2 client secret"}
 
@@ -45,8 +47,6 @@ def run_secret(ctx: Context) -> int:
 def run_migrate(ctx: Context) -> int:
     outbox = ctx.outbox  # opening it migrates
     if ctx.args.copy_from:
-        from tikos_outbox.store.copy import copy_outbox
-
         try:
             n = copy_outbox(ctx.args.copy_from, outbox.store)
         except ValueError as exc:
@@ -58,8 +58,6 @@ def run_migrate(ctx: Context) -> int:
 
 
 def run_check(ctx: Context) -> int:
-    from tikos_outbox.checks import run_checks
-
     results = run_checks(ctx.config, ctx.open_outbox, smtp=ctx.args.smtp, sql=ctx.args.sql)
     if ctx.json:
         print_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results])
@@ -70,8 +68,6 @@ def run_check(ctx: Context) -> int:
 
 
 def run_test_mail(ctx: Context) -> int:
-    from tikos_outbox.checks import send_test_mail
-
     ok, detail = send_test_mail(ctx.outbox, ctx.args.to)
     print(detail if ok else f"FAIL: {detail}")
     return EXIT_OK if ok else EXIT_FAILED
