@@ -224,12 +224,13 @@ def test_no_field_can_add_a_header_or_recipient(evil: str) -> None:
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    ("x@y.example\r\nBcc: evil@x.example", []),  # a line break makes the piece invalid
+    # a line break separates two values; the header-like piece is not an address
+    ("x@y.example\r\nBcc: evil@x.example", ["x@y.example"]),
     ("a@b.example, c@d.example", ["a@b.example", "c@d.example"]),  # a list, by design
     ("<a@b.example>", ["a@b.example"]),
     ("=?utf-8?q?evil=40x.example?=", []),
-    ("Name <a@b.example>", []),
-    ("a@b.example\nX: y", []),
+    ("Name <a@b.example>", ["a@b.example"]),  # the name goes into To, never a header
+    ("a@b.example\nX: y", ["a@b.example"]),
 ])
 def test_tikos_values_cannot_inject_headers(value: str, expected: list[str]) -> None:
     valid, _ = split_addresses([value])

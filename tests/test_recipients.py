@@ -218,3 +218,48 @@ def test_no_address_ever_gets_the_document_twice(
                     break
         finally:
             outbox.close()
+
+
+GERMAN = ('"Hotel Adler" <adler@hotel-adler.example>; Wäscherei Müller <info@müller-wäsche.de>'
+          "\ninfo@hotel; jürgen@müller-wäsche.de")
+
+
+@pytest.mark.parametrize("smtputf8", [False, True])
+def test_addresses_as_tikos_holds_them_reach_the_server(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], smtputf8: bool,
+        odbc_sqlite: str) -> None:
+    """Round one skipped `info@müller-wäsche.de` and `"Hotel Adler" <…>` as invalid.
+    Now: IDN domains go as their A-label, names are kept in To, an invalid piece never
+    hides the valid ones, and a non-ASCII local part goes only where SMTPUTF8 is offered."""
+    import idna
+
+    a_label = "info@" + idna.encode("müller-wäsche.de").decode("ascii")
+    juergen = "jürgen@" + idna.encode("müller-wäsche.de").decode("ascii")
+    import pyodbc
+
+    conn = pyodbc.connect(odbc_sqlite, autocommit=True)  # the value as TIKOS holds it
+    conn.execute("INSERT INTO Kunde VALUES (1, '4720', ?)", GERMAN)
+    conn.close()
+    with SmtpServer(cert, "none", smtputf8=smtputf8) as srv:
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False},
+                          recipients=f"sql_dsn = '{odbc_sqlite}'\nsql_query = 'SELECT EMail"
+                                     " FROM Kunde WHERE Mandant = ? AND KundenNr = ?'")
+        (site.mandant_folder() / "RE_1_4720.pdf").write_bytes(make_pdf(["x"]))
+        assert site.cli("scan") == 0
+        site.cli("flush")
+        entry = show(site, capsys)
+        [got] = srv.received
+    expected = ["adler@hotel-adler.example", a_label] + ([juergen] if smtputf8 else [])
+    assert got.rcpt_tos == expected
+    msg = email.message_from_bytes(got.data, policy=email.policy.default)
+    to = msg["To"]
+    names = {a.display_name for a in to.addresses}
+    assert {"Hotel Adler", "Wäscherei Müller"} <= names
+    assert entry["state"] == "sent"
+    assert entry["recipients"][:2] == ["adler@hotel-adler.example", "info@müller-wäsche.de"]
+    refused = {d["address"]: d["reply"] for d in entry["deliveries"] if d["state"] == "refused"}
+    if smtputf8:
+        assert refused == {} and entry["attention"] is None
+    else:  # said by us, not the server: nothing non-ASCII went on the wire
+        assert "SMTPUTF8" in refused[juergen] and "553 5.6.7" in refused[juergen]
+        assert juergen in entry["attention"]

@@ -8,7 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tikos_outbox.core.message import Mail, build_message, make_message_id, split_addresses
+from tikos_outbox.core.message import (
+    Mail,
+    build_message,
+    envelope,
+    make_message_id,
+    split_addresses,
+)
 from tikos_outbox.core.ports import LookupUnavailable, SecretUnavailable, StoreError
 from tikos_outbox.core.replies import RunStopped, explain
 from tikos_outbox.core.settings import Config
@@ -128,7 +134,7 @@ def send_test_mail(outbox: Outbox, to: str) -> tuple[bool, str]:
     )
     try:
         with outbox.mailers(cfg.smtp) as mailer:
-            result = mailer.send(cfg.sender.address, [valid[0]], build_message(mail).as_bytes())
+            result = mailer.send(*envelope(mail), build_message(mail).as_bytes())
     except RunStopped as exc:
         return False, explain(exc.reply)
     except SecretUnavailable as exc:

@@ -21,6 +21,11 @@ from tikos_outbox.core.settings import Auth, Security, SmtpSettings
 
 log = logging.getLogger("tikos_outbox.smtp")
 
+#: An address whose local part is not ASCII, to a server without SMTPUTF8 (RFC 6531
+#: §3.5: 553 5.6.7); said here, so that nothing non-ASCII goes on the wire.
+NO_SMTPUTF8 = ("5.6.7 this server does not offer SMTPUTF8, which an address with"
+               " non-ASCII characters before the @ needs")
+
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     """The system's trusted CAs plus `ca_file`; no checks only if verify_tls = false."""
@@ -227,15 +232,23 @@ class Mailer:
         self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes
     ) -> SendResult:
         stage = Stage.MAIL
+        utf8 = conn.has_extn("smtputf8")
+        if not sender.isascii() and not utf8:
+            return SendResult(Reply(Stage.MAIL, 553, NO_SMTPUTF8))
+        refused: dict[str, Reply] = {r: Reply(Stage.RCPT, 553, NO_SMTPUTF8)
+                                     for r in recipients if not r.isascii() and not utf8}
         try:
-            code, resp = conn.mail(sender)
+            options = ["SMTPUTF8"] if utf8 and not all(
+                a.isascii() for a in (sender, *recipients)) else []
+            code, resp = conn.mail(sender, options)
             if code != 250:
                 return SendResult(Reply(Stage.MAIL, code, _text(resp)))
             stage = Stage.RCPT
             accepted: list[str] = []
-            refused: dict[str, Reply] = {}
-            replies: list[Reply] = []
+            replies: list[Reply] = list(refused.values())
             for rcpt in recipients:
+                if rcpt in refused:
+                    continue
                 code, resp = conn.rcpt(rcpt)
                 if code in (250, 251):
                     accepted.append(rcpt)

@@ -1,8 +1,9 @@
 """Builds the e-mail for one document: headers, text body, the PDF attached.
 
 Nothing from a file name, a template field or a TIKOS value can add a header
-or a recipient: addresses are checked one by one, and every text that goes
-into a header has its line breaks and control characters replaced first.
+or a recipient: addresses are checked one by one and their headers written by
+`header_value`, and every text that goes into a header has its line breaks,
+control characters and encoded words taken out first (`header_text`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,25 @@ import base64
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
-from email import policy
-from email.headerregistry import Address
+from email import errors, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from tikos_outbox.core.addresses import clean_text, is_valid_address, split_addresses
+from tikos_outbox.core.addresses import (
+    Address,
+    clean_text,
+    header_text,
+    header_value,
+    is_valid_address,
+    parse_address,
+    parse_addresses,
+    split_addresses,
+)
 from tikos_outbox.core.templates import TemplateError, render, template_fields
 
-__all__ = ["Mail", "TemplateError", "build_message", "clean_text", "is_valid_address",
-           "make_message_id", "message_bytes", "render", "split_addresses",
-           "template_fields"]
+__all__ = ["Address", "Mail", "TemplateError", "build_message", "clean_text", "envelope",
+           "header_text", "is_valid_address", "make_message_id", "message_bytes", "needs_smtputf8",
+           "parse_address", "parse_addresses", "render", "split_addresses", "template_fields"]
 
 @dataclass(frozen=True)
 class Mail:
@@ -30,7 +39,8 @@ class Mail:
     sender_address: str
     sender_name: str
     reply_to: str | None
-    to: tuple[str, ...]
+    #: an Address, or a string with one address in any form `parse_address` takes
+    to: tuple[str | Address, ...]
     subject: str
     body: str
     filename: str
@@ -39,20 +49,77 @@ class Mail:
     date: datetime
 
 
-def build_message(mail: Mail) -> EmailMessage:
-    """The RFC 5322 message: UTF-8 text body, the PDF attached under its file name."""
-    for addr in (mail.sender_address, *mail.to, *([mail.reply_to] if mail.reply_to else [])):
-        if not is_valid_address(addr):
-            raise ValueError(f"'{clean_text(addr)}' is not a valid e-mail address")
-    if not mail.to:
+def _address(value: str | Address) -> Address:
+    if isinstance(value, Address):
+        return value  # checked when it was made
+    found = parse_address(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f"'{clean_text(str(value))}' is not a valid e-mail address")
+    return found
+
+
+def _addresses(mail: Mail) -> tuple[Address, list[Address], Address | None]:
+    """(sender, recipients, reply-to), checked; ValueError if one is invalid."""
+    if not is_valid_address(mail.sender_address, smtputf8=True):
+        raise ValueError(f"'{clean_text(mail.sender_address)}' is not a valid e-mail address")
+    sender = Address(mail.sender_address, mail.sender_name)
+    to = [_address(a) for a in mail.to]
+    reply_to = _address(mail.reply_to) if mail.reply_to else None
+    if not to:
         raise ValueError("a message needs at least one recipient")
-    msg = EmailMessage(policy=policy.SMTP)
-    local, domain = mail.sender_address.rsplit("@", 1)
-    msg["From"] = Address(display_name=clean_text(mail.sender_name), username=local, domain=domain)
-    msg["To"] = ", ".join(mail.to)
-    if mail.reply_to:
-        msg["Reply-To"] = mail.reply_to
-    msg["Subject"] = clean_text(mail.subject)
+    return sender, to, reply_to
+
+
+def needs_smtputf8(mail: Mail) -> bool:
+    """Whether the message can only go where the server offers SMTPUTF8 (RFC 6531):
+    the sender, a recipient or the Reply-To has a non-ASCII local part. An IDN
+    domain alone does not need it: it goes as its A-label. ValueError if an
+    address is invalid."""
+    return _utf8(*_addresses(mail))
+
+
+def _utf8(sender: Address, to: list[Address], reply_to: Address | None) -> bool:
+    return any(a.needs_smtputf8 for a in (sender, *to, *([reply_to] if reply_to else [])))
+
+
+def envelope(mail: Mail) -> tuple[str, list[str]]:
+    """(MAIL FROM, [RCPT TO, ...]) of the message: the envelope forms (domains as
+    A-labels); duplicate recipients once. ValueError if an address is invalid."""
+    sender, to, _ = _addresses(mail)
+    rcpts = list(dict.fromkeys(a.envelope for a in to))
+    return sender.envelope, rcpts
+
+
+def _set_addresses(msg: EmailMessage, header: str, addresses: list[Address],
+                   utf8: bool) -> None:
+    """Set an address header as `header_value` writes it; read back with the email
+    package's parser first, it must hold exactly these addresses."""
+    value = header_value(header, addresses, utf8=utf8)
+    parsed = msg.policy.header_factory(header, value.replace("\n", ""))  # type: ignore[attr-defined]
+    found = [(a.username, a.domain) for a in parsed.addresses]
+    wanted = [(a.local, a.domain if utf8 else a.ascii_domain) for a in addresses]
+    defects = [d for d in parsed.defects  # RFC 6532 allows what this one flags
+               if not (utf8 and isinstance(d, errors.NonASCIILocalPartDefect))]
+    if found != wanted or defects:
+        raise ValueError(f"the {header} header cannot be written safely")
+    msg.set_raw(header, value)
+
+
+def build_message(mail: Mail) -> EmailMessage:
+    """The RFC 5322 message: UTF-8 text body, the PDF attached under its file name.
+
+    A message whose addresses need SMTPUTF8 is written with UTF-8 headers
+    (policy SMTPUTF8); every other one has ASCII headers only."""
+    sender, to, reply_to = _addresses(mail)
+    utf8 = _utf8(sender, to, reply_to)
+    # refold_source "none": the address headers, stored as written, go out so
+    msg = EmailMessage(policy=(policy.SMTPUTF8 if utf8 else policy.SMTP).clone(
+        refold_source="none"))
+    _set_addresses(msg, "From", [sender], utf8)
+    _set_addresses(msg, "To", to, utf8)
+    if reply_to is not None:
+        _set_addresses(msg, "Reply-To", [reply_to], utf8)
+    msg["Subject"] = header_text(mail.subject)
     msg["Date"] = format_datetime(mail.date)
     msg["Message-ID"] = mail.message_id
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
@@ -64,7 +131,7 @@ def build_message(mail: Mail) -> EmailMessage:
         mail.pdf,
         maintype="application",
         subtype="pdf",
-        filename=clean_text(mail.filename) or "document.pdf",
+        filename=header_text(mail.filename) or "document.pdf",
     )
     return msg
 
@@ -87,5 +154,9 @@ def message_bytes(mail: Mail) -> bytes:
 
 def make_message_id(unique: str, sender_address: str) -> str:
     """A Message-ID in the sender's domain: `<unique@domain>`."""
-    domain = sender_address.rsplit("@", 1)[-1] if "@" in sender_address else "tikos-outbox"
+    domain = "tikos-outbox"
+    if is_valid_address(sender_address, smtputf8=True):
+        domain = Address(sender_address).ascii_domain  # an IDN domain as its A-label
+    elif "@" in sender_address:
+        domain = sender_address.rsplit("@", 1)[-1]
     return f"<{unique}@{domain}>"

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from tikos_outbox.core.addresses import parse_address
 from tikos_outbox.core.intake import Prior
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import (
@@ -281,16 +282,18 @@ class Commands:
         known = {(r.entry_id, r.role, r.address.lower()) for r in conn.execute(
             select(D.entry_id, D.role, D.address).where(D.entry_id.in_(ids)))}
         missing = []
-        for entry_id, to in entries:
-            customers = {a.lower() for a in to}
-            wanted = [(Role.TO, a) for a in to] + [(Role.BCC, b) for b in bcc
-                                                    if b.lower() not in customers]
+        copies = [a for a in (parse_address(b) for b in bcc) if a is not None]
+        for entry_id, stored in entries:
+            to = [a for a in (parse_address(x) for x in stored) if a is not None]
+            customers = {a.envelope.lower() for a in to}
+            wanted = [(Role.TO, a) for a in to] + [(Role.BCC, b) for b in copies
+                                                    if b.envelope.lower() not in customers]
             for role, address in wanted:
-                key = (entry_id, role.value, address.lower())
+                key = (entry_id, role.value, address.envelope.lower())
                 if key not in known:
                     known.add(key)
                     missing.append({"entry_id": entry_id, "role": role.value,
-                                    "address": address, "name": "",
+                                    "address": address.envelope, "name": address.name,
                                     "state": DState.PENDING.value, "reply": None, "at": None})
         if missing:
             conn.execute(insert(self.t.delivery), missing)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, func, select
 
 from tikos_outbox.core import attention
+from tikos_outbox.core.addresses import parse_address
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import State
 from tikos_outbox.core.views import (
@@ -181,11 +182,16 @@ class Queries:
         return view
 
 
+def _plain(stored: list[str]) -> list[str]:
+    """The addresses of stored recipients (`"Name" <addr>` or addr), without names."""
+    return [str(a) if (a := parse_address(x)) is not None else x for x in stored]
+
+
 def _view(r: Row[Any], attempt_count: int) -> EntryView:
     return EntryView(
         id=r.id, state=r.state, mandant=r.mandant, path=r.path, file_name=r.file_name,
         sha256=r.sha256, size=r.size, doctype=r.doctype, docno=r.docno, customer=r.customer,
-        recipients=json.loads(r.recipients_json) if r.recipients_json else None,
+        recipients=_plain(json.loads(r.recipients_json)) if r.recipients_json else None,
         refused=json.loads(r.refused_json) if r.refused_json else None,
         reason=r.reason, last_error=r.last_error, message_id=r.message_id,
         created_at=r.created_at, updated_at=r.updated_at, sent_at=r.sent_at,

@@ -27,7 +27,7 @@ def mail_for(config: Config, m: Mandant, c: Claimed, pdf: bytes, now: datetime) 
     template = config.template(c.doctype)
     return Mail(
         sender_address=m.sender.address, sender_name=m.sender.name,
-        reply_to=m.sender.reply_to, to=tuple(c.recipients),
+        reply_to=m.sender.reply_to, to=tuple(c.recipients),  # with their display names
         subject=render(template.subject, fields), body=render(template.body, fields),
         filename=c.file_name, pdf=pdf, message_id=c.message_id, date=local_now,
     )

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from tikos_outbox.core import attention
+from tikos_outbox.core.addresses import Address
 from tikos_outbox.core.ports import (
     Clock,
     Mailer,
@@ -198,7 +199,7 @@ class Delivery:
             self._finish(run, c, verdict, Finish(server="", outcome=verdict.outcome.value,
                                                  code=None, reply="nothing left to send"))
             return
-        result = run.mailer.send(run.m.sender.address, due, built)
+        result = run.mailer.send(Address(run.m.sender.address).envelope, due, built)
         run.throttle.record(self.clock.monotonic())
         now = self.clock.now()
         reply = result.reply

@@ -12,7 +12,8 @@ from enum import StrEnum
 
 from tikos_outbox.core import attention
 from tikos_outbox.core import intake as rules
-from tikos_outbox.core.message import make_message_id, split_addresses
+from tikos_outbox.core.addresses import parse_addresses
+from tikos_outbox.core.message import make_message_id
 from tikos_outbox.core.naming import parse_name
 from tikos_outbox.core.pdf import encrypted_reason, incomplete_reason
 from tikos_outbox.core.ports import (
@@ -209,7 +210,8 @@ class Intake:
             log.warning("addresses not looked up yet (will retry): %s", exc)
             self.notes.note_error(f"Address lookup: {exc}")
             return Addresses([])
-        valid, rejected = split_addresses(values)
+        found, rejected = parse_addresses(values)
+        valid = [a.display for a in found]  # stored with the display name, for To
         customer = fields.get("customer", "?")
         if rejected:
             log.warning("customer %s: ignored invalid address value(s): %s", customer,

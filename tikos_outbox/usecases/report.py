@@ -7,7 +7,7 @@ import socket
 import uuid
 from datetime import date, tzinfo
 
-from tikos_outbox.core.message import Mail, build_message, make_message_id
+from tikos_outbox.core.message import Mail, build_message, envelope, make_message_id
 from tikos_outbox.core.ports import (
     Clock,
     MailerFactory,
@@ -61,7 +61,7 @@ class DailyReport:
                     date=now.astimezone(self.config.window.tz))
         try:
             with self.mailers(self.config.smtp) as mailer:
-                result = mailer.send(sender.address, list(to), build_message(mail).as_bytes())
+                result = mailer.send(*envelope(mail), build_message(mail).as_bytes())
         except (RunStopped, SecretUnavailable) as exc:
             log.error("daily report not sent: %s", exc)
             return False
