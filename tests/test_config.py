@@ -102,3 +102,21 @@ def test_mandant_overrides_smtp_and_sender(tmp_path: Path) -> None:
     assert cfg.mandants[1].smtp.port == 2525
     assert cfg.mandants[1].sender.name == "Wäscherei Süd"
     assert cfg.mandants[1].sender.address == cfg.sender.address
+
+
+def test_overlapping_mandant_folders_are_accepted_without_a_word(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One folder for two mandants (told apart by pattern) or one folder inside
+    another: accepted; which mandant a file belongs to is decided per file
+    (core.naming.owner: the deepest matching folder, then the first mandant)."""
+    import logging
+
+    site = write_site(tmp_path, mandants=[
+        {"id": 1, "folder": "archive/shared", "pattern": r"^RE_1_.*"},
+        {"id": 2, "folder": "archive/shared", "pattern": r"^RE_2_.*"},
+        {"id": 3, "folder": "archive/shared/filiale"}])
+    with caplog.at_level(logging.DEBUG):
+        cfg = load_config(site.config)
+    shared = tmp_path / "archive" / "shared"
+    assert [m.folder for m in cfg.mandants] == [shared, shared, shared / "filiale"]
+    assert caplog.records == []

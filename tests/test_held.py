@@ -132,3 +132,43 @@ def test_a_file_that_stays_empty_is_held_after_a_while(
         assert site.cli("flush") == 1  # an empty document is never mailed
         assert srv.received == []
         assert "empty (0 bytes)" in show(site, capsys, 1)["last_error"]
+
+
+def test_a_link_out_of_the_mandant_folder_is_held_and_never_read(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """Round one: `RE_92_9.pdf -> /etc/shadow` landed in the outbox database and was
+    mailed on release; a link to another mandant's PDF was mailed automatically."""
+    secret = tmp_path / "outside" / "shadow"
+    secret.parent.mkdir()
+    secret.write_bytes(b"root:$6$not-for-customers:19000:0:99999:7:::\n%PDF-\n%%EOF\n")
+    with SmtpServer(cert, "none") as srv:
+        site = site_on(tmp_path / "site", srv)
+        link = site.mandant_folder() / "RE_92_4711.pdf"
+        link.symlink_to(secret)
+        assert site.cli("scan") == 0
+        entry = show(site, capsys, 1)
+        assert entry["state"] == "held" and entry["stored_copy"] is False
+        assert "a link to a file outside the mandant folder" in entry["reason"]
+        assert str(secret) in entry["reason"]
+        assert b"not-for-customers" not in (tmp_path / "site" / "outbox.db").read_bytes()
+        assert site.cli("release", "1") == 1  # not without --force
+        assert site.cli("release", "--force", "1") == 0
+        assert site.cli("flush") == 1
+        assert srv.received == []  # never mailed, even forced
+        assert show(site, capsys, 1)["state"] == "failed"
+
+
+def test_nested_mandant_folders_record_each_document_once_for_its_owner(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Round one: with one mandant folder inside another, every document was recorded
+    for both and mailed twice."""
+    site = write_site(tmp_path, watch={"baseline": False}, mandants=[
+        {"id": 1, "name": "Nord", "folder": "archive/M1"},
+        {"id": 2, "name": "Filiale", "folder": "archive/M1/Filiale"}])
+    (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(make_pdf(["1"]))
+    (site.mandant_folder() / "Filiale" / "RE_2_4711.pdf").write_bytes(make_pdf(["2"]))
+    assert site.cli("scan") == 0
+    capsys.readouterr()
+    assert site.cli("list", "--json") == 0
+    rows = sorted((r["mandant"], r["path"]) for r in json.loads(capsys.readouterr().out))
+    assert rows == [(1, "RE_1_4711.pdf"), (2, "RE_2_4711.pdf")]

@@ -5,19 +5,37 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from pathlib import Path
 
 from tikos_outbox.core.views import FileSeen
 
 CHUNK = 1 << 20
+#: a file swapped for a symlink after it was listed is not opened through the link
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+def _open_within(path: str, within: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | NOFOLLOW | _BINARY)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    real, folder = os.path.realpath(path), os.path.realpath(within)
+    if not real.startswith(folder.rstrip(os.sep) + os.sep):
+        raise OSError(errno.ELOOP, "it is now a link to a file outside the mandant folder")
+    return os.open(real, os.O_RDONLY | NOFOLLOW | _BINARY)
 
 
 class ArchiveFiles:
     """Reads and hashes archive files, checking that they are what was listed."""
 
-    def read(self, seen: FileSeen, limit: int) -> bytes:
+    def read(self, seen: FileSeen, limit: int, within: Path) -> bytes:
         """At most `limit` + 1 bytes; OSError(EAGAIN) if the file changed since it
-        was listed, so that the caller tries again once it has settled."""
-        with open(seen.abs_path, "rb") as f:
+        was listed, so that the caller tries again once it has settled. A link is
+        read only at a real target inside `within` (the mandant folder): a file
+        swapped for a link to elsewhere after it was listed is never opened."""
+        with os.fdopen(_open_within(seen.abs_path, within), "rb") as f:
             data = f.read(limit + 1)
             st = os.fstat(f.fileno())
         if len(data) != st.st_size or st.st_mtime_ns != seen.mtime_ns:
@@ -31,9 +49,9 @@ class ArchiveFiles:
                 h.update(chunk)
         return h.hexdigest()
 
-    def archive_copy(self, path: str, sha256: str) -> bytes | None:
+    def archive_copy(self, path: str, sha256: str, within: Path) -> bytes | None:
         try:
-            with open(path, "rb") as f:
+            with os.fdopen(_open_within(path, within), "rb") as f:
                 data = f.read()
         except OSError:
             return None

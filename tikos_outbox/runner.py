@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import schedule
 
+from tikos_outbox.usecases.intake import FirstPass
 from tikos_outbox.watcher import Watcher
 from tikos_outbox.wiring import Outbox
 
@@ -117,6 +118,8 @@ def run(outbox: Outbox, ready: threading.Event | None = None) -> None:
     """Watch and send until outbox.stop is set."""
     cfg = outbox.config
     monitor = outbox.monitor
+    for m in cfg.enabled_mandants:  # before anything: what is older is history
+        outbox.intake.begin_pass(m, FirstPass.FOLLOW)
     monitor.heartbeat()
     outbox.delivery.recover_interrupted()
     watcher = Watcher(outbox.intake, monitor, outbox.clock)

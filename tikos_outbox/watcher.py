@@ -12,19 +12,27 @@ import contextlib
 import logging
 import os
 import queue
+import stat as stat_mode
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from tikos_outbox.core.naming import is_candidate
+from tikos_outbox.core.naming import Owners, is_candidate
 from tikos_outbox.core.ports import Clock, Notes, StoreError
 from tikos_outbox.core.settings import Mandant, WatchMode
 from tikos_outbox.core.settle import SettleTracker
-from tikos_outbox.scanner import FileSeen, FolderError, IncrementalScanner, rel_path
+from tikos_outbox.scanner import (
+    FileSeen,
+    FolderError,
+    IncrementalScanner,
+    outside_target,
+    reachable,
+    rel_path,
+)
 from tikos_outbox.usecases.intake import BATCH_FILES, NOT_READY, Intake
 
 log = logging.getLogger("tikos_outbox.watcher")
@@ -97,6 +105,8 @@ class Watcher:
         self.observer: BaseObserver | None = None
         self.reconcile_requested = False
         self._store_error_logged = -1e9
+        # each file belongs to one mandant (see core.naming.owner), a disabled one too
+        self.owners = Owners.of(intake.config.mandants)
         for m in intake.config.enabled_mandants:
             self.folders[m.id] = _FolderState(m, choose_mode(watch.mode, m.folder),
                                               IncrementalScanner(m.folder))
@@ -113,11 +123,18 @@ class Watcher:
         targets = [st for st in self.folders.values() if st.mode is WatchMode.EVENTS]
         if not targets:
             return
-        handler = _Handler(self)
         observer = Observer()
+        handlers: dict[tuple[str, str], _Handler] = {}
         for st in targets:
+            # watched at its real path: a watch on a symlinked folder sees nothing
+            folder = str(st.mandant.folder)
+            real = os.path.realpath(folder)
+            if not os.path.isdir(real):  # the observer would fail to start at all
+                self._unavailable(st, f"cannot watch folder {folder}: it is not there")
+                continue
+            handler = handlers.setdefault((real, folder), _Handler(self, real, folder))
             try:
-                observer.schedule(handler, str(st.mandant.folder), recursive=True)
+                observer.schedule(handler, real, recursive=True)
             except OSError as exc:
                 log.error("mandant %d: cannot watch %s: %s; the polling pass covers it until"
                           " it is back", st.mandant.id, st.mandant.folder, exc)
@@ -190,6 +207,8 @@ class Watcher:
             return
         for e in errors[:5]:
             log.warning("mandant %d: %s", m.id, e)
+        if not errors and st.scanner.listed_all:  # a complete listing went through
+            self.intake.complete_first_pass(m)
         if not st.available:
             st.available = True
             st.backoff_s = 0.0
@@ -218,12 +237,15 @@ class Watcher:
     def track(self, files: list[tuple[int, FileSeen]]) -> None:
         """Watch these files (mandant, file) until they settle."""
         for mandant_id, seen in files:
-            if mandant_id in self.folders:
+            if mandant_id in self.folders and self.owners.owns(mandant_id, seen.rel_path):
                 self._track(mandant_id, seen.abs_path, seen.rel_path)
 
     def _track_unknown(self, st: _FolderState, files: list[FileSeen]) -> None:
         """Track the files the outbox does not hold as they are (after a first or a
-        full listing, most of them it does)."""
+        full listing, most of them it does). Files of the folder that belong to
+        another mandant (overlapping folders) are left to that one."""
+        m = st.mandant.id
+        files[:] = [seen for seen in files if self.owners.owns(m, seen.rel_path)]
         for seen in self.intake.unknown(st.mandant, files):
             self._track(st.mandant.id, seen.abs_path, seen.rel_path)
         files.clear()
@@ -232,14 +254,24 @@ class Watcher:
         self._tracked[abs_path] = (mandant_id, rel)
 
     def _event_to_candidate(self, path: str) -> None:
-        name = os.path.basename(path)
-        if not is_candidate(name):
-            return
+        """Track an event's path for the one mandant it belongs to, if it is one
+        that a listing of that mandant's folder would give."""
         for st in self.folders.values():
             rel = rel_path(st.mandant.folder, path)
             if rel is not None:
-                self._track(st.mandant.id, path, rel)
-                return
+                break
+        else:
+            return
+        if not is_candidate(rel.rsplit("/", 1)[-1]):
+            return
+        mandant_id = self.owners.owner(PurePath(st.mandant.folder, rel))
+        owner = self.folders.get(mandant_id) if mandant_id is not None else None
+        if owner is None:
+            return  # no pattern matches, or it is a disabled mandant's file
+        folder = owner.mandant.folder
+        rel = rel_path(folder, path)
+        if rel is not None and reachable(folder, path):
+            self._track(owner.mandant.id, path, rel)
 
     def process(self) -> int:
         """Stat every candidate; hand over those that have settled. Returns how many
@@ -254,16 +286,23 @@ class Watcher:
         settled: dict[int, list[FileSeen]] = {}
         for abs_path, (mandant_id, rel) in list(self._tracked.items()):
             try:
-                stat = os.stat(abs_path)
+                stat = os.lstat(abs_path)
+                target = None
+                if stat_mode.S_ISLNK(stat.st_mode):
+                    folder = self.folders[mandant_id].mandant.folder
+                    target = outside_target(abs_path, os.path.realpath(folder))
+                    if target is None:  # a link within the folder: an ordinary file
+                        stat = os.stat(abs_path)
             except OSError:
                 self._drop(abs_path)  # removed before it settled
                 continue
-            if not os.path.isfile(abs_path):
+            if target is None and not stat_mode.S_ISREG(stat.st_mode):
                 self._drop(abs_path)
                 continue
             if self.tracker.observe(abs_path, stat.st_size, stat.st_mtime_ns, mono, wall):
                 settled.setdefault(mandant_id, []).append(FileSeen(
-                    abs_path, rel, os.path.basename(abs_path), stat.st_size, stat.st_mtime_ns))
+                    abs_path, rel, rel.rsplit("/", 1)[-1], stat.st_size, stat.st_mtime_ns,
+                    link_target=target))
         recorded = 0
         for mandant_id, files in settled.items():
             st = self.folders[mandant_id]
@@ -304,11 +343,15 @@ class Watcher:
 
 
 class _Handler(FileSystemEventHandler):
-    """watchdog event handler: every event is only a hint to look at a path."""
+    """watchdog event handler: every event is only a hint to look at a path. The
+    folder is watched at its real path; event paths are given below the folder
+    as configured, as the scanner gives them."""
 
-    def __init__(self, watcher: Watcher) -> None:
+    def __init__(self, watcher: Watcher, real: str, folder: str) -> None:
         super().__init__()
         self.watcher = watcher
+        self.real = real
+        self.folder = folder
 
     def dispatch(self, event: FileSystemEvent) -> None:
         if event.is_directory:
@@ -319,5 +362,7 @@ class _Handler(FileSystemEventHandler):
         path = getattr(event, "dest_path", "") or event.src_path
         if isinstance(path, bytes):
             path = os.fsdecode(path)
+        if self.real != self.folder and path.startswith(self.real + os.sep):
+            path = self.folder + path[len(self.real):]
         if event.event_type in ("created", "modified", "moved", "closed"):
             self.watcher.on_event_path(path)

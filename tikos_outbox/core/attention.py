@@ -5,7 +5,6 @@ for the entry's number until it is known."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from tikos_outbox.core.recipients import DState, Recipient, Role
 
@@ -40,15 +39,6 @@ def partly_refused(customer: str, recipients: Sequence[Recipient]) -> str | None
     which = "; ".join(f"{r.address} abgelehnt: {r.reply}" for r in refused)
     return (f"Kunde {customer}: {which} — in TIKOS korrigieren, dann {_cmd('requeue')}"
             " (die anderen Adressen haben es schon)")
-
-
-def late_history(mtime_ns: int) -> str:
-    """A file that turned up after the first complete pass, modified before the first
-    start: taken as history, which it may not be."""
-    when = datetime.fromtimestamp(mtime_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"erst nach dem ersten Durchlauf gefunden, aber vor dem ersten Start geändert"
-            f" ({when}), daher nicht versendet — ist es ein neues Dokument:"
-            f" {_cmd('requeue')}")
 
 
 def for_entry(line: str | None, entry_id: int) -> str | None:

@@ -46,7 +46,6 @@ def decide(
     problem_blocks: bool = False,
     no_address: str | None = None,
     no_address_attention: str | None = None,
-    late_history: str | None = None,
 ) -> Decision | None:
     """What a settled file becomes; None when it is already recorded as it is.
 
@@ -54,14 +53,12 @@ def decide(
     an entry of the same mandant with the same bytes under another path;
     `problem`: why the file should not be mailed as it is (`problem_blocks`: it is
     not a complete, mailable PDF at all); `no_address`: why there is no one to
-    mail it to, when the lookup found nobody; `late_history`: with `baseline`, the
-    file was found only after the first complete pass (the office is told).
+    mail it to, when the lookup found nobody.
     """
     if any(p.sha256 == sha256 for p in same_path):
         return None
     if baseline:
-        return Decision(State.SKIPPED, "baseline: in the archive before the first start",
-                        attention=late_history)
+        return Decision(State.SKIPPED, "baseline: in the archive before the first start")
     replaceable = tuple(p.id for p in same_path if p.state in _REPLACEABLE)
     if problem is not None:
         return _held(problem, replaceable, problem_blocks)
@@ -93,14 +90,12 @@ def sha256_of(data: bytes) -> str:
 
 def bind(*, sha256: str, baseline: bool, problem: str | None, problem_blocks: bool = False,
          no_address: str | None = None, no_address_attention: str | None = None,
-         late_history: str | None = None,
          ) -> Callable[[list[Prior], Prior | None], Decision | None]:
     """The rules for one file, waiting for what the outbox holds for it."""
 
     def decide_here(same_path: list[Prior], same_content: Prior | None) -> Decision | None:
         return decide(sha256=sha256, same_path=same_path, same_content=same_content,
                       baseline=baseline, problem=problem, problem_blocks=problem_blocks,
-                      no_address=no_address, no_address_attention=no_address_attention,
-                      late_history=late_history)
+                      no_address=no_address, no_address_attention=no_address_attention)
 
     return decide_here

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from tikos_outbox.core.replies import SendResult
@@ -98,17 +99,18 @@ MailerFactory = Callable[[SmtpSettings], Mailer]
 class DocumentFiles(Protocol):
     """Reading documents from the archive."""
 
-    def read(self, seen: FileSeen, limit: int) -> bytes:
+    def read(self, seen: FileSeen, limit: int, within: Path) -> bytes:
         """The whole file as it was listed; OSError if it cannot be read completely now
-        (locked, or changed since it was listed)."""
+        (locked, changed since it was listed, or a link out of `within`)."""
         ...
 
     def sha256(self, path: str) -> str:
         """The content hash of a file too large to keep in memory."""
         ...
 
-    def archive_copy(self, path: str, sha256: str) -> bytes | None:
-        """The file's bytes if it still has exactly this content, else None."""
+    def archive_copy(self, path: str, sha256: str, within: Path) -> bytes | None:
+        """The file's bytes if it still has exactly this content (and is not a link
+        out of `within`), else None."""
         ...
 
 

@@ -21,6 +21,9 @@ class FileSeen:
     name: str
     size: int
     mtime_ns: int
+    #: a symlink whose real target lies outside the mandant folder: that target (the
+    #: file is not to be read; size and mtime are the link's own). None otherwise.
+    link_target: str | None = None
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,8 @@ class Queries:
 
 def _plain(stored: list[str]) -> list[str]:
     """The addresses of stored recipients (`"Name" <addr>` or addr), without names."""
-    return [str(a) if (a := parse_address(x)) is not None else x for x in stored]
+    return [x if "<" not in x else str(a) if (a := parse_address(x)) is not None else x
+            for x in stored]
 
 
 def _view(r: Row[Any], attempt_count: int) -> EntryView:

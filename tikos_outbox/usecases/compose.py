@@ -48,7 +48,7 @@ class Composer:
         data = self.queries.load_copy(c.sha256)
         if data is not None and sha256_of(data) == c.sha256:
             return data
-        return self.files.archive_copy(str(m.folder / c.path), c.sha256)
+        return self.files.archive_copy(str(m.folder / c.path), c.sha256, m.folder)
 
     def build(self, m: Mandant, c: Claimed, now: datetime) -> bytes | str:
         """The message bytes of a claimed entry, or why it cannot be sent."""

@@ -139,12 +139,12 @@ class Intake:
         (locked, changed while it was read): it is to be tried again."""
         prepared: list[tuple[int, Recording]] = []
         results: list[str | None] = [None] * len(files)
-        late = self.first_pass_done(mandant)  # history found after the first pass: say so
         for index, seen in enumerate(files):
             try:
-                item = self._prepare(mandant, seen, self.is_history(mandant, seen), late)
+                item = self._prepare(mandant, seen, self.is_history(mandant, seen))
             except OSError as exc:
-                log.warning("cannot read %s yet: %s", seen.abs_path, exc.strerror or exc)
+                log.warning("mandant %d: cannot read %s yet: %s", mandant.id, seen.rel_path,
+                            exc.strerror or exc)
                 results[index] = NOT_READY
                 continue
             if item is not None:
@@ -165,21 +165,25 @@ class Intake:
             results[index] = decision.state.value
         return results
 
-    def _prepare(self, mandant: Mandant, seen: FileSeen, baseline: bool,
-                 late: bool) -> Recording | None:
+    def _prepare(self, mandant: Mandant, seen: FileSeen, baseline: bool) -> Recording | None:
         doc = parse_name(mandant.pattern, seen.name)
         if doc is None:
             return None
         watch = self.config.watch
         data: bytes | None = None
-        if seen.size > watch.max_size_bytes:  # not kept: the archive file is sent if forced
-            problem: str | None = (
+        if seen.link_target is not None:  # never read: it may be any file on the server
+            problem: str | None = (f"a link to a file outside the mandant folder"
+                                   f" ({seen.link_target}); it is not read and not mailed")
+            blocks = True
+            sha = rules.sha256_of(f"link:{seen.link_target}".encode())
+        elif seen.size > watch.max_size_bytes:  # not kept: the archive file is sent if forced
+            problem = (
                 f"larger than the limit of {watch.max_size_mb:g} MB"
                 f" ({seen.size / 1048576:.1f} MB); providers reject such mails")
             blocks = True
             sha = self.files.sha256(seen.abs_path)
         else:
-            data = self.files.read(seen, watch.max_size_bytes)
+            data = self.files.read(seen, watch.max_size_bytes, mandant.folder)
             sha = rules.sha256_of(data)
             problem = incomplete_reason(data)
             blocks = problem is not None
@@ -193,9 +197,7 @@ class Intake:
         )
         decide = rules.bind(sha256=sha, baseline=baseline, problem=problem,
                             problem_blocks=blocks, no_address=found.no_address,
-                            no_address_attention=found.attention,
-                            late_history=attention.late_history(seen.mtime_ns) if late
-                            else None)
+                            no_address_attention=found.attention)
         message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
         return Recording(new, decide, message_id, found.valid or None)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tikos_outbox.core.naming import Owners
 from tikos_outbox.core.ports import Clock, FolderLister, FolderUnavailable
 from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.core.views import FileSeen
@@ -41,7 +42,7 @@ class ScanReport:
 
     def count(self, seen: FileSeen, state: str | None, history: bool) -> None:
         if state == NOT_READY:
-            self.errors.append(f"{seen.abs_path}: cannot be read yet")
+            self.errors.append(f"{seen.rel_path}: cannot be read yet")
         elif state is not None:
             self.recorded[state] = self.recorded.get(state, 0) + 1
             if history:
@@ -56,9 +57,11 @@ Progress = Callable[[ScanReport], None]
 class _MandantPass:
     """The files of one mandant's listing, on their way into the outbox."""
 
-    def __init__(self, intake: Intake, m: Mandant, wall_s: float, report: ScanReport) -> None:
+    def __init__(self, intake: Intake, m: Mandant, wall_s: float, report: ScanReport,
+                 owners: Owners) -> None:
         self.intake = intake
         self.m = m
+        self.owners = owners
         self.wall_s = wall_s
         self.settle_s = intake.config.watch.settle_s
         self.report = report
@@ -66,8 +69,10 @@ class _MandantPass:
         self.batch_bytes = 0
 
     def take(self, listed: list[FileSeen]) -> None:
-        """Files the outbox does not have as they are now go to the batch."""
-        for seen in self.intake.unknown(self.m, listed):
+        """Files of this mandant (a nested mandant's are its own) that the outbox does
+        not have as they are now go to the batch."""
+        mine = [f for f in listed if self.owners.owns(self.m.id, f.rel_path)]
+        for seen in self.intake.unknown(self.m, mine):
             age_s = self.wall_s - seen.mtime_ns / 1e9
             if age_s < (EMPTY_AFTER_S if seen.size == 0 else self.settle_s):
                 self.report.waiting += 1
@@ -102,10 +107,11 @@ def scan(intake: Intake, clock: Clock, listers: Mapping[int, FolderLister],
     """
     config: Config = intake.config
     report = ScanReport()
+    owners = Owners.of(config.mandants)  # disabled ones too: they keep their files
     for m in config.enabled_mandants:
         wall_s = clock.now().timestamp()
         intake.begin_pass(m, mode, since)
-        one = _MandantPass(intake, m, wall_s, report)
+        one = _MandantPass(intake, m, wall_s, report, owners)
         errors: list[str] = []
         try:
             _feed(one, listers[m.id].scan(int(wall_s * 1e9), full=True, errors=errors),
