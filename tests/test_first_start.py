@@ -73,6 +73,19 @@ def test_since_divides_history_from_new_by_modification_time(
     assert rows["RE_2_4711.pdf"]["state"] == "pending"
 
 
+def test_since_decides_also_without_the_baseline_and_after_the_first_pass(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, watch={"baseline": False})
+    folder = site.mandant_folder()
+    assert site.cli("scan") == 0  # a first pass: nothing is history
+    (folder / "RE_1_4711.pdf").write_bytes(make_pdf(["400 days old"]))
+    old(folder / "RE_1_4711.pdf")
+    since = time.strftime("%Y-%m-%d", time.localtime(time.time() - 10 * DAY))
+    report = scan_json(site, capsys, "--since", since)
+    assert (report["history"], report["new"]) == (1, 0)
+    assert entries(site, capsys)["RE_1_4711.pdf"]["state"] == "skipped"
+
+
 def test_files_still_settling_at_the_first_start_are_history_once_they_settle(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Round one: an archive restored just before the first start was still settling

@@ -40,6 +40,8 @@ def test_releasing_a_file_that_is_not_a_pdf_needs_force_and_says_why(
         entry = show(site, capsys, 1)
         assert entry["state"] == "held" and "release --force 1" in entry["attention"]
         assert site.cli("flush") == 0 and srv.received == []  # still held: nothing mailed
+        assert site.cli("requeue", "1") == 1  # no way around --force
+        assert site.cli("flush") == 0 and srv.received == []
         assert site.cli("release", "--force", "1") == 0
         site.cli("flush")
         # forced: exactly the recorded bytes, nothing else
@@ -89,6 +91,7 @@ def test_a_too_large_file_released_sends_the_archive_file_never_an_empty_one(
         entry = show(site, capsys, 2)
         assert entry["state"] == "failed" and "archive file is gone or changed" in entry[
             "last_error"]
+        assert "die Datei im Archiv prüfen" in entry["attention"]  # not "the address"
         assert len(srv.received) == 1
 
 

@@ -226,7 +226,7 @@ def test_every_update_of_the_state_column_is_guarded_by_the_table(store: Store) 
     """Walk every statement the store sends while every event happens at least once:
     each UPDATE that sets `state` names its event, sets that event's target, and is
     guarded by exactly that event's sources."""
-    from tikos_outbox.store.commands import EVENT_OPTION
+    from tikos_outbox.store.recording import EVENT_OPTION
 
     seen: set[Event] = set()
 
@@ -396,7 +396,49 @@ def test_the_migration_carries_existing_entries_over_to_per_recipient_delivery(
     assert [(d.address, d.state.value) for d in two.deliveries] == [("c@x.example", "refused")]
     assert two.attention is not None and "`tikos-outbox requeue 2`" in two.attention
     assert three.attention is not None and three.attention.startswith("angehalten")
+    assert three.problem == "incomplete PDF (no %%EOF at the end)" and three.needs_force
     assert four.attention is not None and four.attention.startswith("Kunde 4711: keine")
     assert five.deliveries == [] and five.attention is None  # rows come with its first send
     assert q.attention_count() == 4
     s.close()
+
+
+def test_a_claim_taken_over_after_its_lease_is_not_renewed(store: Store) -> None:
+    """A slow run whose lease ran out: another process recovered the entry, so the
+    first one must not send it (renew before DATA says no)."""
+    add(store, doc(1))
+    cmd, q = store.commands, store.queries
+    [c] = cmd.claim_due(NOW, "slow:1", NOW + timedelta(minutes=1), 1)
+    assert cmd.renew(c, "slow:1", NOW + timedelta(minutes=10))
+    later = NOW + timedelta(minutes=11)
+    [stale] = q.stale_claims(later, lambda w: False)
+    assert cmd.recover(stale, later, "interrupted")
+    assert not cmd.renew(c, "slow:1", later + timedelta(minutes=10))
+
+
+def test_copying_an_outbox_keeps_who_has_the_mail(store_url: str, tmp_path: Any) -> None:
+    from tikos_outbox.store.copy import copy_outbox
+
+    old_url = f"sqlite:///{tmp_path}/old.db"
+    old = Store(old_url)
+    add(old, doc(1))
+    old.commands.set_recipients(1, ["a@x.example", "b@x.example"], NOW)
+    [c] = old.commands.claim_due(NOW, "w", NOW + timedelta(minutes=5), 1)
+    cmd_finish = replace(OK, recipients=tuple(
+        replace(r, state=DState.DELIVERED if r.address == "a@x.example" else DState.DEFERRED)
+        for r in c.deliveries))
+    old.commands.finish(c, "w", Event.TRANSIENT, NOW, cmd_finish)
+    old.close()
+    new = Store(store_url)
+    assert copy_outbox(old_url, new) == 1
+    [again] = new.commands.claim_due(NOW, "w2", NOW + timedelta(minutes=5), 1,
+                                     force_before=NOW + timedelta(1))
+    assert again.due == ["b@x.example"]  # a@ has it: not again after the move
+    new.close()
+
+
+def test_a_database_url_without_its_driver_is_one_clear_error() -> None:
+    from tikos_outbox.core.ports import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable, match=r"postgresql\+pg8000://u:\*\*\*@h/x cannot be"):
+        Store("postgresql+pg8000://u:secretpw@h/x")

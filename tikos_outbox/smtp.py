@@ -24,7 +24,7 @@ log = logging.getLogger("tikos_outbox.smtp")
 #: An address whose local part is not ASCII, to a server without SMTPUTF8 (RFC 6531
 #: §3.5: 553 5.6.7); said here, so that nothing non-ASCII goes on the wire.
 NO_SMTPUTF8 = ("5.6.7 this server does not offer SMTPUTF8, which an address with"
-               " non-ASCII characters before the @ needs")
+               " non-ASCII characters before the @ needs (in the envelope or in To)")
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -211,13 +211,15 @@ class Mailer:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> SendResult:
-        """Hand one message over. Raises RunStopped only if (re)connecting fails."""
+    def send(self, sender: str, recipients: Sequence[str], message: bytes,
+             smtputf8: bool = False) -> SendResult:
+        """Hand one message over (`smtputf8`: its headers are UTF-8, RFC 6532). Raises
+        RunStopped only if (re)connecting fails."""
         if self._conn is None or self._sent_on_conn >= self.settings.max_per_connection:
             self.open()
         conn = self._conn
         assert conn is not None
-        result = self._transaction(conn, sender, recipients, message)
+        result = self._transaction(conn, sender, recipients, message, smtputf8)
         self._sent_on_conn += 1
         if closes_connection(result.reply):
             self.close()
@@ -229,17 +231,18 @@ class Mailer:
         return result
 
     def _transaction(
-        self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes
+        self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes,
+        smtputf8: bool,
     ) -> SendResult:
         stage = Stage.MAIL
         utf8 = conn.has_extn("smtputf8")
-        if not sender.isascii() and not utf8:
+        if (smtputf8 or not sender.isascii()) and not utf8:  # not a byte of it on the wire
             return SendResult(Reply(Stage.MAIL, 553, NO_SMTPUTF8))
         refused: dict[str, Reply] = {r: Reply(Stage.RCPT, 553, NO_SMTPUTF8)
                                      for r in recipients if not r.isascii() and not utf8}
         try:
-            options = ["SMTPUTF8"] if utf8 and not all(
-                a.isascii() for a in (sender, *recipients)) else []
+            options = ["SMTPUTF8"] if utf8 and (smtputf8 or not all(
+                a.isascii() for a in (sender, *recipients))) else []
             code, resp = conn.mail(sender, options)
             if code != 250:
                 return SendResult(Reply(Stage.MAIL, code, _text(resp)))

@@ -28,6 +28,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 NO_ADDRESS = "no e-mail address found for customer"
+#: reasons of round one for which the file itself is not a mailable PDF
+UNMAILABLE = ("the file is empty", "not a PDF file", "incomplete PDF", "larger than the limit")
 
 
 def upgrade() -> None:
@@ -58,7 +60,8 @@ def _carry_over() -> None:
     entry = sa.table("entry", sa.column("id"), sa.column("state"), sa.column("customer"),
                      sa.column("reason"), sa.column("last_error"),
                      sa.column("recipients_json"), sa.column("refused_json"),
-                     sa.column("sent_at"), sa.column("updated_at"), sa.column("attention"))
+                     sa.column("sent_at"), sa.column("updated_at"), sa.column("attention"),
+                     sa.column("problem"), sa.column("needs_force"))
     delivery = sa.table("delivery", sa.column("entry_id"), sa.column("role"),
                         sa.column("address"), sa.column("name"), sa.column("state"),
                         sa.column("reply"), sa.column("at"))
@@ -81,16 +84,21 @@ def _carry_over() -> None:
                     {"entry_id": r.id, "role": x.role.value, "address": x.address, "name": "",
                      "state": x.state.value, "reply": x.reply, "at": x.at} for x in recipients])
         line: str | None = None
+        changes: dict[str, object] = {}
         if r.state == "failed":
             line = attention.failed(r.customer, r.last_error or r.reason or "")
         elif r.state == "held":
-            line = attention.held(r.reason or "")
+            blocks = (r.reason or "").startswith(UNMAILABLE)
+            line = attention.held(r.reason or "", blocks)
+            if r.reason != "held by the administrator":
+                changes = {"problem": r.reason, "needs_force": blocks}
         elif r.state == "skipped" and (r.reason or "").startswith(NO_ADDRESS):
             line = attention.no_address(r.customer, [])
         elif r.state == "sent":
             line = attention.partly_refused(r.customer, recipients)
-        if line:
-            conn.execute(entry.update().where(entry.c.id == r.id).values(attention=line))
+        if line or changes:
+            conn.execute(entry.update().where(entry.c.id == r.id)
+                         .values(attention=line, **changes))
 
 
 def downgrade() -> None:

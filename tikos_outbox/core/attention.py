@@ -31,6 +31,12 @@ def failed(customer: str, reason: str) -> str:
             f" dann {_cmd('requeue')}")
 
 
+def unsendable(customer: str, reason: str) -> str:
+    """The document itself could not be sent (its copy is gone, it is empty)."""
+    return (f"Kunde {customer}: nicht versendet: {reason} — die Datei im Archiv prüfen"
+            f" (oder neu erzeugen), dann {_cmd('requeue')}")
+
+
 def partly_refused(customer: str, recipients: Sequence[Recipient]) -> str | None:
     """For a sent entry: the customer's addresses the server refused, if any."""
     refused = [r for r in recipients if r.role is Role.TO and r.state is DState.REFUSED]

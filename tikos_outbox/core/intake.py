@@ -24,6 +24,7 @@ class Prior:
     state: State
     sha256: str
     file_problem: bool = False  # held only because its file was not a mailable PDF
+    reached: bool = False  # a customer address already has it (a partly done entry)
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,12 @@ def decide(
         return None
     if baseline:
         return Decision(State.SKIPPED, "baseline: in the archive before the first start")
-    replaceable = tuple(p.id for p in same_path if p.state in _REPLACEABLE)
+    replaceable = tuple(p.id for p in same_path if p.state in _REPLACEABLE and not p.reached)
     if problem is not None:
         return _held(problem, replaceable, problem_blocks)
     if same_content is not None:
         return Decision(State.SKIPPED, f"duplicate of entry {same_content.id}")
-    delivered = [p for p in same_path if p.state in _DELIVERED_OR_IN_FLIGHT]
+    delivered = [p for p in same_path if p.state in _DELIVERED_OR_IN_FLIGHT or p.reached]
     if delivered:
         n = max(p.id for p in delivered)
         return _held(f"changed after it was sent as entry {n}", replaceable)

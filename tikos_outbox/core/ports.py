@@ -78,8 +78,10 @@ class Mailer(Protocol):
         """Connect, secure and log in; raises RunStopped."""
         ...
 
-    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> SendResult:
-        """Hand one message over; raises RunStopped only if (re)connecting fails."""
+    def send(self, sender: str, recipients: Sequence[str], message: bytes,
+             smtputf8: bool = False) -> SendResult:
+        """Hand one message over (`smtputf8`: it has UTF-8 headers); raises RunStopped
+        only if (re)connecting fails."""
         ...
 
     def close(self) -> None: ...
@@ -185,6 +187,8 @@ class OutboxCommands(Protocol):
 
     def finish(self, claimed: Claimed, worker: str, event: Event, now: datetime,
                result: Finish) -> bool: ...
+
+    def renew(self, claimed: Claimed, worker: str, lease_until: datetime) -> bool: ...
 
     def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime) -> None: ...
 

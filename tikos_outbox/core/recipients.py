@@ -57,10 +57,6 @@ class Verdict:
     reason: str | None = None  # stored with a failed entry, in words
     next_attempt_at: datetime | None = None  # for a deferred entry
 
-    @property
-    def refused_customers(self) -> list[Recipient]:
-        return [r for r in self.recipients if r.role is Role.TO and r.state is DState.REFUSED]
-
 
 def settle(recipients: Sequence[Recipient], result: SendResult, now: datetime
            ) -> tuple[Recipient, ...]:

@@ -3,6 +3,8 @@ reads in `queries`, writes in `commands`, the engine and migrations in `engine`.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tikos_outbox.core.ports import StoreError, StoreUnavailable
 from tikos_outbox.store.commands import Commands
 from tikos_outbox.store.engine import (
@@ -24,7 +26,11 @@ class Store:
 
     def __init__(self, url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         self.url = url
-        self.engine = make_engine(url, busy_timeout_s)
+        try:
+            self.engine = make_engine(url, busy_timeout_s)
+        except (SQLAlchemyError, ValueError, ImportError) as exc:  # no such driver, bad URL
+            raise StoreUnavailable(f"the outbox database {safe_url(url)} cannot be used:"
+                                   f" {str(exc).splitlines()[0]}") from None
         try:
             self.migrated = ensure_schema(self.engine)
             self.tables: Tables = mapped(reflect)(self.engine)

@@ -1,159 +1,63 @@
 """Writes to the outbox. The transition table is the only writer of an entry's
 state: every change is one `UPDATE … SET state = target(event) WHERE state IN
-sources(event)`, built by `_transition`, so two processes can never move one
-entry twice, and an admin's move never overwrites a send run's claim."""
+sources(event)`, built by `Recorder._transition` (store/recording.py), so two
+processes can never move one entry twice, and an admin's move never overwrites
+a send run's claim."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
     Update,
-    bindparam,
     delete,
     func,
     insert,
     or_,
     select,
-    union_all,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from tikos_outbox.core.addresses import parse_address
-from tikos_outbox.core.intake import Prior
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import (
     Event,
     MoveResult,
     Refusal,
     State,
-    sources,
     target,
 )
-from tikos_outbox.core.views import Claimed, Finish, Recorded, Recording, StaleClaim
+from tikos_outbox.core.views import Claimed, Finish, StaleClaim
 from tikos_outbox.store.engine import mapped
+from tikos_outbox.store.recording import Recorder
 from tikos_outbox.store.tables import Tables
 
-#: the execution option that names the event of a state change (for tests and tracing)
-EVENT_OPTION = "tikos_event"
 #: Events that end a send attempt: legal only from `sending`, for the claiming worker.
 FINISHING = frozenset({Event.DELIVERED, Event.TRANSIENT, Event.PERMANENT, Event.EXPIRE,
                        Event.INTERRUPTED, Event.UNCLAIM_FRESH, Event.UNCLAIM_RETRY})
 
 
-class Commands:
-    """The outbox's writes (OutboxCommands)."""
+class Commands(Recorder):
+    """The outbox's writes (OutboxCommands): recording (Recorder), the events on
+    entries, the send run's claims and results, retention."""
 
     def __init__(self, engine: Engine, tables: Tables) -> None:
-        self.engine = engine
-        self.t = tables
-        E = self.E = tables.entry.c
-        self.is_sqlite = engine.dialect.name == "sqlite"
-        # upserts are the dialect's own; only the engine's dialect is loaded
-        dialect_insert = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}"
-                                                 ).insert
-        # a document copy that is already stored (same content) is not stored again
-        self._insert_blob = dialect_insert(tables.blob).on_conflict_do_nothing(
-            index_elements=["sha256"])
-        upsert = dialect_insert(tables.meta)
+        super().__init__(engine, tables)
+        upsert = self.dialect_insert(tables.meta)
         self._upsert_meta = upsert.on_conflict_do_update(
             index_elements=["key"], set_={"value": upsert.excluded.value,
                                           "updated_at": upsert.excluded.updated_at})
-        # the intake's hot path, built once: entries of the same mandant with the same
-        # path or the same content, by two indexed lookups (an OR would walk the mandant)
-        self._priors = union_all(
-            select(E.id, E.state, E.sha256, E.path, E.needs_force)
-            .where(E.mandant == bindparam("m"), E.path == bindparam("p")),
-            select(E.id, E.state, E.sha256, E.path, E.needs_force)
-            .where(E.mandant == bindparam("m"), E.sha256 == bindparam("h")),
-        ).order_by("id")
-        self._insert_entry = insert(tables.entry).returning(E.id)
         self._insert_attempt = insert(tables.attempt)
-
-    def _transition(self, event: Event, *where: ColumnElement[bool], **values: Any) -> Update:
-        """The one statement that changes states: guarded by the event's sources."""
-        return (update(self.t.entry)
-                .where(self.E.state.in_(sorted(s.value for s in sources(event))), *where)
-                .values(state=target(event).value, **values)
-                .execution_options(**{EVENT_OPTION: event.value}))
 
     @mapped
     def set_meta(self, key: str, value: str, now: datetime) -> None:
         with self.engine.begin() as conn:
             conn.execute(self._upsert_meta, {"key": key, "value": value, "updated_at": now})
-
-    # -- intake -----------------------------------------------------------------------------
-
-    @mapped
-    def record_many(self, items: Sequence[Recording], now: datetime) -> list[Recorded | None]:
-        """Record settled files by the identity rules, in one transaction.
-
-        For each item, `decide(same_path, same_content)` applies the rules to what
-        the outbox holds (including the items before it); None means the file is
-        already recorded. If another process recorded one of them at the same
-        moment, the items are recorded one by one instead, and that one is a no-op.
-        """
-        try:
-            with self.engine.begin() as conn:
-                return [self._record(conn, item, now) for item in items]
-        except IntegrityError:
-            if len(items) == 1:
-                return [None]  # another watcher recorded the same document first
-            return [self.record_many([item], now)[0] for item in items]
-
-    def _record(self, conn: Connection, item: Recording, now: datetime) -> Recorded | None:
-        doc = item.doc
-        rows = conn.execute(self._priors, {"m": doc.mandant, "p": doc.path,
-                                           "h": doc.sha256}).all()
-        same_path = [Prior(r.id, State(r.state), r.sha256, bool(r.needs_force))
-                     for r in rows if r.path == doc.path]
-        dup = next((r for r in rows if r.path != doc.path), None)
-        same_content = Prior(dup.id, State(dup.state), dup.sha256) if dup else None
-        decision = item.decide(same_path, same_content)
-        if decision is None:
-            return None
-        if decision.state in (State.PENDING, State.HELD) and doc.data is not None:
-            # a copy only of what may be mailed: the baseline (often the whole archive),
-            # duplicates and skipped entries are not copied; if one is requeued, the
-            # send run takes the archive file, provided its content is still the same
-            conn.execute(self._insert_blob, {"sha256": doc.sha256, "size": doc.size,
-                                             "data": doc.data, "purged_at": None})
-        recipients = item.recipients if decision.state is State.PENDING else None
-        entry_id: int = conn.execute(self._insert_entry, {
-            "mandant": doc.mandant, "path": doc.path, "file_name": doc.file_name,
-            "sha256": doc.sha256, "size": doc.size, "mtime_ns": doc.mtime_ns,
-            "doctype": doc.doctype, "docno": doc.docno, "customer": doc.customer,
-            "fields_json": json.dumps(doc.fields, ensure_ascii=False),
-            "state": decision.state.value, "reason": decision.reason,
-            "recipients_json": json.dumps(recipients) if recipients is not None else None,
-            "message_id": item.message_id, "created_at": now, "updated_at": now,
-            "transient_failures": 0, "attention": decision.attention,
-            "problem": decision.problem, "needs_force": decision.needs_force,
-        }).scalar_one()
-        if decision.supersede:
-            conn.execute(self._transition(Event.SKIP, self.E.id.in_(decision.supersede),
-                                          updated_at=now, attention=None,
-                                          reason=f"superseded by entry {entry_id}"))
-        return Recorded(entry_id, decision)
-
-    @mapped
-    def set_recipients(self, entry_id: int, recipients: list[str], now: datetime) -> bool:
-        """The looked-up addresses of a pending entry; False if it is no longer pending."""
-        E = self.E
-        with self.engine.begin() as conn:
-            n = conn.execute(update(self.t.entry)
-                             .where(E.id == entry_id, E.state == State.PENDING.value)
-                             .values(recipients_json=json.dumps(recipients), updated_at=now)
-                             ).rowcount
-        return bool(n)
 
     # -- events on entries ----------------------------------------------------------------
 
@@ -167,11 +71,15 @@ class Commands:
             raise ValueError(f"the event {event} has its own command")
         E = self.E
         guard = [E.id.in_(ids)]
-        if event is Event.RELEASE and not force:
-            guard.append(E.needs_force.is_(False))
+        extra: dict[str, Any] = {}
+        if event is Event.RELEASE:
+            if force:
+                extra["needs_force"] = False  # the administrator's consent is recorded
+            else:
+                guard.append(E.needs_force.is_(False))
         with self.engine.begin() as conn:
             moved = set(conn.scalars(self._transition(
-                event, *guard, updated_at=now, reason=reason, attention=attention)
+                event, *guard, updated_at=now, reason=reason, attention=attention, **extra)
                 .returning(E.id)))
             return self._results(conn, ids, event, moved)
 
@@ -194,7 +102,8 @@ class Commands:
                 changes: dict[str, Any] = {"message_id": message_id, "sent_at": None} \
                     if resend else {}
                 done = list(conn.scalars(self._transition(
-                    Event.REQUEUE, E.id == entry_id, E.state == state, updated_at=now,
+                    Event.REQUEUE, E.id == entry_id, E.state == state,
+                    E.needs_force.is_(False), updated_at=now,
                     reason=None, attention=None, recipients_json=None, refused_json=None,
                     next_attempt_at=None, first_attempt_at=None, transient_failures=0,
                     last_error=None, **changes).returning(E.id)))
@@ -222,7 +131,7 @@ class Commands:
                 out[entry_id] = MoveResult(entry_id, event, None, Refusal.NO_SUCH_ENTRY)
             elif state is State.SENDING:
                 out[entry_id] = MoveResult(entry_id, event, state, Refusal.BUSY)
-            elif event is Event.RELEASE and state is State.HELD and row.needs_force:
+            elif event in (Event.RELEASE, Event.REQUEUE) and row.needs_force:
                 out[entry_id] = MoveResult(entry_id, event, state, Refusal.NEEDS_FORCE,
                                            row.problem)
             else:
@@ -348,6 +257,19 @@ class Commands:
                                     D.address == r.address)
                              .values(state=r.state.value, reply=r.reply, at=r.at))
         return True
+
+    @mapped
+    def renew(self, claimed: Claimed, worker: str, lease_until: datetime) -> bool:
+        """Extend this worker's claim right before its DATA; False if the claim is no
+        longer this worker's (its lease ran out and another process recovered it):
+        the mail must then not be sent."""
+        E = self.E
+        with self.engine.begin() as conn:
+            return bool(conn.execute(
+                update(self.t.entry)
+                .where(E.id == claimed.id, E.state == State.SENDING.value,
+                       E.claimed_by == worker)
+                .values(lease_until=lease_until)).rowcount)
 
     @mapped
     def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime) -> None:

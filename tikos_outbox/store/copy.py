@@ -27,7 +27,7 @@ def copy_outbox(source_url: str, target: Store) -> int:
     source = Store(source_url)
     try:
         copied = 0
-        for name in ("blob", "entry", "attempt", "meta"):
+        for name in ("blob", "entry", "attempt", "delivery", "meta"):
             src_table, dst_table = getattr(source.tables, name), getattr(t, name)
             with source.engine.connect() as src:
                 rows = [dict(r._mapping) for r in src.execute(select(src_table))]
@@ -40,7 +40,7 @@ def copy_outbox(source_url: str, target: Store) -> int:
                 copied = len(rows)
         if target.engine.dialect.name == "postgresql":
             with target.engine.begin() as dst:
-                for name in ("entry", "attempt"):
+                for name in ("entry", "attempt", "delivery"):
                     dst.execute(text(
                         f"SELECT setval(pg_get_serial_sequence('{name}', 'id'),"
                         f" COALESCE((SELECT MAX(id) FROM {name}), 1))"))

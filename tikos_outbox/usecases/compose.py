@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from tikos_outbox.core.intake import sha256_of
-from tikos_outbox.core.message import Mail, message_bytes, render
+from tikos_outbox.core.message import Mail, message_bytes, needs_smtputf8, render
 from tikos_outbox.core.ports import DocumentFiles, OutboxQueries
 from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.core.views import Claimed
@@ -33,6 +34,12 @@ def mail_for(config: Config, m: Mandant, c: Claimed, pdf: bytes, now: datetime) 
     )
 
 
+@dataclass(frozen=True)
+class Built:
+    data: bytes
+    smtputf8: bool  # it has UTF-8 headers: only for a server that offers SMTPUTF8
+
+
 class Composer:
     """Builds the message bytes of claimed entries from the outbox's own copy (or
     the archive file, if it is unchanged)."""
@@ -50,14 +57,15 @@ class Composer:
             return data
         return self.files.archive_copy(str(m.folder / c.path), c.sha256, m.folder)
 
-    def build(self, m: Mandant, c: Claimed, now: datetime) -> bytes | str:
-        """The message bytes of a claimed entry, or why it cannot be sent."""
+    def build(self, m: Mandant, c: Claimed, now: datetime) -> Built | str:
+        """The message of a claimed entry, or why it cannot be sent."""
         data = self.document(m, c)
         if data is None:
             return GONE
         if not data:
             return EMPTY
         try:
-            return message_bytes(mail_for(self.config, m, c, data, now))
+            mail = mail_for(self.config, m, c, data, now)
+            return Built(message_bytes(mail), needs_smtputf8(mail))
         except ValueError as exc:  # an address or template value that cannot be mailed
             return f"the message cannot be built: {exc}"

@@ -28,7 +28,7 @@ from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.core.states import Event
 from tikos_outbox.core.throttle import Throttle
 from tikos_outbox.core.views import Claimed, Finish
-from tikos_outbox.usecases.compose import Composer
+from tikos_outbox.usecases.compose import Built, Composer
 from tikos_outbox.usecases.intake import Intake
 
 log = logging.getLogger("tikos_outbox")
@@ -160,10 +160,8 @@ class Delivery:
 
     def _batches(self, run: _Run) -> Iterator[list[Claimed]]:
         """Due entries of the mandant, claimed a few at a time, until none are left."""
-        smtp = run.m.smtp
-        size = max(1, min(smtp.max_per_connection, MAX_BATCH))
-        per_mail_s = 60.0 / smtp.max_per_minute if smtp.max_per_minute else 0.0
-        lease = timedelta(seconds=900 + size * (per_mail_s + smtp.timeout_s))
+        size = max(1, min(run.m.smtp.max_per_connection, MAX_BATCH))
+        lease = _lease(run.m, size)
         while not self.stop.is_set():
             now = self.clock.now()
             batch = self.commands.claim_due(now, self.worker, now + lease, size,
@@ -182,13 +180,14 @@ class Delivery:
             wait = run.throttle.wait_time(self.clock.monotonic())
         return not self.stop.is_set()
 
-    def _send_one(self, run: _Run, c: Claimed, built: bytes | str) -> None:
+    def _send_one(self, run: _Run, c: Claimed, built: Built | str) -> None:
         """Offer the message to the recipients still due, and record what each got."""
         now = self.clock.now()
         if isinstance(built, str):  # cannot be built or read: fails without a word sent
             self._finish(run, c, fail_all(c.deliveries, built, now),
                          Finish(server="", outcome=Outcome.PERMANENT.value, code=None,
-                                reply=built, reason=built))
+                                reply=built, reason=built,
+                                attention=attention.unsendable(c.customer, built)))
             return
         due = c.due
         if not due:  # nobody left (an entry carried over from before per-recipient delivery)
@@ -199,7 +198,12 @@ class Delivery:
             self._finish(run, c, verdict, Finish(server="", outcome=verdict.outcome.value,
                                                  code=None, reply="nothing left to send"))
             return
-        result = run.mailer.send(Address(run.m.sender.address).envelope, due, built)
+        if not self.commands.renew(c, self.worker, now + _lease(run.m, 1)):
+            log.error("entry %d: its claim ran out and another process took it over; not"
+                      " sent from here", c.id)
+            return
+        result = run.mailer.send(Address(run.m.sender.address).envelope, due, built.data,
+                                 smtputf8=built.smtputf8)
         run.throttle.record(self.clock.monotonic())
         now = self.clock.now()
         reply = result.reply
@@ -218,7 +222,8 @@ class Delivery:
         elif verdict.event is Event.TRANSIENT:
             line = None
         else:
-            line = attention.failed(c.customer, verdict.reason or attempt.reply)
+            line = attempt.attention or attention.failed(c.customer,
+                                                         verdict.reason or attempt.reply)
         result = replace(attempt, recipients=verdict.recipients, attention=line)
         if not self.commands.finish(c, self.worker, verdict.event, self.clock.now(), result):
             log.error("entry %d was taken over by another worker while sending", c.id)
@@ -245,8 +250,16 @@ class Delivery:
             log.error("entry %d failed: %s (%s)", c.id, c.file_name, result.reason or shown)
 
 
+def _lease(m: Mandant, mails: int) -> timedelta:
+    """How long a claim of `mails` entries may take before another process may
+    take them over: generous, since every mail's claim is renewed before its DATA."""
+    smtp = m.smtp
+    per_mail_s = 60.0 / smtp.max_per_minute if smtp.max_per_minute else 0.0
+    return timedelta(seconds=900 + mails * (per_mail_s + smtp.timeout_s))
+
+
 def _prebuilt(pool: ThreadPoolExecutor, composer: Composer, m: Mandant,
-              batch: list[Claimed], clock: Clock) -> Iterator[tuple[Claimed, Future[bytes | str]]]:
+              batch: list[Claimed], clock: Clock) -> Iterator[tuple[Claimed, Future[Built | str]]]:
     """Each claimed entry with its message, the next one built while the current
     one is sent."""
     upcoming = pool.submit(composer.build, m, batch[0], clock.now()) if batch else None

@@ -92,6 +92,8 @@ class Intake:
         administrator says so) the moment that divides history from new documents
         is fixed — whether or not the folder can be listed now."""
         key = FIRST_PASS.format(m.id)
+        if since is not None and mode is not FirstPass.NONE:
+            mode = FirstPass.HISTORY  # `--since`: older than that date is history, always
         if mode is FirstPass.FOLLOW:
             if self.queries.get_meta(key) or self.queries.get_meta(DONE.format(m.id)):
                 return
@@ -139,6 +141,7 @@ class Intake:
         (locked, changed while it was read): it is to be tried again."""
         prepared: list[tuple[int, Recording]] = []
         results: list[str | None] = [None] * len(files)
+        late = self.first_pass_done(mandant)
         for index, seen in enumerate(files):
             try:
                 item = self._prepare(mandant, seen, self.is_history(mandant, seen))
@@ -156,10 +159,16 @@ class Intake:
             if done is None:
                 continue
             decision = done.decision
-            quiet = decision.state is State.SKIPPED and decision.attention is None
-            log.log(logging.DEBUG if quiet else logging.INFO, "entry %d %s: %s%s",
-                    done.entry_id, decision.state, item.doc.path,
-                    f" ({decision.reason})" if decision.reason else "")
+            history = decision.state is State.SKIPPED and self.is_history(mandant, files[index])
+            if history and late:  # the rule's price: say it where an admin looks
+                log.warning("entry %d skipped as history, though found only after the first"
+                            " pass: %s was modified before the first start; if it is a new"
+                            " document: tikos-outbox requeue %d", done.entry_id,
+                            item.doc.path, done.entry_id)
+            else:
+                log.log(logging.DEBUG if history else logging.INFO, "entry %d %s: %s%s",
+                        done.entry_id, decision.state, item.doc.path,
+                        f" ({decision.reason})" if decision.reason else "")
             for old in decision.supersede:
                 log.info("entry %d skipped: superseded by entry %d", old, done.entry_id)
             results[index] = decision.state.value
@@ -173,7 +182,8 @@ class Intake:
         data: bytes | None = None
         if seen.link_target is not None:  # never read: it may be any file on the server
             problem: str | None = (f"a link to a file outside the mandant folder"
-                                   f" ({seen.link_target}); it is not read and not mailed")
+                                   f" ({seen.link_target}); it is not read and not mailed:"
+                                   " replace the link in the archive by the document itself")
             blocks = True
             sha = rules.sha256_of(f"link:{seen.link_target}".encode())
         elif seen.size > watch.max_size_bytes:  # not kept: the archive file is sent if forced
