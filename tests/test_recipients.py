@@ -252,7 +252,8 @@ def test_addresses_as_tikos_holds_them_reach_the_server(
         received = list(srv.received)
     if not smtputf8:  # its To needs SMTPUTF8: not a byte to this server, and the office knows
         assert received == [] and entry["state"] == "failed"
-        assert all("553 5.6.7" in d["reply"] for d in entry["deliveries"])
+        assert all("553 5.6.7" in d["reply"] for d in entry["deliveries"]
+                   if d["address"] != "info@hotel")
         assert "SMTPUTF8" in entry["attention"]
         return
     [got] = received
@@ -264,8 +265,10 @@ def test_addresses_as_tikos_holds_them_reach_the_server(
     assert {"Hotel Adler", "Wäscherei Müller"} <= names
     assert entry["state"] == "sent"
     assert entry["recipients"][:2] == ["adler@hotel-adler.example", "info@müller-wäsche.de"]
-    assert all(d["state"] == "delivered" for d in entry["deliveries"])
-    assert entry["attention"] is None
+    states = {d["address"]: d["state"] for d in entry["deliveries"]}
+    assert states.pop("info@hotel") == "refused"  # kept, never offered to the server
+    assert set(states.values()) == {"delivered"}
+    assert "info@hotel abgelehnt: not a valid e-mail address" in entry["attention"]
 
 
 def test_a_new_version_of_a_partly_delivered_entry_is_held_not_mailed_again(
@@ -284,3 +287,14 @@ def test_a_new_version_of_a_partly_delivered_entry_is_held_not_mailed_again(
     assert site.cli("flush") == 0  # the old version completes for the deferred address
     assert [r.rcpt_tos for r in server.received] == [[CUSTOMERS[0]], [CUSTOMERS[1]]]
     assert len(set(message_ids(server))) == 1
+
+
+def test_an_invalid_value_beside_valid_ones_is_sent_to_them_and_shown(
+        tmp_path: Path, server: SmtpServer, capsys: pytest.CaptureFixture[str]) -> None:
+    site = site_with(tmp_path, server, customers=(CUSTOMERS[0], "buchhaltung@hotel"))
+    assert site.cli("flush") == 0
+    assert [r.rcpt_tos for r in server.received] == [[CUSTOMERS[0]]]
+    entry = show(site, capsys)
+    assert entry["state"] == "sent" and entry["recipients"] == [CUSTOMERS[0]]
+    assert states(entry)["buchhaltung@hotel"] == ("to", "refused")
+    assert entry["attention"].startswith("Kunde 4711: buchhaltung@hotel abgelehnt")

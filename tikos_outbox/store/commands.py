@@ -23,7 +23,6 @@ from sqlalchemy import (
     update,
 )
 
-from tikos_outbox.core.addresses import parse_address
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import (
     Event,
@@ -36,6 +35,16 @@ from tikos_outbox.core.views import Claimed, Finish, StaleClaim
 from tikos_outbox.store.engine import mapped
 from tikos_outbox.store.recording import Recorder
 from tikos_outbox.store.tables import Tables
+from tikos_outbox.store.types import parse_address
+
+#: the reply of a recipient that TIKOS holds but that is no e-mail address at all
+INVALID = "not a valid e-mail address (as TIKOS holds it); never offered to the server"
+
+
+def _valid(recipients_json: str) -> list[str]:
+    """The stored customer recipients that are addresses (for the To header)."""
+    return [x for x in json.loads(recipients_json) if parse_address(x) is not None]
+
 
 #: Events that end a send attempt: legal only from `sending`, for the claiming worker.
 FINISHING = frozenset({Event.DELIVERED, Event.TRANSIENT, Event.PERMANENT, Event.EXPIRE,
@@ -174,7 +183,7 @@ class Commands(Recorder):
             return [Claimed(
                 id=r.id, mandant=r.mandant, path=r.path, file_name=r.file_name,
                 sha256=r.sha256, doctype=r.doctype, docno=r.docno, customer=r.customer,
-                fields=json.loads(r.fields_json), recipients=json.loads(r.recipients_json),
+                fields=json.loads(r.fields_json), recipients=_valid(r.recipients_json),
                 message_id=r.message_id, first_attempt_at=r.first_attempt_at,
                 transient_failures=r.transient_failures,
                 # a deferred entry always has a transient failure; a pending one none
@@ -193,17 +202,21 @@ class Commands(Recorder):
         missing = []
         copies = [a for a in (parse_address(b) for b in bcc) if a is not None]
         for entry_id, stored in entries:
-            to = [a for a in (parse_address(x) for x in stored) if a is not None]
+            parsed = [(x, parse_address(x)) for x in stored]
+            to = [a for _, a in parsed if a is not None]
             customers = {a.envelope.lower() for a in to}
-            wanted = [(Role.TO, a) for a in to] + [(Role.BCC, b) for b in copies
-                                                    if b.envelope.lower() not in customers]
-            for role, address in wanted:
-                key = (entry_id, role.value, address.envelope.lower())
+            wanted: list[tuple[Role, str, str, DState, str | None]] = [
+                (Role.TO, a.envelope, a.name, DState.PENDING, None) for a in to]
+            wanted += [(Role.TO, x, "", DState.REFUSED, INVALID) for x, a in parsed if a is None]
+            wanted += [(Role.BCC, b.envelope, b.name, DState.PENDING, None) for b in copies
+                       if b.envelope.lower() not in customers]
+            for role, address, name, state, reply in wanted:
+                key = (entry_id, role.value, address.lower())
                 if key not in known:
                     known.add(key)
                     missing.append({"entry_id": entry_id, "role": role.value,
-                                    "address": address.envelope, "name": address.name,
-                                    "state": DState.PENDING.value, "reply": None, "at": None})
+                                    "address": address, "name": name, "state": state.value,
+                                    "reply": reply, "at": None})
         if missing:
             conn.execute(insert(self.t.delivery), missing)
         out: dict[int, list[Recipient]] = {entry_id: [] for entry_id in ids}

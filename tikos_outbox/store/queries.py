@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, func, select
 
 from tikos_outbox.core import attention
-from tikos_outbox.core.addresses import parse_address
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import State
 from tikos_outbox.core.views import (
@@ -22,6 +21,7 @@ from tikos_outbox.core.views import (
 )
 from tikos_outbox.store.engine import READ_ONLY, mapped
 from tikos_outbox.store.tables import Tables
+from tikos_outbox.store.types import parse_address
 
 CHUNK = 500
 
@@ -184,8 +184,7 @@ class Queries:
 
 def _plain(stored: list[str]) -> list[str]:
     """The addresses of stored recipients (`"Name" <addr>` or addr), without names."""
-    return [x if "<" not in x else str(a) if (a := parse_address(x)) is not None else x
-            for x in stored]
+    return [str(a) for a in map(parse_address, stored) if a is not None]
 
 
 def _view(r: Row[Any], attempt_count: int) -> EntryView:

@@ -55,6 +55,14 @@ class Addresses:
     valid: list[str]
     no_address: str | None = None
     attention: str | None = None  # with no_address: what the office must do
+    invalid: tuple[str, ...] = ()  # pieces beside valid ones that are no address
+
+    @property
+    def stored(self) -> list[str]:
+        """What the entry keeps as its customer's recipients: the valid addresses, and
+        the invalid pieces beside them, which become refused recipients (so the office
+        sees them) and are never offered to a server."""
+        return [*self.valid, *self.invalid]
 
     @property
     def unavailable(self) -> bool:
@@ -209,7 +217,7 @@ class Intake:
                             problem_blocks=blocks, no_address=found.no_address,
                             no_address_attention=found.attention)
         message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
-        return Recording(new, decide, message_id, found.valid or None)
+        return Recording(new, decide, message_id, found.stored or None)
 
     # -- addresses --------------------------------------------------------------------------
 
@@ -229,7 +237,7 @@ class Intake:
             log.warning("customer %s: ignored invalid address value(s): %s", customer,
                         "; ".join(rejected))
         if valid:
-            return Addresses(valid)
+            return Addresses(valid, invalid=tuple(rejected))
         reason = f"no e-mail address found for customer {customer}"
         if rejected:
             reason += f" (invalid: {'; '.join(rejected)})"
@@ -247,7 +255,7 @@ class Intake:
                     return done
                 now = self.clock.now()
                 if found.valid:
-                    self.commands.set_recipients(item.entry_id, found.valid, now)
+                    self.commands.set_recipients(item.entry_id, found.stored, now)
                 elif self.commands.move([item.entry_id], Event.SKIP, now,
                                         reason=found.no_address,
                                         attention=found.attention)[item.entry_id].ok:
