@@ -23,7 +23,6 @@ class ConfigError(Exception):
 
 
 REQUIRED: Any = object()
-T = TypeVar("T")
 C = TypeVar("C", bound=StrEnum)
 
 
