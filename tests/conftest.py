@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,21 @@ def odbc_sqlite(tmp_path: Path) -> str:
     conn.cursor().executemany("INSERT INTO Kunde VALUES (?, ?, ?)", rows)
     conn.close()
     return dsn
+
+
+POSTFIX_ENV = "TIKOS_OUTBOX_TEST_POSTFIX"
+
+
+@pytest.fixture(scope="session")
+def postfix() -> dict[str, Any]:
+    """The private Postfix instance that .ci/run starts (tests/servers/postfix.sh):
+    its ports, users, senders, Maildir and log, from its info.json."""
+    folder = os.environ.get(POSTFIX_ENV)
+    if not folder:
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTFIX_ENV} is not set: .ci/run must start Postfix"
+                        " (tests/servers/postfix.sh)")
+        pytest.skip(f"no Postfix instance (run `bash tests/servers/postfix.sh start DIR` as"
+                    f" root and set {POSTFIX_ENV}=DIR)")
+    info: dict[str, Any] = json.loads(Path(folder, "info.json").read_text(encoding="utf-8"))
+    return info
