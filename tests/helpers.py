@@ -128,7 +128,9 @@ class SmtpServer:
     def __init__(self, cert: Cert, security: str = "starttls",
                  users: dict[str, str] | None = None, behaviour: Behaviour | None = None,
                  auth_reply: str | None = None, exclude_auth: tuple[str, ...] = (),
-                 wrap_handler: Any = None, smtputf8: bool = False) -> None:
+                 wrap_handler: Any = None, smtputf8: bool = False,
+                 **options: Any) -> None:
+        """`options` go to aiosmtpd's SMTP as they are (data_size_limit, timeout)."""
         self.behaviour = behaviour or Behaviour()
         self.handler: Handler = Handler(self.behaviour)
         if wrap_handler is not None:  # a Handler subclass with more AUTH mechanisms
@@ -140,7 +142,7 @@ class SmtpServer:
         self.port = free_port()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(str(cert.cert), str(cert.key))
-        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8, **options}
         if users is not None:
             kwargs.update(authenticator=self._authenticate, auth_required=True,
                           auth_require_tls=security == "starttls",

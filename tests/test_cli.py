@@ -209,7 +209,7 @@ def test_check_reports_each_item(tmp_path: Path, cert: Cert,
     names = {r["check"]: r for r in results}
     assert all(r["ok"] for r in results), results
     assert {"config", "key file", "database", "mandant 1 folder",
-            f"SMTP 127.0.0.1:{srv.port}"} <= set(names)
+            f"SMTP (no login) at 127.0.0.1:{srv.port} (mandant 1)"} <= set(names)
     if sys.platform != "win32":
         os.chmod(tmp_path / "tikos-outbox.key", 0o644)
         results = out_json(capsys, "--config", str(site.config), "check", "--json")

@@ -30,7 +30,6 @@ from tikos_outbox.core.states import (
     State,
     transition,
 )
-from tikos_outbox.core.throttle import Throttle
 from tikos_outbox.core.window import SendWindow
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -177,16 +176,6 @@ def test_retry_backoff_grows_and_lifetime_ends() -> None:
     assert gaps[-1] == timedelta(hours=8)
     assert not p.expired(now, now + timedelta(days=4, hours=23))
     assert p.expired(now, now + timedelta(days=5))
-
-
-def test_throttle_allows_n_per_minute() -> None:
-    t = Throttle(3)
-    for i in range(3):
-        assert t.wait_time(i) == 0
-        t.record(i)
-    assert t.wait_time(3) == pytest.approx(57)
-    assert t.wait_time(60) == 0
-    assert Throttle(0).wait_time(0) == 0
 
 
 # -- message -------------------------------------------------------------------------------

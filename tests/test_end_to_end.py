@@ -86,7 +86,7 @@ def test_starttls_auth_delivers_one_correct_mail_per_document(
 def test_implicit_tls_anonymous_and_message_id_is_stable_across_retries(
         tmp_path: Path, cert: Cert) -> None:
     with SmtpServer(cert, "ssl") as srv:
-        srv.behaviour.data_reply = "451 4.3.0 try again later"
+        srv.behaviour.data_reply = "451 4.3.0 local error in processing"
         srv.behaviour.fail_first_data = 1
         site = write_site(tmp_path / "site", smtp={"port": srv.port, "security": "ssl",
                                                    "ca_file": str(cert.cert)},

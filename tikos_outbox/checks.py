@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tikos_outbox.core.addresses import Address
 from tikos_outbox.core.message import (
     Mail,
     build_message,
@@ -15,9 +16,10 @@ from tikos_outbox.core.message import (
     make_message_id,
     split_addresses,
 )
+from tikos_outbox.core.pacing import account_of
 from tikos_outbox.core.ports import LookupUnavailable, SecretUnavailable, StoreError
-from tikos_outbox.core.replies import RunStopped, explain
-from tikos_outbox.core.settings import Config
+from tikos_outbox.core.replies import RunStopped, explain, explain_stop, stop_for
+from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.credentials import KeyRing, insecure_permissions
 from tikos_outbox.samples import make_pdf
 from tikos_outbox.store import safe_url
@@ -61,11 +63,16 @@ def _key_checks(config: Config) -> list[Check]:
         if insecure_permissions(key_file):
             out.append(Check("key file permissions", False,
                              f"{key_file} is readable by other users; run: chmod 600 {key_file}"))
-        for label, token in (("SMTP password", config.smtp.password),
-                             ("OAuth2 client secret", config.smtp.oauth2_client_secret)):
-            if token:
-                ring.decrypt(token, f"the {label}")
-                out.append(Check(label, True, "stored encrypted and readable with the key"))
+        tokens: dict[str, str] = {}  # a mandant's own secret is checked as well
+        for where, smtp in [("", config.smtp)] + [(f" of mandant {m.id}", m.smtp)
+                                                  for m in config.mandants]:
+            for label, token in (("SMTP password", smtp.password),
+                                 ("OAuth2 client secret", smtp.oauth2_client_secret)):
+                if token and token not in tokens.values():
+                    tokens[label + where] = token
+        for label, token in tokens.items():
+            ring.decrypt(token, f"the {label}")
+            out.append(Check(label, True, "stored encrypted and readable with the key"))
     except SecretUnavailable as exc:
         out.append(Check("key file", False, str(exc)))
     return out
@@ -87,19 +94,35 @@ def _folder_checks(config: Config) -> list[Check]:
 
 
 def _check_smtp(outbox: Outbox) -> list[Check]:
+    """Every distinct sending account (server and login) logs in, and offers MAIL FROM
+    for each sender its mandants use (then RSET: nothing is sent)."""
     out: list[Check] = []
-    seen: set[str] = set()
-    for m in outbox.config.mandants:
-        if m.smtp.server in seen:
-            continue
-        seen.add(m.smtp.server)
-        name = f"SMTP {m.smtp.server}"
+    accounts: dict[str, list[Mandant]] = {}
+    for m in outbox.config.enabled_mandants or outbox.config.mandants[:1]:
+        accounts.setdefault(account_of(m.smtp), []).append(m)
+    for account, mandants in accounts.items():
+        smtp = mandants[0].smtp
+        name = f"SMTP {account} (mandant {', '.join(str(m.id) for m in mandants)})"
         try:
-            with outbox.mailers(m.smtp) as mailer:
+            with outbox.mailers(smtp) as mailer:
                 mailer.open()
                 greeting = mailer.last_greeting
-            out.append(Check(name, True, f"connected ({m.smtp.security}) and logged in"
-                                         f" ({m.smtp.auth}); server {greeting}"))
+                refused = []
+                for sender in dict.fromkeys(Address(m.sender.address).envelope
+                                            for m in mandants):
+                    reply = mailer.probe_sender(sender)
+                    if reply.code != 250:
+                        stop = stop_for(reply)
+                        refused.append(explain(reply) if stop is None else
+                                       explain_stop(stop, reply, smtp.username, sender))
+            if refused:
+                outbox.monitor.note_error(refused[0])
+                out.append(Check(name, False, "; ".join(refused)))
+            else:
+                out.append(Check(name, True, f"connected ({smtp.security}), logged in"
+                                             f" ({smtp.auth}) and may send as"
+                                             f" {', '.join(m.sender.address for m in mandants)};"
+                                             f" server {greeting}"))
         except RunStopped as exc:
             outbox.monitor.note_error(explain(exc.reply))
             out.append(Check(name, False, explain(exc.reply)))
@@ -142,4 +165,6 @@ def send_test_mail(outbox: Outbox, to: str) -> tuple[bool, str]:
     reply = result.reply
     if reply.code is not None and 200 <= reply.code < 300:
         return True, f"sent to {valid[0]} via {cfg.smtp.server}; the server said: {reply}"
-    return False, explain(reply)
+    stop = stop_for(reply)  # a refusal of the sender or the session, not of `to`
+    return False, (explain(reply) if stop is None
+                   else explain_stop(stop, reply, cfg.smtp.username, cfg.sender.address))

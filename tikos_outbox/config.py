@@ -177,7 +177,16 @@ def _smtp(s: Section, base: Path) -> SmtpSettings:
     timeout = s.num("timeout_s", 60, 1, 3600)
     per_minute = s.int_("max_per_minute", 30, 0, 100000)
     per_conn = s.int_("max_per_connection", 50, 1, 100000)
+    per_hour = s.int_("max_per_hour", 0, 0, 10**7)
+    per_day = s.int_("max_per_day", 0, 0, 10**8)
+    rcpts_per_day = s.int_("max_recipients_per_day", 0, 0, 10**8)
+    helo = s.str_("helo_name", None)
     s.finish()
+    if helo is not None:
+        helo = helo.strip()
+        if not HELO_NAME.match(helo):
+            raise s.fail("helo_name", f"{helo!r} is not a fully qualified host name (like"
+                         " \"server.waescherei.de\") nor an address literal (like \"[192.0.2.7]\")")
     if auth is Auth.PASSWORD:
         if not username:
             raise s.fail("username", "is missing (auth = \"password\" needs a user name)")
@@ -211,7 +220,15 @@ def _smtp(s: Section, base: Path) -> SmtpSettings:
                         oauth2_tenant=tenant, oauth2_token_url=token_url,
                         oauth2_client_id=client_id, oauth2_client_secret=client_secret,
                         oauth2_scope=scope, timeout_s=timeout, max_per_minute=per_minute,
-                        max_per_connection=per_conn)
+                        max_per_connection=per_conn, helo_name=helo, max_per_hour=per_hour,
+                        max_per_day=per_day, max_recipients_per_day=rcpts_per_day)
+
+
+#: RFC 5321 §4.1.1.1: EHLO takes the client's fully qualified domain name or an
+#: address literal.
+HELO_NAME = re.compile(r"^(?:(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+                       r"[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]|\[[0-9A-Fa-f:.]+\]|"
+                       r"\[IPv6:[0-9A-Fa-f:.]+\])$")
 
 
 def _sender(s: Section) -> SenderSettings:

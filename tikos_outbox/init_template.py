@@ -32,8 +32,12 @@ auth = "password"               # "anonymous" (no login) | "password" | "oauth2"
 username = "rechnung@example.com"
 # password = set with `tikos-outbox secret set` (stored encrypted, never as plain text)
 timeout_s = 60
-max_per_minute = 30             # burst protection: many mails at once look like spam; 0 = no limit
+max_per_minute = 30             # pacing: mails spaced evenly (30 = one every 2 s); 0 = none
+max_per_hour = 0                # quotas of this sending account (server + login), shared by
+max_per_day = 0                 #   every process that sends with it; 0 = none. Set them below
+max_recipients_per_day = 0      #   the provider's limits: README, section "Provider limits"
 max_per_connection = 50         # reconnect after this many mails
+# helo_name = "fileserver.waescherei.de"   # the name said in EHLO; default: this host's FQDN
 
 # Examples (uncomment one instead of the values above):
 # T-Online:      host = "securesmtp.t-online.de", port = 465, security = "ssl",

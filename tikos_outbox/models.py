@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from tikos_outbox.store.types import UTCDateTime
@@ -108,3 +108,32 @@ class Meta(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=200)
     value: str
     updated_at: datetime = _when(nullable=False)
+
+
+class Account(SQLModel, table=True):
+    """A sending account (server and login): its pacing slot and its cool-down,
+    shared by every process that sends with it."""
+
+    __tablename__ = "account"
+
+    name: str = Field(primary_key=True, max_length=400)
+    next_slot_at: datetime | None = _when()  # the earliest moment the next mail may go
+    cool_until: datetime | None = _when()  # the provider said slow down (or blocked)
+    cool_level: int = 0  # slow-downs in a row: each doubles the cool-down
+    cool_kind: str | None = None  # a core.replies.Stop value
+    cool_reason: str | None = None
+    quota_until: datetime | None = _when()  # a configured quota is used up until then
+    quota_reason: str | None = None
+    updated_at: datetime = _when(nullable=False)
+
+
+class AccountSend(SQLModel, table=True):
+    """One mail counted against an account's quotas (kept for a day and an hour)."""
+
+    __tablename__ = "account_send"
+    __table_args__ = (Index("ix_account_send_account_at", "account", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str = Field(max_length=400)
+    at: datetime = _when(nullable=False)
+    recipients: int

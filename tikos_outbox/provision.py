@@ -14,19 +14,7 @@ import tomlkit.exceptions
 from tikos_outbox.config import DEFAULT_NAME, ConfigError, resolve_path
 from tikos_outbox.credentials import KeyRing, create_key_file
 from tikos_outbox.init_template import TEMPLATE
-
-PROVIDERS: dict[str, dict[str, Any]] = {
-    "t-online": {"host": "securesmtp.t-online.de", "port": 465, "security": "ssl",
-                 "auth": "password"},
-    "m365": {"host": "smtp.office365.com", "port": 587, "security": "starttls",
-             "auth": "oauth2", "oauth2_tenant": "yourdomain.onmicrosoft.com",
-             "oauth2_client_id": "00000000-0000-0000-0000-000000000000",
-             "oauth2_scope": "https://outlook.office365.com/.default"},
-    "google": {"host": "smtp.gmail.com", "port": 587, "security": "starttls",
-               "auth": "password"},
-    "ionos": {"host": "smtp.ionos.de", "port": 587, "security": "starttls", "auth": "password"},
-    "strato": {"host": "smtp.strato.de", "port": 465, "security": "ssl", "auth": "password"},
-}
+from tikos_outbox.providers import PROVIDERS, Provider
 
 #: Config keys that hold Fernet tokens, and what `secret set` calls them.
 SECRET_KEYS = {"password": "password", "client-secret": "oauth2_client_secret"}
@@ -43,14 +31,26 @@ def init_dir(folder: Path, provider: str = "custom") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     doc = tomlkit.parse(TEMPLATE)
     if provider in PROVIDERS:
-        smtp: Any = doc["smtp"]
-        for k, v in PROVIDERS[provider].items():
-            smtp[k] = v
+        _apply(doc, PROVIDERS[provider])
     create_key_file(key)
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
         f.write(tomlkit.dumps(doc))
     return [config, key]
+
+
+def _apply(doc: tomlkit.TOMLDocument, p: Provider) -> None:
+    """The provider's settings and its limits into [smtp], each limit with where it
+    comes from."""
+    smtp: Any = doc["smtp"]
+    for k, v in {**p.smtp, **p.limits}.items():
+        smtp[k] = v
+    smtp.add(tomlkit.comment(f"The limits above stay below what {p.label} publishes:"))
+    smtp.add(tomlkit.comment(p.published))
+    smtp.add(tomlkit.comment(f"Source: {p.source} (checked 2026-12-02)"))
+    for note in p.notes:
+        smtp.add(tomlkit.comment(f"Note: {note}"))
+    smtp.add(tomlkit.nl())
 
 
 def _load_doc(config: Path) -> tomlkit.TOMLDocument:
@@ -84,14 +84,21 @@ def _write_doc(config: Path, doc: tomlkit.TOMLDocument) -> None:
         raise
 
 
-def set_secret(config: Path, which: str, plaintext: str) -> str:
-    """Encrypt `plaintext` and store it in [smtp]; returns the key name written."""
+def set_secret(config: Path, which: str, plaintext: str, mandant: int | None = None) -> str:
+    """Encrypt `plaintext` and store it in [smtp], or in the [mandant.smtp] of mandant
+    `mandant` (its own login); returns the key name written."""
     doc = _load_doc(config)
     ring = KeyRing(_key_file(config, doc))
     key = SECRET_KEYS[which]
-    if "smtp" not in doc:
-        doc["smtp"] = tomlkit.table()
-    smtp: Any = doc["smtp"]
+    owner: Any = doc
+    if mandant is not None:
+        tables = [m for m in doc.get("mandant", []) or [] if m.get("id") == mandant]
+        if not tables:
+            raise ConfigError(config, "mandant", f"no [[mandant]] with id = {mandant}")
+        owner = tables[0]
+    if "smtp" not in owner:
+        owner["smtp"] = tomlkit.table()
+    smtp: Any = owner["smtp"]
     smtp[key] = ring.encrypt(plaintext)
     _write_doc(config, doc)
     return key

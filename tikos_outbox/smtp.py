@@ -7,17 +7,28 @@ A failure before any mail was handed over raises :class:`RunStopped`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import functools
 import logging
+import select
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 
 from tikos_outbox.core.ports import TokenSource
-from tikos_outbox.core.replies import Reply, RunStopped, SendResult, Stage, closes_connection
-from tikos_outbox.core.settings import Auth, Security, SmtpSettings
+from tikos_outbox.core.replies import (
+    Reply,
+    RunStopped,
+    SendResult,
+    Stage,
+    Stop,
+    closes_connection,
+    stop_for,
+)
+from tikos_outbox.core.settings import Security, SmtpSettings
+from tikos_outbox.smtp_login import login, lost_reply, reply_text
 
 log = logging.getLogger("tikos_outbox.smtp")
 
@@ -25,6 +36,19 @@ log = logging.getLogger("tikos_outbox.smtp")
 #: §3.5: 553 5.6.7); said here, so that nothing non-ASCII goes on the wire.
 NO_SMTPUTF8 = ("5.6.7 this server does not offer SMTPUTF8, which an address with"
                " non-ASCII characters before the @ needs (in the envelope or in To)")
+
+
+#: a connection idle this long is asked (NOOP) whether it still lives before a mail
+IDLE_CHECK_S = 20.0
+
+
+@functools.cache
+def default_helo_name() -> str | None:
+    """This host's fully qualified name, as the resolver gives it; None if it has no
+    domain, and smtplib then says its address literal, like [192.0.2.7] (RFC 5321
+    §4.1.4), which every server takes as a name."""
+    name = socket.getfqdn()
+    return name if "." in name and name != "localhost" else None
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -40,26 +64,6 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return ctx
 
 
-def _text(resp: bytes | str) -> str:
-    if isinstance(resp, bytes):
-        resp = resp.decode("utf-8", "replace")
-    return " ".join(resp.split())
-
-
-def _b64(value: str | bytes) -> str:
-    raw = value.encode("utf-8") if isinstance(value, str) else value
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _lost(stage: Stage, exc: BaseException) -> Reply:
-    # smtplib reports a read timeout as "Connection unexpectedly closed: timed out"
-    if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in str(exc):
-        return Reply(stage, None, "timed out waiting for the server", lost=True)
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return Reply(stage, None, "the server closed the connection", lost=True)
-    return Reply(stage, None, f"connection lost: {exc}", lost=True)
-
-
 class Mailer:
     """One SMTP server, one reused connection, reopened after `max_per_connection`."""
 
@@ -73,10 +77,12 @@ class Mailer:
         self.settings = settings
         self._password = password
         self._token_source = token_source
-        self._local_hostname = local_hostname or socket.gethostname() or "localhost"
+        self._local_hostname = local_hostname or settings.helo_name or default_helo_name()
         self._conn: smtplib.SMTP | None = None
         self._sent_on_conn = 0
+        self._idle_since = 0.0
         self.connections_opened = 0
+        self.reconnects = 0  # connections found dead before a mail and opened anew
         self.last_greeting: str = ""
 
     def __enter__(self) -> Mailer:
@@ -105,19 +111,21 @@ class Mailer:
                 conn = smtplib.SMTP(s.host, s.port, local_hostname=self._local_hostname,
                                     timeout=s.timeout_s)
         except smtplib.SMTPConnectError as exc:
-            raise RunStopped(Reply(Stage.CONNECT, exc.smtp_code, _text(exc.smtp_error))) from None
+            raise RunStopped(Reply(Stage.CONNECT, exc.smtp_code, reply_text(exc.smtp_error))
+                             ) from None
         except ssl.SSLError as exc:
             raise RunStopped(Reply(Stage.TLS, None, _tls_text(exc))) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise RunStopped(_connect_failure(exc, s.host, s.port)) from None
         try:
             self._handshake(conn, ctx)
-            self._login(conn)
+            login(conn, self.settings, self._password, self._token_source)
         except RunStopped:
             _quietly_close(conn)
             raise
         self._conn = conn
         self._sent_on_conn = 0
+        self._idle_since = time.monotonic()
         self.connections_opened += 1
         return self.last_greeting
 
@@ -125,10 +133,14 @@ class Mailer:
         try:
             code, resp = conn.ehlo()
             if code != 250:
+                ehlo_code, ehlo_resp = code, resp
                 code, resp = conn.helo()
-                if code != 250:
-                    raise RunStopped(Reply(Stage.CONNECT, code, _text(resp)))
-            self.last_greeting = _text(resp).split(" ")[0] if resp else ""
+                if code != 250:  # the EHLO answer says why; HELO's is often just 502
+                    said = ehlo_code if ehlo_code >= 400 else code
+                    text = reply_text(ehlo_resp if ehlo_code >= 400 else resp)
+                    raise RunStopped(Reply(Stage.EHLO, said,
+                                           f"{text} (the name given: {conn.local_hostname})"))
+            self.last_greeting = reply_text(resp).split(" ")[0] if resp else ""
             if self.settings.security is Security.STARTTLS:
                 if not conn.has_extn("starttls"):
                     raise RunStopped(Reply(
@@ -142,67 +154,14 @@ class Mailer:
                                            f" during the TLS handshake ({exc})", lost=True)
                                      ) from None
                 if code != 220:
-                    raise RunStopped(Reply(Stage.TLS, code, _text(resp)))
+                    raise RunStopped(Reply(Stage.TLS, code, reply_text(resp)))
                 conn.ehlo()
         except ssl.SSLError as exc:
             raise RunStopped(Reply(Stage.TLS, None, _tls_text(exc))) from None
         except smtplib.SMTPResponseException as exc:
-            raise RunStopped(Reply(Stage.TLS, exc.smtp_code, _text(exc.smtp_error))) from None
+            raise RunStopped(Reply(Stage.TLS, exc.smtp_code, reply_text(exc.smtp_error))) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise RunStopped(_lost(Stage.CONNECT, exc)) from None
-
-    def _login(self, conn: smtplib.SMTP) -> None:
-        s = self.settings
-        if s.auth is Auth.ANONYMOUS:
-            return
-        user = s.username or ""
-        if not conn.has_extn("auth"):
-            raise RunStopped(Reply(
-                Stage.AUTH, None,
-                "the server offers no login (AUTH) on this connection"
-                + ("; many servers offer it only after STARTTLS"
-                   if s.security is Security.NONE else "")))
-        mechanisms = conn.esmtp_features.get("auth", "").upper().split()
-        try:
-            if s.auth is Auth.OAUTH2:
-                self._login_xoauth2(conn, user, mechanisms)
-            elif "PLAIN" in mechanisms:
-                # RFC 4616, UTF-8; smtplib.login would only take ASCII passwords
-                code, resp = conn.docmd("AUTH", "PLAIN " + _b64(f"\0{user}\0{self._password}"))
-                _expect(code, resp, 235)
-            elif "LOGIN" in mechanisms:
-                code, resp = conn.docmd("AUTH", "LOGIN")
-                _expect(code, resp, 334)
-                code, resp = conn.docmd(_b64(user))
-                _expect(code, resp, 334)
-                code, resp = conn.docmd(_b64(self._password or ""))
-                _expect(code, resp, 235)
-            else:
-                raise RunStopped(Reply(
-                    Stage.AUTH, None,
-                    f"the server offers no login method this program supports"
-                    f" (offered: {' '.join(mechanisms) or 'none'}; supported: PLAIN, LOGIN)"))
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            raise RunStopped(_lost(Stage.AUTH, exc)) from None
-
-    def _login_xoauth2(self, conn: smtplib.SMTP, user: str, mechanisms: Sequence[str]) -> None:
-        if "XOAUTH2" not in mechanisms:
-            raise RunStopped(Reply(Stage.AUTH, None,
-                                   "the server does not offer XOAUTH2 on this connection"))
-        if self._token_source is None:
-            raise RunStopped(Reply(Stage.AUTH, None, "no OAuth2 token source configured"))
-        for attempt in range(2):
-            token = self._token_source(attempt > 0)
-            sasl = f"user={user}\x01auth=Bearer {token}\x01\x01"
-            code, resp = conn.docmd("AUTH", "XOAUTH2 " + _b64(sasl))
-            if code == 334:  # RFC 7628 error challenge: send an empty line, get the final reply
-                code, resp = conn.docmd("")
-            if code == 235:
-                return
-            if attempt == 0 and code in (535, 334):
-                continue  # the cached token may have been revoked: one fresh try
-            break
-        raise RunStopped(Reply(Stage.AUTH, code, _text(resp)))
+            raise RunStopped(lost_reply(Stage.CONNECT, exc)) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -211,23 +170,89 @@ class Mailer:
 
     # -- sending ------------------------------------------------------------------------------
 
+    def accepts_8bit(self) -> bool:
+        """Whether the server takes 8-bit bodies (8BITMIME, RFC 6152); connects first
+        if needed (raises RunStopped)."""
+        return self._connection().has_extn("8bitmime")
+
+    def probe_sender(self, sender: str) -> Reply:
+        """MAIL FROM `sender`, RCPT TO the sender itself, RSET: nothing is sent, but
+        the server says whether this login may send as it (`check --smtp`; Postfix
+        answers its sender restrictions at RCPT). Connects first (raises RunStopped)."""
+        conn = self._connection()
+        try:
+            code, resp = conn.mail(sender)
+            reply = Reply(Stage.MAIL, code, reply_text(resp))
+            if code == 250:
+                code, resp = conn.rcpt(sender)
+                rcpt = Reply(Stage.RCPT, code, reply_text(resp))
+                if code == 421 or stop_for(rcpt) is not None:
+                    reply = rcpt  # about the sender or the session, not the address
+            if code != 421:
+                conn.rset()
+        except (OSError, smtplib.SMTPException) as exc:
+            reply = lost_reply(Stage.MAIL, exc)
+        if closes_connection(reply):
+            self.close()
+        return reply
+
+    def _connection(self) -> smtplib.SMTP:
+        """The open connection, checked; reopened when used up, closed by the server
+        while we waited, or not answering a NOOP after a long idle."""
+        if (self._conn is not None and self._sent_on_conn < self.settings.max_per_connection
+                and not self._alive(self._conn)):
+            log.info("the connection to %s was closed by the server while idle; opening a"
+                     " new one", self.server)
+            self.reconnects += 1
+            self.close()
+        if self._conn is None or self._sent_on_conn >= self.settings.max_per_connection:
+            self.open()
+        assert self._conn is not None
+        return self._conn
+
+    def _alive(self, conn: smtplib.SMTP) -> bool:
+        sock = conn.sock
+        if sock is None:
+            return False
+        try:
+            # anything to read now is unasked for: a 421 "timeout" before the close, or EOF
+            if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or select.select(
+                    [sock], [], [], 0)[0]:
+                return False
+            if time.monotonic() - self._idle_since >= IDLE_CHECK_S:
+                return conn.noop()[0] == 250
+        except (OSError, ValueError, smtplib.SMTPException):
+            return False
+        return True
+
     def send(self, sender: str, recipients: Sequence[str], message: bytes,
              smtputf8: bool = False) -> SendResult:
         """Hand one message over (`smtputf8`: its headers are UTF-8, RFC 6532). Raises
-        RunStopped only if (re)connecting fails."""
-        if self._conn is None or self._sent_on_conn >= self.settings.max_per_connection:
-            self.open()
-        conn = self._conn
-        assert conn is not None
+        RunStopped only if (re)connecting fails.
+
+        A connection that turns out dead at MAIL FROM, before anything was offered,
+        is opened anew and the mail goes again on it, once."""
+        conn = self._connection()
+        reused = self._sent_on_conn > 0
         result = self._transaction(conn, sender, recipients, message, smtputf8)
+        if reused and result.reply.stage is Stage.MAIL and closes_connection(result.reply) \
+                and stop_for(result.reply) is not Stop.THROTTLE:
+            log.info("the connection to %s was lost before MAIL FROM (%s); sending again on"
+                     " a new one", self.server, result.reply)
+            self.reconnects += 1
+            self.close()
+            conn = self._connection()
+            result = self._transaction(conn, sender, recipients, message, smtputf8)
         self._sent_on_conn += 1
         if closes_connection(result.reply):
             self.close()
         elif result.reply.code is None or not 200 <= result.reply.code < 300:
             try:
-                conn.rset()
+                if conn.rset()[0] != 250:  # a 421 here ends the session, too
+                    self.close()
             except (OSError, smtplib.SMTPException):
                 self.close()
+        self._idle_since = time.monotonic()
         return result
 
     def _transaction(
@@ -236,16 +261,27 @@ class Mailer:
     ) -> SendResult:
         stage = Stage.MAIL
         utf8 = conn.has_extn("smtputf8")
-        if (smtputf8 or not sender.isascii()) and not utf8:  # not a byte of it on the wire
+        if not sender.isascii() and not utf8:  # not a byte of it on the wire
             return SendResult(Reply(Stage.MAIL, 553, NO_SMTPUTF8))
+        if smtputf8 and not utf8:
+            return SendResult(Reply(Stage.DATA, 553, NO_SMTPUTF8))
+        too_big = _over_size(conn, len(message))
+        if too_big is not None:
+            return SendResult(too_big)
         refused: dict[str, Reply] = {r: Reply(Stage.RCPT, 553, NO_SMTPUTF8)
                                      for r in recipients if not r.isascii() and not utf8}
         try:
             options = ["SMTPUTF8"] if utf8 and (smtputf8 or not all(
                 a.isascii() for a in (sender, *recipients))) else []
+            if conn.has_extn("size"):
+                options.append(f"SIZE={len(message)}")  # RFC 1870: refused before upload
+            if not message.isascii():
+                if not conn.has_extn("8bitmime"):  # the caller builds 7-bit ones for these
+                    return SendResult(Reply(Stage.DATA, 554, NO_8BITMIME))
+                options.append("BODY=8BITMIME")  # RFC 6152
             code, resp = conn.mail(sender, options)
             if code != 250:
-                return SendResult(Reply(Stage.MAIL, code, _text(resp)))
+                return SendResult(Reply(Stage.MAIL, code, reply_text(resp)))
             stage = Stage.RCPT
             accepted: list[str] = []
             replies: list[Reply] = list(refused.values())
@@ -256,11 +292,11 @@ class Mailer:
                 if code in (250, 251):
                     accepted.append(rcpt)
                 else:
-                    reply = Reply(Stage.RCPT, code, _text(resp))
+                    reply = Reply(Stage.RCPT, code, reply_text(resp))
+                    if code == 421 or stop_for(reply) is not None:
+                        return SendResult(reply)  # about the session: no recipient's fate
                     refused[rcpt] = reply
                     replies.append(reply)
-                    if code == 421:
-                        return SendResult(reply, refused)
             if not accepted:
                 transient = [r for r in replies if r.code is not None and r.code < 500]
                 return SendResult((transient or replies)[0], refused)
@@ -268,18 +304,31 @@ class Mailer:
             try:
                 code, resp = conn.data(message)
             except smtplib.SMTPDataError as exc:  # the answer to DATA itself was not 354
-                return SendResult(Reply(Stage.DATA, exc.smtp_code, _text(exc.smtp_error)),
+                return SendResult(Reply(Stage.DATA, exc.smtp_code, reply_text(exc.smtp_error)),
                                   refused, accepted)
-            return SendResult(Reply(Stage.DATA, code, _text(resp)), refused, accepted)
+            return SendResult(Reply(Stage.DATA, code, reply_text(resp)), refused, accepted)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            return SendResult(_lost(stage, exc))
+            return SendResult(lost_reply(stage, exc))
         except smtplib.SMTPResponseException as exc:
-            return SendResult(Reply(stage, exc.smtp_code, _text(exc.smtp_error)))
+            return SendResult(Reply(stage, exc.smtp_code, reply_text(exc.smtp_error)))
 
 
-def _expect(code: int, resp: bytes, wanted: int) -> None:
-    if code != wanted:
-        raise RunStopped(Reply(Stage.AUTH, code, _text(resp)))
+NO_8BITMIME = ("5.6.3 this server does not take 8-bit messages (no 8BITMIME); the message"
+               " must be sent 7-bit")
+
+
+def _over_size(conn: smtplib.SMTP, size: int) -> Reply | None:
+    """A message larger than the server's advertised SIZE (RFC 1870) fails here,
+    before a byte of it is uploaded."""
+    try:
+        limit = int(conn.esmtp_features.get("size", "0").split()[0] or 0)
+    except (ValueError, IndexError):
+        return None
+    if limit <= 0 or size <= limit:
+        return None
+    return Reply(Stage.DATA, 552, f"5.3.4 the message is {size / 1048576:.1f} MB, more than"
+                                  f" the {limit / 1048576:.1f} MB this server takes (its"
+                                  " SIZE limit); nothing was uploaded")
 
 
 def _quietly_close(conn: smtplib.SMTP) -> None:

@@ -56,8 +56,8 @@ class Outbox:
 
     @cached_property
     def monitor(self) -> Monitor:
-        return Monitor(self.config, self.store.queries, self.store.commands, self.clock,
-                       self.worker)
+        return Monitor(self.config, self.store.queries, self.store.commands,
+                       self.store.accounts, self.clock, self.worker)
 
     @cached_property
     def admin(self) -> Administration:
@@ -92,7 +92,8 @@ class Outbox:
         from tikos_outbox.usecases.delivery import Delivery
         from tikos_outbox.workers import dead_worker
 
-        return Delivery(self.config, self.store.queries, self.store.commands, self.intake,
+        return Delivery(self.config, self.store.queries, self.store.commands,
+                        self.store.accounts, self.intake,
                         Composer(self.config, self.store.queries, self.files), self.mailers,
                         self.clock, self.monitor, self.worker, dead_worker, self.stop)
 
@@ -101,7 +102,7 @@ class Outbox:
         from tikos_outbox.usecases.report import DailyReport
 
         return DailyReport(self.config, self.store.queries, self.store.commands,
-                           self.mailers, self.clock)
+                           self.store.accounts, self.mailers, self.clock)
 
     def scan(self, mode: FirstPass | None = None, since: datetime | None = None,
              progress: Progress | None = None,

@@ -76,8 +76,9 @@ class Command:
 def _init(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", help="folder to write into (default: the current one)")
     p.add_argument("--provider", default="custom",
-                   choices=["t-online", "m365", "google", "ionos", "strato", "custom"],
-                   help="fill in the SMTP settings of this provider")
+                   choices=["m365", "google", "ionos", "t-online", "strato", "gmx", "web.de",
+                            "custom"],
+                   help="fill in the SMTP settings and sending limits of this provider")
 
 
 def _secret(p: argparse.ArgumentParser) -> None:
@@ -87,6 +88,8 @@ def _secret(p: argparse.ArgumentParser) -> None:
     sset.add_argument("which", nargs="?", default="password",
                       choices=["password", "client-secret"])
     sset.add_argument("--stdin", action="store_true", help="read one line from stdin")
+    sset.add_argument("--mandant", type=int, metavar="N",
+                      help="a mandant's own login: stored in its [mandant.smtp]")
     sub.add_parser("rotate-key", help="add a new key and re-encrypt every stored secret")
 
 

@@ -105,11 +105,13 @@ def _set_addresses(msg: EmailMessage, header: str, addresses: list[Address],
     msg.set_raw(header, value)
 
 
-def build_message(mail: Mail) -> EmailMessage:
+def build_message(mail: Mail, seven_bit: bool = False) -> EmailMessage:
     """The RFC 5322 message: UTF-8 text body, the PDF attached under its file name.
 
     A message whose addresses need SMTPUTF8 is written with UTF-8 headers
-    (policy SMTPUTF8); every other one has ASCII headers only."""
+    (policy SMTPUTF8); every other one has ASCII headers only. The text goes 8-bit
+    where it has umlauts (for a server with 8BITMIME), or quoted-printable with
+    `seven_bit` (for one without)."""
     sender, to, reply_to = _addresses(mail)
     utf8 = _utf8(sender, to, reply_to)
     # refold_source "none": the address headers, stored as written, go out so
@@ -124,7 +126,8 @@ def build_message(mail: Mail) -> EmailMessage:
     msg["Message-ID"] = mail.message_id
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     msg["X-Mailer"] = "tikos-outbox"
-    msg.set_content(mail.body, subtype="plain", charset="utf-8")
+    msg.set_content(mail.body, subtype="plain", charset="utf-8",
+                    cte="quoted-printable" if seven_bit else None)
     if mail.pdf is None:
         return msg
     msg.add_attachment(
@@ -136,15 +139,15 @@ def build_message(mail: Mail) -> EmailMessage:
     return msg
 
 
-def message_bytes(mail: Mail) -> bytes:
+def message_bytes(mail: Mail, seven_bit: bool = False) -> bytes:
     """The message as it goes on the wire (CRLF line ends); the same bytes as
     `build_message(mail).as_bytes()`, without the email package encoding the PDF
     one line at a time: the structure is built with a 12-byte stand-in, whose
     base64 line is then replaced by the PDF's base64 lines."""
     if mail.pdf is None:
-        return build_message(mail).as_bytes()
+        return build_message(mail, seven_bit).as_bytes()
     marker = secrets.token_bytes(12)
-    raw = build_message(replace(mail, pdf=marker)).as_bytes()
+    raw = build_message(replace(mail, pdf=marker), seven_bit).as_bytes()
     stand_in = b"\r\n" + base64.b64encode(marker) + b"\r\n"
     assert raw.count(stand_in) == 1
     encoded = base64.b64encode(mail.pdf)

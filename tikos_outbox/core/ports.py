@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from tikos_outbox.core.replies import SendResult
+from tikos_outbox.core.pacing import AccountState, Limits, Pause, Reserved
+from tikos_outbox.core.replies import Reply, SendResult, Stop
 from tikos_outbox.core.settings import SmtpSettings
 from tikos_outbox.core.states import Event, MoveResult, State
 from tikos_outbox.core.views import (
@@ -78,6 +79,14 @@ class Mailer(Protocol):
         """Connect, secure and log in; raises RunStopped."""
         ...
 
+    def accepts_8bit(self) -> bool:
+        """Whether the server takes 8-bit bodies (8BITMIME); connects if needed."""
+        ...
+
+    def probe_sender(self, sender: str) -> Reply:
+        """MAIL FROM and RSET, nothing sent: the server's answer to the sender."""
+        ...
+
     def send(self, sender: str, recipients: Sequence[str], message: bytes,
              smtputf8: bool = False) -> SendResult:
         """Hand one message over (`smtputf8`: it has UTF-8 headers); raises RunStopped
@@ -96,6 +105,31 @@ TokenSource = Callable[[bool], str]
 
 #: A Mailer for these settings, its secrets decrypted only now (raises SecretUnavailable).
 MailerFactory = Callable[[SmtpSettings], Mailer]
+
+
+class SendingAccounts(Protocol):
+    """Every sending account's pacing slot, quota log and cool-down, in the outbox
+    database: one budget for every process and worker that sends with the account."""
+
+    def reserve(self, account: str, limits: Limits, recipients: int, now: datetime,
+                force: bool = False) -> Reserved | Pause:
+        """A slot for one mail to `recipients` addresses, counted at once; or why the
+        account may not send (a quota, or a cool-down unless `force`)."""
+        ...
+
+    def release(self, slot: Reserved) -> None:
+        """The mail of this slot was not offered after all: it does not count."""
+        ...
+
+    def cool(self, account: str, stop: Stop, reason: str, now: datetime) -> Pause:
+        """The provider said slow down (or blocked the account): rest, doubling on repeats."""
+        ...
+
+    def cleared(self, account: str, now: datetime) -> None:
+        """A mail went through after a cool-down: the next slow-down starts afresh."""
+        ...
+
+    def states(self, now: datetime) -> list[AccountState]: ...
 
 
 class DocumentFiles(Protocol):

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 class Stage(StrEnum):
     CONNECT = "connect"  # TCP connect and greeting
+    EHLO = "ehlo"  # the server refused our name in EHLO (and HELO)
     TLS = "tls"  # STARTTLS or the implicit TLS handshake
     AUTH = "auth"
     MAIL = "mail"
@@ -65,6 +66,99 @@ def classify(reply: Reply) -> Outcome:
     return Outcome.TRANSIENT  # a code outside the RFC: do not give up on it
 
 
+class Stop(StrEnum):
+    """A reply about the sending account, not about the message: the run stops for
+    that account, and the entries in hand go back as they were (no attempt spent)."""
+
+    THROTTLE = "throttle"  # "slow down": rate limit, too much mail, try again later
+    QUOTA = "quota"  # the provider's own daily or hourly quota is used up
+    BLOCKED = "blocked"  # the provider blocked the account for suspected outbound spam
+    SESSION = "session"  # the session cannot send at all: sender refused, 421, EHLO
+
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Texts of rate limits and deferrals that mean "this account, not this mail":
+# Postfix anvil ("too much mail from"), IONOS ("Mail send limit exceeded"), Microsoft
+# ("STOREDRV.ClientSubmit; sender thread limit exceeded"), Google ("Try again later").
+_SLOW_DOWN = re.compile(
+    r"too much mail|rate.?limit|limit exceeded|exceeded the .*limit|try again later"
+    r"|throttl|thread limit|send(?:ing)? limit|too many (?:messages|mails|connections"
+    r"|sessions|concurrent)|slow down|temporarily (?:deferred|rate)",
+    re.IGNORECASE)
+# The provider's quota used up, answered with a 5yz: Google "550 5.4.5 Daily user
+# sending limit exceeded", Microsoft "SubmissionQuotaExceededException".
+_QUOTA = re.compile(r"\b5\.4\.5\b|SubmissionQuotaExceeded|daily .*(?:limit|quota)"
+                    r"|(?:limit|quota) exceeded", re.IGNORECASE)
+# Blocked for outbound spam: Microsoft "554 5.2.0 STOREDRV.Submission.Exception:
+# OutboundSpamException", "550 5.1.8 Access denied, bad outbound sender", "5.7.708
+# traffic not accepted from this IP", "5.7.705 tenant has exceeded threshold";
+# anyone's "554 5.7.1 … spam".
+_BLOCKED = re.compile(r"OutboundSpam|bad outbound sender|\b5\.7\.70[58]\b|\bspam\b",
+                      re.IGNORECASE)
+# About the session, whatever command got the answer (Postfix rejects at RCPT
+# what its sender and HELO restrictions found, smtpd_delay_reject): "Sender address
+# rejected: not owned by user …", "Helo command rejected: need fully-qualified
+# hostname", "Client host rejected"; Microsoft "5.7.60 … SendAsDenied".
+_SESSION_TEXT = re.compile(r"(?:Sender address|Helo command|Client host) rejected|not owned by"
+                           r"|SendAsDenied|\b5\.7\.60\b|not (?:allowed|authori[sz]ed|permitted)"
+                           r" to send as", re.IGNORECASE)
+# Microsoft "550 5.2.251 Sender throttled due to continuous …": the mailbox rests
+_THROTTLED = re.compile(r"\bthrottled\b", re.IGNORECASE)
+_RECIPIENT_TEXT = re.compile(r"Recipient address rejected|greylist", re.IGNORECASE)
+_HELO_TEXT = re.compile(r"Helo command rejected|\b(?:HELO|EHLO)\b", re.IGNORECASE)
+
+
+def enhanced(reply: Reply) -> tuple[int, int, int] | None:
+    """The RFC 3463 enhanced status code at the start of the reply text, if any."""
+    m = _ENHANCED.match(reply.text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def _about_the_mail(ext: tuple[int, int, int] | None) -> bool:
+    """Enhanced codes about one recipient or this message (RFC 3463): X.1.x addresses,
+    X.2.1–X.2.4 mailboxes (full, disabled), X.3.4 too big, X.5.3 too many recipients.
+    (Microsoft's X.2.0 STOREDRV is the submission system's, not a mailbox's.)"""
+    if ext is None:
+        return False
+    _, subject, detail = ext
+    return (subject == 1 or (subject == 2 and detail != 0) or (subject, detail) in {
+        (3, 4), (5, 3)})
+
+
+def stop_for(reply: Reply) -> Stop | None:
+    """Whether this reply stops sending with the account (and how), or is about the
+    message and its recipients (None)."""
+    code, text = reply.code, reply.text
+    if code is None:
+        return None  # a lost connection: the Mailer reconnects, or it is the mail's fate
+    ext = enhanced(reply)
+    if code >= 400 and (reply.stage is Stage.EHLO or _SESSION_TEXT.search(text)):
+        return Stop.SESSION
+    if 500 <= code < 600:
+        if _BLOCKED.search(text):
+            return Stop.BLOCKED
+        if _THROTTLED.search(text):
+            return Stop.THROTTLE
+        if _about_the_mail(ext) or code == 552:
+            return None
+        if _QUOTA.search(text):
+            return Stop.QUOTA
+        if reply.stage is Stage.MAIL:
+            return Stop.SESSION  # the sender refused: the same for every mail of the run
+        return None
+    if 400 <= code < 500:
+        if code != 421 and (_about_the_mail(ext) or _RECIPIENT_TEXT.search(text)):
+            return None
+        # a 4.7.x policy deferral at RCPT may be that recipient's alone (greylisting);
+        # everywhere else, and with a rate-limit text anywhere, it is the account's
+        policy = ext is not None and ext[1] == 7 and reply.stage is not Stage.RCPT
+        if code in (421, 432, 450, 451, 452, 454) and (policy or _SLOW_DOWN.search(text)):
+            return Stop.THROTTLE
+        if code == 421 or reply.stage is Stage.MAIL:
+            return Stop.SESSION  # the server ends the session, or defers every sender
+    return None
+
+
 def closes_connection(reply: Reply) -> bool:
     """Whether the connection is unusable after this reply (421 or lost)."""
     return reply.lost or reply.code == 421
@@ -79,6 +173,7 @@ def explain(reply: Reply) -> str:
     """One line for an administrator: what failed, in the server's own words."""
     where = {
         Stage.CONNECT: "Could not connect to the SMTP server",
+        Stage.EHLO: "The SMTP server refused this computer's name in EHLO",
         Stage.TLS: "TLS with the SMTP server failed",
         Stage.AUTH: "SMTP login rejected by the server",
         Stage.MAIL: "The server refused the sender",
@@ -109,3 +204,33 @@ class RunStopped(Exception):
     def __init__(self, reply: Reply) -> None:
         super().__init__(str(reply))
         self.reply = reply
+
+
+def explain_stop(stop: Stop, reply: Reply, login: str | None, sender: str) -> str:
+    """One line for an administrator on why sending with an account stopped, in the
+    server's own words, and what to do."""
+    if stop is Stop.THROTTLE:
+        return (f"The server asked to slow down ({reply}); sending with this account"
+                " pauses and resumes by itself, the documents were not counted as attempts")
+    if stop is Stop.QUOTA:
+        return (f"The provider's sending quota is used up ({reply}); sending with this"
+                " account pauses and resumes by itself")
+    if stop is Stop.BLOCKED:
+        return (f"URGENT: the provider blocked this account for suspected spam ({reply});"
+                " nothing was marked failed and nothing more is sent with it. Have the"
+                " account unblocked at the provider (Microsoft 365: Defender portal, Email &"
+                " collaboration, Restricted entities; others: the provider's support), then"
+                " run `tikos-outbox flush`")
+    if reply.stage is Stage.EHLO or _HELO_TEXT.search(reply.text):
+        return (f"The server refuses the name this computer gives in EHLO ({reply}); set"
+                " [smtp] helo_name to this server's fully qualified name (like"
+                " \"fileserver.waescherei.de\")")
+    if _SESSION_TEXT.search(reply.text) or (reply.stage is Stage.MAIL and reply.code == 553):
+        who = f"user {login}" if login else "this connection"
+        return (f"The server does not let {who} send as {sender} ({reply}); set [sender]"
+                " address to an address this login may send as, or have the provider allow"
+                " it. No document was marked failed")
+    if reply.code == 421:
+        return f"The server ended the session ({reply}); the documents stay due"
+    return (f"The server refused the sender {sender} ({reply}); no document was marked"
+            " failed")

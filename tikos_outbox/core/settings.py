@@ -48,8 +48,12 @@ class SmtpSettings:
     oauth2_client_secret: str | None  # a Fernet token
     oauth2_scope: str
     timeout_s: float
-    max_per_minute: int
+    max_per_minute: int  # pacing: mails spaced 60/max_per_minute seconds apart
     max_per_connection: int
+    helo_name: str | None  # the name said in EHLO; None: this host's fully qualified name
+    max_per_hour: int = 0  # quotas per sending account, over rolling windows; 0 = none
+    max_per_day: int = 0
+    max_recipients_per_day: int = 0
 
     @property
     def server(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from tikos_outbox.core.ports import StoreError, StoreUnavailable
+from tikos_outbox.store.accounts import Accounts
 from tikos_outbox.store.commands import Commands
 from tikos_outbox.store.engine import (
     SQLITE_BUSY_TIMEOUT_S,
@@ -41,6 +42,7 @@ class Store:
                              ) from None
         self.queries = Queries(self.engine, self.tables)
         self.commands = Commands(self.engine, self.tables)
+        self.accounts = Accounts(self.engine, self.tables)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -24,6 +24,8 @@ class Tables:
     blob: Table
     meta: Table
     delivery: Table
+    account: Table
+    account_send: Table
 
 
 def _utc(_inspector: Inspector, _table: Table, column: Any) -> None:
@@ -35,7 +37,9 @@ def reflect(engine: Engine) -> Tables:
     metadata = MetaData()
     event.listen(metadata, "column_reflect", _utc)
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        metadata.reflect(conn, only=["entry", "attempt", "blob", "meta", "delivery"])
+        metadata.reflect(conn, only=["entry", "attempt", "blob", "meta", "delivery",
+                                       "account", "account_send"])
     t = metadata.tables
     return Tables(entry=t["entry"], attempt=t["attempt"], blob=t["blob"], meta=t["meta"],
-                  delivery=t["delivery"])
+                  delivery=t["delivery"], account=t["account"],
+                  account_send=t["account_send"])

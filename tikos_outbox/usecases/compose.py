@@ -39,6 +39,11 @@ class Built:
     data: bytes
     smtputf8: bool  # it has UTF-8 headers: only for a server that offers SMTPUTF8
 
+    @property
+    def eight_bit(self) -> bool:
+        """Whether it needs a server with 8BITMIME (or must be built 7-bit)."""
+        return not self.data.isascii()
+
 
 class Composer:
     """Builds the message bytes of claimed entries from the outbox's own copy (or
@@ -57,8 +62,10 @@ class Composer:
             return data
         return self.files.archive_copy(str(m.folder / c.path), c.sha256, m.folder)
 
-    def build(self, m: Mandant, c: Claimed, now: datetime) -> Built | str:
-        """The message of a claimed entry, or why it cannot be sent."""
+    def build(self, m: Mandant, c: Claimed, now: datetime, seven_bit: bool = False
+              ) -> Built | str:
+        """The message of a claimed entry, or why it cannot be sent; `seven_bit` for a
+        server without 8BITMIME (the text quoted-printable)."""
         data = self.document(m, c)
         if data is None:
             return GONE
@@ -66,6 +73,6 @@ class Composer:
             return EMPTY
         try:
             mail = mail_for(self.config, m, c, data, now)
-            return Built(message_bytes(mail), needs_smtputf8(mail))
+            return Built(message_bytes(mail, seven_bit), needs_smtputf8(mail))
         except ValueError as exc:  # an address or template value that cannot be mailed
             return f"the message cannot be built: {exc}"

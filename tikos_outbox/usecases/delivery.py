@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.addresses import Address
+from tikos_outbox.core.pacing import Limits, Pause, PauseKind, account_of
 from tikos_outbox.core.ports import (
     Clock,
     Mailer,
@@ -21,12 +22,21 @@ from tikos_outbox.core.ports import (
     OutboxCommands,
     OutboxQueries,
     SecretUnavailable,
+    SendingAccounts,
 )
 from tikos_outbox.core.recipients import DState, Role, Verdict, fail_all, judge, settle
-from tikos_outbox.core.replies import Outcome, Reply, RunStopped, Stage, explain
+from tikos_outbox.core.replies import (
+    Outcome,
+    Reply,
+    RunStopped,
+    Stage,
+    Stop,
+    explain,
+    explain_stop,
+    stop_for,
+)
 from tikos_outbox.core.settings import Config, Mandant
 from tikos_outbox.core.states import Event
-from tikos_outbox.core.throttle import Throttle
 from tikos_outbox.core.views import Claimed, Finish
 from tikos_outbox.usecases.compose import Built, Composer
 from tikos_outbox.usecases.intake import Intake
@@ -43,7 +53,8 @@ class SendReport:
     deferred: int = 0
     failed: int = 0
     skipped: int = 0
-    stopped: list[str] = field(default_factory=list)  # why a run stopped, per server
+    stopped: list[str] = field(default_factory=list)  # why a run stopped, per account
+    paused: list[str] = field(default_factory=list)  # accounts resting: quota, cool-down
 
     @property
     def ok(self) -> bool:
@@ -59,20 +70,31 @@ class _Run:
 
     m: Mandant
     mailer: Mailer
-    throttle: Throttle
+    account: str
+    limits: Limits
     started: datetime
     force: bool
     report: SendReport
 
 
+class _Halt(Exception):
+    """Sending with this account ends for this run; the entries in hand go back."""
+
+    def __init__(self, line: str | None, paused: bool = False) -> None:
+        super().__init__(line or "stopped")
+        self.line = line
+        self.paused = paused
+
+
 class Delivery:
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
-                 intake: Intake, composer: Composer, mailers: MailerFactory, clock: Clock,
-                 notes: Notes, worker: str, dead_worker: Callable[[str], bool],
-                 stop: threading.Event) -> None:
+                 accounts: SendingAccounts, intake: Intake, composer: Composer,
+                 mailers: MailerFactory, clock: Clock, notes: Notes, worker: str,
+                 dead_worker: Callable[[str], bool], stop: threading.Event) -> None:
         self.config = config
         self.queries = queries
         self.commands = commands
+        self.accounts = accounts
         self.intake = intake
         self.composer = composer
         self.mailers = mailers
@@ -95,11 +117,13 @@ class Delivery:
         return recovered
 
     def send_due(self, force: bool = False) -> SendReport:
-        """One send run: every due entry, mandant by mandant, throttled.
+        """One send run: every due entry, mandant by mandant, paced per account.
 
-        `force` (flush) also takes deferred entries whose back-off has not run out.
-        Only one run at a time per process; other processes are kept off each
-        entry by the atomic claim.
+        `force` (flush) also takes deferred entries whose back-off has not run out,
+        and sends with an account that is cooling down after a "slow down" (the
+        administrator decided); quotas hold for it too. Only one run at a time per
+        process; other processes are kept off each entry by the atomic claim, and
+        share each account's pacing and quotas through the database.
         """
         report = SendReport()
         with self._lock:
@@ -107,20 +131,23 @@ class Delivery:
             self.recover_interrupted()
             self.intake.resolve_recipients()
             self._skip_disabled(report)
-            throttles: dict[str, Throttle] = {}
+            halted: set[str] = set()  # accounts that stopped in this run: once per run
             for m in self.config.enabled_mandants:
                 if self.stop.is_set():
                     break
-                throttle = throttles.setdefault(m.smtp.server, Throttle(m.smtp.max_per_minute))
-                self._send_mandant(m, throttle, started, force, report)
+                account = account_of(m.smtp)
+                if account not in halted and not self._send_mandant(
+                        m, account, started, force, report):
+                    halted.add(account)
             finished = self.clock.now()
             self.commands.set_meta("last_run", finished.isoformat(), finished)
             self.commands.set_meta("last_run_report", json.dumps(report.as_dict()), finished)
             if report.stopped:
                 self.notes.note_error(report.stopped[-1])
-            log.info("send run: %d sent, %d deferred, %d failed%s", report.sent,
+            log.info("send run: %d sent, %d deferred, %d failed%s%s", report.sent,
                      report.deferred, report.failed,
-                     f"; stopped: {report.stopped[-1]}" if report.stopped else "")
+                     f"; stopped: {report.stopped[-1]}" if report.stopped else "",
+                     f"; paused: {report.paused[-1]}" if report.paused else "")
         return report
 
     def _skip_disabled(self, report: SendReport) -> None:
@@ -134,29 +161,62 @@ class Delivery:
                 report.skipped += 1
                 log.info("entry %d skipped: %s", entry_id, why)
 
-    def _send_mandant(self, m: Mandant, throttle: Throttle, started: datetime, force: bool,
-                      report: SendReport) -> None:
+    def _send_mandant(self, m: Mandant, account: str, started: datetime, force: bool,
+                      report: SendReport) -> bool:
+        """Send the mandant's due entries; False if sending with its account stopped."""
         try:
             mailer = self.mailers(m.smtp)
         except SecretUnavailable as exc:  # says which file and what to do
             report.stopped.append(str(exc))
-            return
-        run = _Run(m, mailer, throttle, started, force, report)
+            return False
+        run = _Run(m, mailer, account, Limits.of(m.smtp), started, force, report)
         # the next mail is built while the server takes the current one
         with mailer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as pool:
             for batch in self._batches(run):
                 try:
                     for c, built in _prebuilt(pool, self.composer, m, batch, self.clock):
-                        if self.stop.is_set() or not self._pace(run):
-                            self.commands.unclaim(batch, self.worker, self.clock.now())
-                            return
+                        if self.stop.is_set():
+                            raise _Halt(None)
                         self._send_one(run, c, built.result())
                         batch = batch[1:]
                 except RunStopped as exc:
                     self.commands.unclaim(batch, self.worker, self.clock.now())
-                    report.stopped.append(explain(exc.reply))
-                    log.error("send run stopped for %s: %s", m.smtp.server, explain(exc.reply))
-                    return
+                    stop = stop_for(exc.reply)
+                    line = (self._stopped(run, stop, exc.reply) if stop is not None
+                            else explain(exc.reply))
+                    report.stopped.append(line)
+                    log.error("send run stopped for %s: %s", account, line)
+                    return False
+                except _Halt as halt:
+                    self.commands.unclaim(batch, self.worker, self.clock.now())
+                    if halt.line is not None:
+                        (report.paused if halt.paused else report.stopped).append(halt.line)
+                        (log.info if halt.paused else log.error)(
+                            "sending with %s %s: %s", account,
+                            "paused" if halt.paused else "stopped", halt.line)
+                    return False
+        return True
+
+    def _stopped(self, run: _Run, stop: Stop, reply: Reply) -> str:
+        """The line for a reply about the account; a slow-down or a block also starts
+        the account's cool-down (shared with every process sending with it)."""
+        line = explain_stop(stop, reply, run.m.smtp.username, run.m.sender.address)
+        if stop is Stop.SESSION:
+            return line
+        pause = self.accounts.cool(run.account, stop, line, self.clock.now())
+        return f"{line}; resumes {self._local(pause.until)}"
+
+    def _local(self, when: datetime) -> str:
+        local = when.astimezone(self.config.window.tz)
+        today = self.clock.now().astimezone(self.config.window.tz).date()
+        return local.strftime("%H:%M" if local.date() == today else "%d.%m.%Y %H:%M")
+
+    def _paused(self, run: _Run, pause: Pause) -> _Halt:
+        what = ("URGENT: blocked by the provider for suspected spam" if pause.blocked
+                else "cooling down after the provider said slow down"
+                if pause.kind is PauseKind.COOL_DOWN else "quota reached")
+        return _Halt(f"sending with {run.account} waits until {self._local(pause.until)}"
+                     f" ({what}: {pause.reason})", paused=not pause.blocked)
 
     def _batches(self, run: _Run) -> Iterator[list[Claimed]]:
         """Due entries of the mandant, claimed a few at a time, until none are left."""
@@ -172,13 +232,14 @@ class Delivery:
                 return
             yield batch
 
-    def _pace(self, run: _Run) -> bool:
-        """Wait until the throttle lets the next mail go; False if stopped meanwhile."""
-        wait = run.throttle.wait_time(self.clock.monotonic())
-        while wait > 0 and not self.stop.is_set():
-            self.clock.sleep(min(wait, 1.0))
-            wait = run.throttle.wait_time(self.clock.monotonic())
-        return not self.stop.is_set()
+    def _wait_until(self, at: datetime) -> bool:
+        """Wait for the account's pacing slot; False if told to stop meanwhile."""
+        while not self.stop.is_set():
+            left = (at - self.clock.now()).total_seconds()
+            if left <= 0:
+                return True
+            self.clock.sleep(min(left, 0.5))
+        return False
 
     def _send_one(self, run: _Run, c: Claimed, built: Built | str) -> None:
         """Offer the message to the recipients still due, and record what each got."""
@@ -198,15 +259,31 @@ class Delivery:
             self._finish(run, c, verdict, Finish(server="", outcome=verdict.outcome.value,
                                                  code=None, reply="nothing left to send"))
             return
-        if not self.commands.renew(c, self.worker, now + _lease(run.m, 1)):
+        if built.eight_bit and not built.smtputf8 and not run.mailer.accepts_8bit():
+            rebuilt = self.composer.build(run.m, c, now, seven_bit=True)
+            built = rebuilt if isinstance(rebuilt, Built) else built
+        slot = self.accounts.reserve(run.account, run.limits, len(due), now, force=run.force)
+        if isinstance(slot, Pause):
+            raise self._paused(run, slot)
+        if not self._wait_until(slot.at):
+            self.accounts.release(slot)
+            raise _Halt(None)
+        if not self.commands.renew(c, self.worker, self.clock.now() + _lease(run.m, 1)):
+            self.accounts.release(slot)
             log.error("entry %d: its claim ran out and another process took it over; not"
                       " sent from here", c.id)
             return
         result = run.mailer.send(Address(run.m.sender.address).envelope, due, built.data,
                                  smtputf8=built.smtputf8)
-        run.throttle.record(self.clock.monotonic())
         now = self.clock.now()
         reply = result.reply
+        stop = stop_for(reply)
+        if stop is not None:  # about the account, not this mail: it goes back untouched
+            if stop is Stop.SESSION and reply.stage in (Stage.MAIL, Stage.EHLO):
+                self.accounts.release(slot)  # nothing was offered
+            raise _Halt(self._stopped(run, stop, reply))
+        if slot.cool_level and reply.code is not None and 200 <= reply.code < 300:
+            self.accounts.cleared(run.account, now)
         verdict = judge(settle(c.deliveries, result, now), reply,
                         first_attempt_at=c.first_attempt_at,
                         transient_failures=c.transient_failures, now=now,

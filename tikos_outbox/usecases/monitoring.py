@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tikos_outbox.core.ports import Clock, OutboxCommands, OutboxQueries
+from tikos_outbox.core.pacing import AccountState, Limits, account_of
+from tikos_outbox.core.ports import Clock, OutboxCommands, OutboxQueries, SendingAccounts
 from tikos_outbox.core.settings import Config
 
 HEARTBEAT_STALE_S = 180
@@ -21,6 +22,33 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class AccountStatus:
+    """One sending account as `status` shows it: what it sent, its limits, and why it
+    waits, if it does."""
+
+    name: str
+    mandants: list[int]
+    limits: Limits
+    state: AccountState | None  # None: nothing sent with it yet
+    paused_until: datetime | None
+    paused_because: str | None
+    blocked: bool
+
+    def as_json(self) -> dict[str, Any]:
+        st = self.state
+        return {"account": self.name, "mandants": self.mandants,
+                "limits": {"max_per_minute": self.limits.per_minute,
+                           "max_per_hour": self.limits.per_hour,
+                           "max_per_day": self.limits.per_day,
+                           "max_recipients_per_day": self.limits.recipients_per_day},
+                "sent_last_hour": st.sent_last_hour if st else 0,
+                "sent_last_day": st.sent_last_day if st else 0,
+                "recipients_last_day": st.recipients_last_day if st else 0,
+                "paused_until": self.paused_until.isoformat() if self.paused_until else None,
+                "paused_because": self.paused_because, "blocked": self.blocked}
+
+
+@dataclass(frozen=True)
 class Status:
     counts: dict[str, int]
     attention: int
@@ -30,12 +58,14 @@ class Status:
     last_error: dict[str, str] | None
     service: ServiceState
     first_pass_waiting: list[int]  # mandants whose folder was never listed completely
+    accounts: list[AccountStatus]
 
     def as_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "attention": self.attention, "last_run": self.last_run,
                 "last_run_report": self.last_run_report, "next_run": self.next_run,
                 "last_error": self.last_error,
                 "first_pass_waiting": self.first_pass_waiting,
+                "accounts": [a.as_json() for a in self.accounts],
                 "service": {"running": self.service.running,
                             "last_seen": self.service.last_seen,
                             "worker": self.service.worker}}
@@ -45,10 +75,11 @@ class Monitor:
     """The Notes port, the heartbeat, and the status view."""
 
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
-                 clock: Clock, worker: str) -> None:
+                 accounts: SendingAccounts, clock: Clock, worker: str) -> None:
         self.config = config
         self.queries = queries
         self.commands = commands
+        self.accounts = accounts
         self.clock = clock
         self.worker = worker
 
@@ -80,7 +111,29 @@ class Monitor:
                                  worker=heartbeat.get("worker") if heartbeat else None),
             first_pass_waiting=[m.id for m in self.config.enabled_mandants
                                 if q.get_meta(f"first_pass:{m.id}")
-                                and not q.get_meta(f"baseline:{m.id}")])
+                                and not q.get_meta(f"baseline:{m.id}")],
+            accounts=self.account_statuses(now))
+
+    def account_statuses(self, now: datetime) -> list[AccountStatus]:
+        """Every account the enabled mandants send with, and any other that rests."""
+        states = {a.name: a for a in self.accounts.states(now)}
+        configured: dict[str, tuple[Limits, list[int]]] = {}
+        for m in self.config.enabled_mandants:
+            limits, mandants = configured.setdefault(account_of(m.smtp),
+                                                     (Limits.of(m.smtp), []))
+            mandants.append(m.id)
+        out = []
+        for name in [*configured, *(n for n in states if n not in configured)]:
+            state = states.get(name)
+            pause = state.pause(now) if state else None
+            if name not in configured and pause is None:
+                continue  # an account no longer in the config, resting no more
+            limits, mandants = configured.get(name, (Limits(), []))
+            out.append(AccountStatus(name, mandants, limits, state,
+                                     pause.until if pause else None,
+                                     pause.reason if pause else None,
+                                     bool(pause and pause.blocked)))
+        return out
 
 
 def _json(text: str | None) -> Any:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Sequence
 from datetime import date, tzinfo
 
 from tikos_outbox.core.message import Mail, build_message, envelope, make_message_id
+from tikos_outbox.core.pacing import Pause
 from tikos_outbox.core.ports import (
     Clock,
     MailerFactory,
     OutboxCommands,
     OutboxQueries,
     SecretUnavailable,
+    SendingAccounts,
 )
 from tikos_outbox.core.replies import Outcome, RunStopped, classify, explain
 from tikos_outbox.core.settings import Config
@@ -26,10 +29,11 @@ MAX_LISTED = 200
 
 class DailyReport:
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
-                 mailers: MailerFactory, clock: Clock) -> None:
+                 accounts: SendingAccounts, mailers: MailerFactory, clock: Clock) -> None:
         self.config = config
         self.queries = queries
         self.commands = commands
+        self.accounts = accounts
         self.mailers = mailers
         self.clock = clock
 
@@ -48,7 +52,9 @@ class DailyReport:
             return False
         rows = self.problems()
         now = self.clock.now()
-        if not rows:
+        paused = [(a.name, pause) for a in self.accounts.states(now)
+                  if (pause := a.pause(now)) is not None]
+        if not rows and not paused:
             self.commands.set_meta(key, "nothing to report", now)
             return False
         sender = self.config.sender
@@ -56,7 +62,8 @@ class DailyReport:
                     reply_to=None, to=tuple(to),
                     subject=f"tikos-outbox: {_count(rows)} Dokument(e) brauchen Aufmerksamkeit"
                             f" ({day:%d.%m.%Y})",
-                    body=report_text(day, rows, self.config.window.tz), filename="", pdf=None,
+                    body=report_text(day, rows, self.config.window.tz, paused), filename="",
+                    pdf=None,
                     message_id=make_message_id(uuid.uuid4().hex, sender.address),
                     date=now.astimezone(self.config.window.tz))
         try:
@@ -77,10 +84,24 @@ def _count(rows: list[EntryView]) -> str:
     return f"mehr als {MAX_LISTED}" if len(rows) > MAX_LISTED else str(len(rows))
 
 
-def report_text(day: date, rows: list[EntryView], tz: tzinfo) -> str:
-    """The report's body, for the office: each entry with what to do."""
+def report_text(day: date, rows: list[EntryView], tz: tzinfo,
+                paused: Sequence[tuple[str, Pause]] = ()) -> str:
+    """The report's body, for the office: the sending accounts that wait (a block for
+    spam first), then each entry with what to do."""
     lines = [f"tikos-outbox auf {socket.gethostname()}, {day:%d.%m.%Y}: {_count(rows)}"
              " Dokument(e) erreichen den Kunden nicht ohne Ihr Zutun.", ""]
+    for name, pause in sorted(paused, key=lambda p: not p[1].blocked):
+        until = f"{pause.until.astimezone(tz):%d.%m.%Y %H:%M}"
+        if pause.blocked:
+            lines.append(f"DRINGEND: Der Anbieter hat das Versandkonto {name} wegen"
+                         " Spamverdachts gesperrt. Es geht nichts mehr hinaus, bis die IT"
+                         " das Konto beim Anbieter freischalten lässt (Microsoft 365:"
+                         " Defender-Portal, Restricted entities); danach"
+                         f" tikos-outbox flush. Antwort des Servers: {pause.reason}")
+        else:
+            lines.append(f"Versand mit {name} pausiert bis {until} (geht danach von selbst"
+                         f" weiter): {pause.reason}")
+        lines.append("")
     for v in rows[:MAX_LISTED]:
         lines.append(f"- Eintrag {v.id} ({v.state}, aufgenommen"
                      f" {v.created_at.astimezone(tz):%d.%m.%Y %H:%M}), Mandant {v.mandant},"

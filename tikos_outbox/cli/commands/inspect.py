@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from tikos_outbox.cli.context import Context, UsageError
 from tikos_outbox.cli.output import entry_json, fmt_time, print_json, table
 from tikos_outbox.cli.parser import EXIT_OK
 from tikos_outbox.core.views import EntryView, ListFilter
+from tikos_outbox.usecases.monitoring import AccountStatus
 
 
 def run_status(ctx: Context) -> int:
@@ -25,10 +28,33 @@ def run_status(ctx: Context) -> int:
     print(f"next run:   {fmt_time(st.next_run, tz)}")
     err = st.last_error
     print(f"last error: {err['text']} ({fmt_time(err['at'], tz)})" if err else "last error: —")
+    for acc in st.accounts:
+        print(_account_line(acc, tz))
     for mandant in st.first_pass_waiting:
         print(f"mandant {mandant}: the first complete pass over its folder is still due (it"
               " could not be listed); files modified before the first start stay history")
     return EXIT_OK
+
+
+def _account_line(acc: AccountStatus, tz: tzinfo) -> str:
+    """One sending account: what it sent against its limits, and why it waits."""
+    lim = acc.limits
+    sent = acc.state
+    parts = [f"{sent.sent_last_hour if sent else 0}"
+             + (f" of {lim.per_hour}" if lim.per_hour else "") + " in the last hour",
+             f"{sent.sent_last_day if sent else 0}"
+             + (f" of {lim.per_day}" if lim.per_day else "") + " in the last 24 h"]
+    if lim.recipients_per_day:
+        parts.append(f"{sent.recipients_last_day if sent else 0} of"
+                     f" {lim.recipients_per_day} recipients in the last 24 h")
+    if lim.per_minute:
+        parts.append(f"paced {lim.per_minute}/min")
+    line = f"sending:    {acc.name}: " + ", ".join(parts)
+    if acc.paused_until is not None:
+        what = "URGENT, blocked by the provider" if acc.blocked else "waits"
+        until = fmt_time(acc.paused_until.isoformat(), tz)
+        line += f"\n            {what} until {until}: {acc.paused_because}"
+    return line
 
 
 def run_list(ctx: Context) -> int:

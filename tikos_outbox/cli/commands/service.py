@@ -77,4 +77,6 @@ def run_flush(ctx: Context) -> int:
               + (f", skipped {report.skipped}" if report.skipped else ""))
         for why in report.stopped:
             print(f"stopped: {why}", file=sys.stderr)
+        for why in report.paused:
+            print(f"paused: {why}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FAILED

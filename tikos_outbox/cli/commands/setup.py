@@ -39,8 +39,10 @@ def run_secret(ctx: Context) -> int:
             raise UsageError("the two entries differ; nothing was stored")
     if not value:
         raise UsageError(f"an empty {label} was not stored")
-    key = set_secret(ctx.config_path, which, value)
-    print(f"stored the {label} encrypted in {ctx.config_path} ([smtp] {key})")
+    mandant = ctx.args.mandant
+    key = set_secret(ctx.config_path, which, value, mandant=mandant)
+    where = "[smtp]" if mandant is None else f"[mandant.smtp] of mandant {mandant}"
+    print(f"stored the {label} encrypted in {ctx.config_path} ({where} {key})")
     return EXIT_OK
 
 

@@ -1,0 +1,119 @@
+"""The sending accounts' budget (SendingAccounts): pacing slots, the log of sends
+counted against quotas, and cool-downs, in the outbox database.
+
+Every decision is one transaction that holds the account's row (SQLite: the
+write lock of BEGIN IMMEDIATE; PostgreSQL: SELECT … FOR UPDATE), so that two
+processes sending with one account never both take the last mail of a quota or
+the same pacing slot.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+
+from tikos_outbox.core.pacing import (
+    DAY,
+    HOUR,
+    KEEP_SENDS,
+    AccountState,
+    Limits,
+    Pause,
+    PauseKind,
+    Reserved,
+    Send,
+    cool_down,
+    quota_pause,
+)
+from tikos_outbox.core.replies import Stop
+from tikos_outbox.store.engine import READ_ONLY, mapped
+from tikos_outbox.store.tables import Tables
+
+
+class Accounts:
+    def __init__(self, engine: Engine, tables: Tables) -> None:
+        self.engine = engine
+        self.t = tables
+        self.A = tables.account.c
+        self.S = tables.account_send.c
+        dialect = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}")
+        self._ensure = dialect.insert(tables.account).on_conflict_do_nothing(
+            index_elements=["name"])
+
+    def _hold(self, conn: Connection, account: str, now: datetime) -> Row[tuple[object, ...]]:
+        """The account's row, created if new, locked until the transaction ends."""
+        conn.execute(self._ensure, {"name": account, "cool_level": 0, "updated_at": now})
+        return conn.execute(select(self.t.account).where(self.A.name == account)
+                            .with_for_update()).one()
+
+    @mapped
+    def reserve(self, account: str, limits: Limits, recipients: int, now: datetime,
+                force: bool = False) -> Reserved | Pause:
+        A, S = self.A, self.S
+        with self.engine.begin() as conn:
+            row = self._hold(conn, account, now)
+            if row.cool_until is not None and row.cool_until > now and not force:
+                return Pause(PauseKind.COOL_DOWN, row.cool_until, row.cool_reason or "",
+                             blocked=row.cool_kind == Stop.BLOCKED.value)
+            if limits.counted:
+                sends = [Send(r.at, r.recipients) for r in conn.execute(
+                    select(S.at, S.recipients).where(S.account == account, S.at > now - DAY)
+                    .order_by(S.at))]
+                pause = quota_pause(sends, limits, now, recipients)
+                if pause is not None:
+                    conn.execute(update(self.t.account).where(A.name == account).values(
+                        quota_until=pause.until, quota_reason=pause.reason, updated_at=now))
+                    return pause
+            slot = max(now, row.next_slot_at or now)
+            conn.execute(update(self.t.account).where(A.name == account).values(
+                next_slot_at=slot + limits.interval, quota_until=None, quota_reason=None,
+                updated_at=now))
+            send_id = conn.execute(insert(self.t.account_send).values(
+                account=account, at=slot, recipients=recipients).returning(S.id)).scalar_one()
+            conn.execute(delete(self.t.account_send).where(
+                S.account == account, S.at < now - KEEP_SENDS))
+            return Reserved(send_id, account, slot, int(row.cool_level))
+
+    @mapped
+    def release(self, slot: Reserved) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(self.t.account_send).where(self.S.id == slot.send_id))
+
+    @mapped
+    def cool(self, account: str, stop: Stop, reason: str, now: datetime) -> Pause:
+        with self.engine.begin() as conn:
+            row = self._hold(conn, account, now)
+            level = int(row.cool_level) + 1
+            until = now + cool_down(stop, level)
+            conn.execute(update(self.t.account).where(self.A.name == account).values(
+                cool_until=until, cool_level=level, cool_kind=stop.value, cool_reason=reason,
+                updated_at=now))
+        return Pause(PauseKind.COOL_DOWN, until, reason, blocked=stop is Stop.BLOCKED)
+
+    @mapped
+    def cleared(self, account: str, now: datetime) -> None:
+        A = self.A
+        with self.engine.begin() as conn:
+            conn.execute(update(self.t.account).where(A.name == account, A.cool_level > 0)
+                         .values(cool_until=None, cool_level=0, cool_kind=None,
+                                 cool_reason=None, updated_at=now))
+
+    @mapped
+    def states(self, now: datetime) -> list[AccountState]:
+        A, S = self.A, self.S
+        counts = (select(S.account,
+                         func.count().filter(S.at > now - HOUR).label("hour"),
+                         func.count().label("day"),
+                         func.coalesce(func.sum(S.recipients), 0).label("rcpts"))
+                  .where(S.at > now - DAY).group_by(S.account).subquery())
+        query = (select(self.t.account, counts.c.hour, counts.c.day, counts.c.rcpts)
+                 .outerjoin(counts, counts.c.account == A.name).order_by(A.name))
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            return [AccountState(
+                name=r.name, sent_last_hour=int(r.hour or 0), sent_last_day=int(r.day or 0),
+                recipients_last_day=int(r.rcpts or 0), cool_until=r.cool_until,
+                cool_kind=Stop(r.cool_kind) if r.cool_kind else None,
+                cool_reason=r.cool_reason, quota_until=r.quota_until,
+                quota_reason=r.quota_reason) for r in conn.execute(query)]
