@@ -153,12 +153,25 @@ def test_heartbeat_and_clean_stop_on_sigterm(tmp_path: Path) -> None:
         wait_until(lambda: status()["service"]["running"])
         (site.mandant_folder() / "RE_9_4711.pdf").write_bytes(make_pdf(["live"]))
         wait_until(lambda: status()["counts"]["pending"] == 1)
+        # a second run on the same outbox is refused, and says which one runs
+        second = subprocess.run([sys.executable, "-m", "tikos_outbox", "--config",
+                                 str(site.config), "run"], capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 2
+        assert f"another tikos-outbox run (PID {proc.pid}) already serves" in second.stderr
+        assert status()["service"]["running"] is True  # and the first still shows
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert status()["service"]["running"] is False
     log = (tmp_path / "tikos-outbox.log").read_text(encoding="utf-8")
     assert "entry 1 pending: RE_9_4711.pdf" in log and "stopped" in log
+    # journald and WinSW see a start and a stop line in the foreground
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode("utf-8")
+    assert f"starting: config {site.config}; log {tmp_path / 'tikos-outbox.log'}" in out
+    assert f"watching mandant 1 {site.mandant_folder()} (polling); next send run" in out
+    assert out.rstrip().endswith("tikos-outbox stopped")
 
 
 def test_send_scheduler_runs_once_per_slot_and_skips_slots_passed_during_a_run(

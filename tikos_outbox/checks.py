@@ -60,9 +60,9 @@ def _key_checks(config: Config) -> list[Check]:
     try:
         ring = KeyRing(key_file)
         out.append(Check("key file", True, f"{key_file} ({len(ring.keys)} key(s))"))
-        if insecure_permissions(key_file):
-            out.append(Check("key file permissions", False,
-                             f"{key_file} is readable by other users; run: chmod 600 {key_file}"))
+        loose = insecure_permissions(key_file)
+        if loose is not None:
+            out.append(Check("key file permissions", False, loose))
         tokens: dict[str, str] = {}  # a mandant's own secret is checked as well
         for where, smtp in [("", config.smtp)] + [(f" of mandant {m.id}", m.smtp)
                                                   for m in config.mandants]:

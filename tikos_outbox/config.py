@@ -48,12 +48,12 @@ ENV_VAR = "TIKOS_OUTBOX_CONFIG"
 DEFAULT_NAME = "tikos-outbox.toml"
 
 def find_config_path(explicit: str | None, cwd: Path | None = None) -> Path:
-    """--config, else $TIKOS_OUTBOX_CONFIG, else ./tikos-outbox.toml."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
+    """--config, else $TIKOS_OUTBOX_CONFIG, else ./tikos-outbox.toml; a folder means
+    the tikos-outbox.toml inside it."""
+    given = explicit or os.environ.get(ENV_VAR)
+    if given:
+        path = Path(given)
+        return path / DEFAULT_NAME if path.is_dir() else path
     return (cwd or Path.cwd()) / DEFAULT_NAME
 
 
@@ -65,12 +65,20 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError:
         raise ConfigError(path, None, "no such config file (create one with `tikos-outbox init`)"
                           ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, "is not saved as UTF-8 (an editor wrote it as ANSI or"
+                          " UTF-16); save it as UTF-8, e.g. in Notepad: Save as, Encoding:"
+                          " UTF-8") from None
+    except OSError as exc:
         raise ConfigError(path, None, f"cannot be read: {exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, None, f"is not valid TOML: {exc}") from None
+        hint = ""
+        if "escape" in str(exc).lower() or "\\" in str(exc):
+            hint = (" — a Windows path in double quotes needs every \\ doubled; simpler,"
+                    " write it in single quotes: folder = '\\\\fileserver\\SoCom$\\Archiv'")
+        raise ConfigError(path, None, f"is not valid TOML: {exc}{hint}") from None
     return parse_config(data, path)
 
 
@@ -168,11 +176,11 @@ def _smtp(s: Section, base: Path) -> SmtpSettings:
     ca_file = s.path("ca_file", base, None)
     auth = s.choice("auth", Auth, Auth.ANONYMOUS)
     username = s.str_("username", None)
-    password = s.str_("password", None)
+    password = s.str_("password", None, empty=True) or None  # "": init's placeholder
     tenant = s.str_("oauth2_tenant", None)
     token_url = s.str_("oauth2_token_url", None)
     client_id = s.str_("oauth2_client_id", None)
-    client_secret = s.str_("oauth2_client_secret", None)
+    client_secret = s.str_("oauth2_client_secret", None, empty=True) or None
     scope = s.str_("oauth2_scope", "https://outlook.office365.com/.default")
     timeout = s.num("timeout_s", 60, 1, 3600)
     per_minute = s.int_("max_per_minute", 30, 0, 100000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -67,12 +68,46 @@ def read_keys(path: Path) -> list[bytes]:
     return keys
 
 
-def insecure_permissions(path: Path) -> bool:
-    """Whether others than the owner may read the key file (POSIX only)."""
+def insecure_permissions(path: Path) -> str | None:
+    """Who may read or change the key file besides its owner and its group's readers,
+    in words, with the fix; None when only they may (POSIX; on Windows the ACL)."""
     if sys.platform == "win32":
-        return False
-    mode = path.stat().st_mode
-    return bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+        return None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & stat.S_IRWXO:
+        return (f"{path} can be read by every account on this machine (mode {mode:04o});"
+                f" run: chmod 640 {path} (its owner and its group, the service's, only)")
+    if mode & stat.S_IWGRP:
+        return (f"{path} can be changed by its group (mode {mode:04o}); run: chmod 640"
+                f" {path}")
+    return None
+
+
+def replace_keeping_owner(path: Path, data: bytes) -> None:
+    """Replace a file the administrator set up (config, key file) with `data`, keeping
+    its owner, group and mode (and on Windows its ACL): after `secret set` as root
+    the service account still reads it."""
+    st = path.stat()
+    if sys.platform == "win32":  # a new file would get the folder's ACL, not this one's
+        with path.open("r+b") as f:
+            f.write(data)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            os.chown(tmp, st.st_uid, st.st_gid)  # root can; anyone else keeps their own
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class KeyRing:
@@ -100,11 +135,6 @@ class KeyRing:
         """Prepend a new key to the key file (atomically) and return the new ring."""
         new = Fernet.generate_key()
         keys = [new, *self.keys]
-        tmp = self.path.with_name(self.path.name + ".new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(HEADER + "".join(k.decode("ascii") + "\n" for k in keys))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        text = HEADER + "".join(k.decode("ascii") + "\n" for k in keys)
+        replace_keeping_owner(self.path, text.encode("ascii"))
         return KeyRing(self.path), keys

@@ -30,7 +30,7 @@ security = "starttls"           # "none" | "starttls" (usually 587) | "ssl" (imp
 verify_tls = true               # check the server's certificate; ca_file = "ca.pem" adds a CA
 auth = "password"               # "anonymous" (no login) | "password" | "oauth2"
 username = "rechnung@example.com"
-# password = set with `tikos-outbox secret set` (stored encrypted, never as plain text)
+password = ""                   # `tikos-outbox secret set` writes it here, encrypted
 timeout_s = 60
 max_per_minute = 30             # pacing: mails spaced evenly (30 = one every 2 s); 0 = none
 max_per_hour = 0                # quotas of this sending account (server + login), shared by

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 from pathlib import Path
 from typing import Any
 
 from tikos_outbox.core.ports import LookupUnavailable
 from tikos_outbox.core.settings import RecipientSettings
+
+log = logging.getLogger("tikos_outbox")
 
 
 class SqlLookup:
@@ -81,9 +84,16 @@ class CsvLookup:
             mtime = self.path.stat().st_mtime
             if mtime == self._mtime:
                 return
-            text = self.path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
+            raw = self.path.read_bytes()
+        except OSError as exc:
             raise LookupUnavailable(f"cannot read the address file {self.path}: {exc}") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # German Excel's "CSV (Trennzeichen-getrennt)" is Windows-1252
+            text = raw.decode("cp1252", errors="replace")
+            log.warning("the address file %s is not UTF-8; read it as Windows-1252 (what"
+                        " German Excel saves). To be sure, save it as \"CSV UTF-8\"", self.path)
         dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else "a;b;c", ";,")
         # extra cells after "email" are further addresses: 1;4711;a@x.de;b@x.de
         reader = csv.DictReader(text.splitlines(), dialect=dialect, restkey="\0more")

@@ -4,7 +4,6 @@ the key file, the encrypted secrets in the config, and copying an outbox."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import tomlkit
 import tomlkit.exceptions
 
 from tikos_outbox.config import DEFAULT_NAME, ConfigError, resolve_path
-from tikos_outbox.credentials import KeyRing, create_key_file
+from tikos_outbox.credentials import KeyRing, create_key_file, replace_keeping_owner
 from tikos_outbox.init_template import TEMPLATE
 from tikos_outbox.providers import PROVIDERS, Provider
 
@@ -35,6 +34,8 @@ def init_dir(folder: Path, provider: str = "custom") -> list[Path]:
     create_key_file(key)
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        if hasattr(os, "fchmod"):
+            os.fchmod(f.fileno(), 0o640)  # the group may read it, whatever the umask
         f.write(tomlkit.dumps(doc))
     return [config, key]
 
@@ -45,6 +46,11 @@ def _apply(doc: tomlkit.TOMLDocument, p: Provider) -> None:
     smtp: Any = doc["smtp"]
     for k, v in {**p.smtp, **p.limits}.items():
         smtp[k] = v
+    if p.smtp.get("auth") == "oauth2":  # the placeholder for the secret it uses instead
+        smtp["oauth2_client_secret"] = ""
+        smtp["oauth2_client_secret"].comment(
+            "`tikos-outbox secret set client-secret` writes it here, encrypted")
+        del smtp["password"]
     smtp.add(tomlkit.comment(f"The limits above stay below what {p.label} publishes:"))
     smtp.add(tomlkit.comment(p.published))
     smtp.add(tomlkit.comment(f"Source: {p.source} (checked 2026-12-02)"))
@@ -69,19 +75,20 @@ def _key_file(config: Path, doc: Any) -> Path:
 
 
 def _write_doc(config: Path, doc: tomlkit.TOMLDocument) -> None:
-    """Replace the config atomically, keeping its permissions."""
-    mode = config.stat().st_mode & 0o777
-    fd, tmp = tempfile.mkstemp(prefix=".tikos-outbox-", suffix=".toml", dir=config.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(tomlkit.dumps(doc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, config)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace the config atomically, keeping its owner, group and mode."""
+    replace_keeping_owner(config, tomlkit.dumps(doc).encode("utf-8"))
+
+
+def auth_of(config: Path, mandant: int | None = None) -> str:
+    """The `auth` a secret would be for, as the file says (the config may not load yet:
+    its password is what is being stored)."""
+    doc = _load_doc(config)
+    smtp: Any = doc.get("smtp", {})
+    auth = str(smtp.get("auth", "anonymous"))
+    for m in doc.get("mandant", []) or []:
+        if mandant is not None and m.get("id") == mandant:
+            auth = str(m.get("smtp", {}).get("auth", auth))
+    return auth
 
 
 def set_secret(config: Path, which: str, plaintext: str, mandant: int | None = None) -> str:

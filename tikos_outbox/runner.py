@@ -114,8 +114,10 @@ def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
     return wrapper
 
 
-def run(outbox: Outbox, ready: threading.Event | None = None) -> None:
-    """Watch and send until outbox.stop is set."""
+def run(outbox: Outbox, ready: threading.Event | None = None,
+        announce: Callable[[str], None] | None = None) -> None:
+    """Watch and send until outbox.stop is set; `announce` gets the start line (what
+    is watched and how, the next send run) and the stop line."""
     cfg = outbox.config
     monitor = outbox.monitor
     for m in cfg.enabled_mandants:  # before anything: what is older is history
@@ -132,8 +134,13 @@ def run(outbox: Outbox, ready: threading.Event | None = None) -> None:
     log.info("start-up pass: %d files seen, recorded %s", report.files_seen,
              report.recorded or "nothing new")
     sender = SendScheduler(outbox)
-    log.info("next send run at %s", cfg.window.next_slot(outbox.clock.now())
-             .astimezone(cfg.window.tz).strftime("%Y-%m-%d %H:%M %Z"))
+    next_run = (cfg.window.next_slot(outbox.clock.now()).astimezone(cfg.window.tz)
+                .strftime("%Y-%m-%d %H:%M %Z"))
+    log.info("next send run at %s", next_run)
+    if announce is not None:
+        watched = "; ".join(f"mandant {st.mandant.id} {st.mandant.folder} ({st.mode})"
+                            for st in watcher.folders.values()) or "no enabled mandant"
+        announce(f"tikos-outbox runs: watching {watched}; next send run {next_run}")
 
     def reconcile() -> None:
         """Events can be lost: compare every folder with the outbox (cheap: only
@@ -184,3 +191,5 @@ def run(outbox: Outbox, ready: threading.Event | None = None) -> None:
         sender.join(timeout=cfg.smtp.timeout_s + 5)
         monitor.heartbeat(running=False)
         log.info("stopped")
+        if announce is not None:
+            announce("tikos-outbox stopped")

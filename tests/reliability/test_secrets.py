@@ -104,5 +104,5 @@ def test_key_file_is_private_and_a_readable_one_is_reported(
     os.chmod(tmp_path / "site" / "tikos-outbox.key", 0o644)
     capsys.readouterr()
     assert site.cli("check") == 1
-    assert "readable by other users" in capsys.readouterr().out
+    assert "can be read by every account on this machine" in capsys.readouterr().out
     sys.stdin = io.StringIO("")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tikos_outbox.cli.errors import explain_failure
 
     Logs.start(args.verbose)
+    # the outbox database, its WAL and the log hold every invoice and address: new
+    # files are the owner's alone (init sets the config's group bit itself)
+    umask = os.umask(0o077) if os.name == "posix" else None
     ctx: Context | None = None
     try:
         ctx = Context(args)
@@ -43,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ctx is not None:
             ctx.close()
         Logs.stop()
+        if umask is not None:
+            os.umask(umask)
 
 
 __all__ = ["EXIT_USAGE", "main"]

@@ -191,6 +191,15 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+def _common(p: argparse.ArgumentParser, default: object) -> None:
+    """--config and -v, taken before or after the command name (SUPPRESS: the one not
+    given does not overwrite the one given)."""
+    p.add_argument("--config", metavar="PATH", default=default,
+                   help="the config file (TOML), or the folder that holds tikos-outbox.toml")
+    p.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="log details to stderr")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="tikos-outbox",
@@ -198,16 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Config: --config PATH, else $TIKOS_OUTBOX_CONFIG, else ./tikos-outbox.toml."
                " Exit codes: 0 done, 1 something failed, 2 bad usage or config.",
     )
-    p.add_argument("--config", metavar="PATH", help="the config file (TOML)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    _common(p, argparse.SUPPRESS)  # before the command …
+    p.set_defaults(config=None, verbose=False)
     p.add_argument("--version", action="version", version=f"tikos-outbox {__version__}")
+    common = Parser(add_help=False)
+    _common(common, argparse.SUPPRESS)  # … or after it: `tikos-outbox status --config X`
     json_flag = Parser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="one JSON document on stdout")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for c in COMMANDS:
         sp = sub.add_parser(c.name, help=c.help, description=c.help,
                             epilog=f"example: {c.example}",
-                            parents=[json_flag] if c.json else [],
+                            parents=[common, json_flag] if c.json else [common],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(command_def=c)
         if c.args is not None:

@@ -73,6 +73,9 @@ def run_list(ctx: Context) -> int:
                 [[str(v.id), v.state, str(v.mandant), v.path, v.customer,
                   ", ".join(v.recipients or []) or "—", fmt_time(v.created_at, tz), _note(v)]
                  for v in rows]))
+    if a.limit and len(rows) >= a.limit:
+        print(f"(the newest {a.limit} shown; there may be more: --limit 1000, or narrow with"
+              " --state, --since, --customer)")
     return EXIT_OK
 
 

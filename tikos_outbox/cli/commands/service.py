@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 from types import FrameType
 
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from tikos_outbox import __version__
-from tikos_outbox.cli.context import Context
+from tikos_outbox.cli.context import Context, Logs, UsageError
 from tikos_outbox.cli.output import print_json
 from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK
 from tikos_outbox.runner import run
+from tikos_outbox.store import safe_url
 from tikos_outbox.usecases.intake import FirstPass
 from tikos_outbox.usecases.scan import ScanReport
+from tikos_outbox.wiring import Outbox
+from tikos_outbox.workers import dead_worker
 
 log = logging.getLogger("tikos_outbox")
 
@@ -29,9 +33,33 @@ def run_run(ctx: Context) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGBREAK", None)):
         if sig is not None:
             signal.signal(sig, on_signal)
+    other = another_run(outbox)
+    if other is not None:
+        raise UsageError(other)
     log.info("tikos-outbox %s starting (config %s)", __version__, ctx.config.path)
-    run(outbox)
+    logs = [str(f.path) for f in Logs.files()]
+    print(f"tikos-outbox {__version__} starting: config {ctx.config.path}; log "
+          f"{', '.join(logs) or 'none'}", flush=True)
+    run(outbox, announce=lambda line: print(line, flush=True))
     return EXIT_OK
+
+
+def another_run(outbox: Outbox) -> str | None:
+    """Why this `run` must not start: another one serves this outbox on this host (its
+    recorded PID lives). One on another host is only warned about: several workers
+    on one PostgreSQL outbox are a set-up of their own."""
+    svc = outbox.monitor.status().service
+    if not svc.running or svc.worker is None or svc.worker == outbox.worker:
+        return None
+    host, _, pid = svc.worker.rpartition(":")
+    if host == socket.gethostname() and not dead_worker(svc.worker):
+        return (f"another tikos-outbox run (PID {pid}) already serves this outbox"
+                f" ({safe_url(outbox.config.outbox.database)}); stop it first (systemctl"
+                " stop tikos-outbox, or the Windows service)")
+    if host != socket.gethostname():
+        log.warning("a tikos-outbox run on %s (PID %s) also serves this outbox; both send,"
+                    " each entry once", host, pid)
+    return None
 
 
 def run_scan(ctx: Context) -> int:

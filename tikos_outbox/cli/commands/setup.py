@@ -10,7 +10,8 @@ from tikos_outbox.checks import run_checks, send_test_mail
 from tikos_outbox.cli.context import Context, UsageError
 from tikos_outbox.cli.output import print_json
 from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK
-from tikos_outbox.provision import init_dir, rotate_key, set_secret
+from tikos_outbox.provision import auth_of, init_dir, rotate_key, set_secret
+from tikos_outbox.store import safe_url
 from tikos_outbox.store.copy import copy_outbox
 
 LABELS = {"password": "SMTP password", "client-secret": "OAuth2 client secret"}
@@ -20,7 +21,10 @@ def run_init(ctx: Context) -> int:
     written = init_dir(Path(ctx.args.dir or "."), provider=ctx.args.provider)
     for path in written:
         print(f"wrote {path}")
-    print("next: edit tikos-outbox.toml, then `tikos-outbox secret set` and `tikos-outbox check`")
+    folder = Path(ctx.args.dir or ".").absolute()
+    here = "" if folder == Path.cwd() else f" --config {_quoted(str(folder))}"
+    print(f"next: edit {folder / 'tikos-outbox.toml'}, then `tikos-outbox{here} secret set`"
+          f" and `tikos-outbox{here} check --smtp`")
     return EXIT_OK
 
 
@@ -31,11 +35,20 @@ def run_secret(ctx: Context) -> int:
         return EXIT_OK
     which = ctx.args.which
     label = LABELS[which]
+    _check_auth_wants(ctx.config_path, which, ctx.args.mandant)
     if ctx.args.stdin:
         value = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        raise UsageError(f"no terminal to ask for the {label} on; give it on one line with"
+                         f" --stdin, e.g. from a file: tikos-outbox secret set {which}"
+                         " --stdin < secret.txt (then delete the file)")
     else:
-        value = getpass.getpass(f"{label}: ")
-        if getpass.getpass(f"{label} (again): ") != value:
+        try:
+            value = getpass.getpass(f"{label}: ")
+            again = getpass.getpass(f"{label} (again): ")
+        except EOFError:
+            raise UsageError(f"no {label} was entered; nothing was stored") from None
+        if again != value:
             raise UsageError("the two entries differ; nothing was stored")
     if not value:
         raise UsageError(f"an empty {label} was not stored")
@@ -44,6 +57,20 @@ def run_secret(ctx: Context) -> int:
     where = "[smtp]" if mandant is None else f"[mandant.smtp] of mandant {mandant}"
     print(f"stored the {label} encrypted in {ctx.config_path} ({where} {key})")
     return EXIT_OK
+
+
+def _quoted(path: str) -> str:
+    return f'"{path}"' if " " in path else path
+
+
+def _check_auth_wants(config: Path, which: str, mandant: int | None) -> None:
+    """A password for an OAuth2 login (or a client secret for a password login) would be
+    stored and never used: say what the config wants instead."""
+    wanted = {"oauth2": "client-secret", "password": "password"}.get(auth_of(config, mandant))
+    if wanted is not None and wanted != which:
+        raise UsageError(f"the config says auth = \"{auth_of(config, mandant)}\", which uses"
+                         f" no {LABELS[which]}; store the {LABELS[wanted]} with: tikos-outbox"
+                         f" secret set {wanted}")
 
 
 def run_migrate(ctx: Context) -> int:
@@ -55,7 +82,7 @@ def run_migrate(ctx: Context) -> int:
             raise UsageError(str(exc)) from None
         print(f"copied {n} entries from {ctx.args.copy_from}")
         return EXIT_OK
-    print(f"the outbox database is up to date ({ctx.config.outbox.database})")
+    print(f"the outbox database is up to date ({safe_url(ctx.config.outbox.database)})")
     return EXIT_OK
 
 

@@ -1,0 +1,175 @@
+"""The administrator's first week (#16): what a new admin tripped over, each through
+the CLI entry point with real files."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_site
+from tikos_outbox.cli import main
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX owners and modes")
+
+
+def test_config_is_taken_after_the_command_and_as_a_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path / "site")
+    assert main(["status", "--config", str(site.config)]) == 0
+    assert main(["--config", str(site.root), "status"]) == 0
+    assert main(["status", "--config", str(site.root), "--json"]) == 0
+    assert '"counts"' in capsys.readouterr().out
+
+
+def test_init_says_the_next_steps_with_the_config_it_wrote(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path / "C x")]) == 0
+    out = capsys.readouterr().out
+    assert f'tikos-outbox --config "{tmp_path / "C x"}" secret set' in out
+
+
+def test_secret_set_without_a_terminal_says_how_and_stores_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    before = (tmp_path / "tikos-outbox.toml").read_bytes()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a pipe or a service: no terminal
+    capsys.readouterr()
+    assert main(["--config", str(tmp_path), "secret", "set"]) == 2
+    err = capsys.readouterr().err
+    assert "no terminal" in err and "--stdin" in err and "EOFError" not in err
+    assert (tmp_path / "tikos-outbox.toml").read_bytes() == before
+
+
+def test_secret_set_stores_at_the_placeholder_and_only_the_secret_the_login_uses(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["init", str(tmp_path / "pw")]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("Wäsche §1\n"))
+    assert main(["--config", str(tmp_path / "pw"), "secret", "set", "--stdin"]) == 0
+    text = (tmp_path / "pw" / "tikos-outbox.toml").read_text(encoding="utf-8")
+    assert text.index("password = \"gAAAA") < text.index("# Examples")  # where it was asked
+    assert main(["init", str(tmp_path / "m365"), "--provider", "m365"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("geheim\n"))
+    assert main(["--config", str(tmp_path / "m365"), "secret", "set", "--stdin"]) == 2
+    assert "secret set client-secret" in capsys.readouterr().err  # oauth2 uses no password
+    monkeypatch.setattr("sys.stdin", io.StringIO("geheim\n"))
+    assert main(["--config", str(tmp_path / "m365"), "secret", "set", "client-secret",
+                 "--stdin"]) == 0
+    text = (tmp_path / "m365" / "tikos-outbox.toml").read_text(encoding="utf-8")
+    assert "oauth2_client_secret = \"gAAAA" in text and "\npassword =" not in text
+
+
+@posix_only
+def test_secret_set_and_rotate_key_keep_owner_group_and_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    site = write_site(tmp_path)
+    service_uid, service_gid = 65534, 65534  # nobody/nogroup: the service account
+    for path, mode in ((site.config, 0o640), (site.root / "tikos-outbox.key", 0o640)):
+        os.chown(path, 0, service_gid)
+        os.chmod(path, mode)
+    os.chown(site.root / "tikos-outbox.key", service_uid, service_gid)
+    before = {p: os.stat(p) for p in (site.config, site.root / "tikos-outbox.key")}
+    monkeypatch.setattr("sys.stdin", io.StringIO("neu\n"))
+    assert site.cli("secret", "set", "--stdin") == 0  # run as root
+    assert site.cli("secret", "rotate-key") == 0
+    for path, st in before.items():
+        now = os.stat(path)
+        assert (now.st_uid, now.st_gid, stat.S_IMODE(now.st_mode)) == (
+            st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), path
+
+
+@posix_only
+def test_check_agrees_with_the_deploy_readme_on_the_key_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path)
+    key = site.root / "tikos-outbox.key"
+    os.chmod(key, 0o640)  # deploy/README: root:tikos-outbox, 640
+    assert site.cli("check") == 0
+    os.chmod(key, 0o644)
+    capsys.readouterr()
+    assert site.cli("check") == 1
+    out = capsys.readouterr().out
+    assert "can be read by every account on this machine (mode 0644); run: chmod 640" in out
+
+
+@posix_only
+def test_the_outbox_database_its_wal_and_the_log_are_the_owners_alone(tmp_path: Path) -> None:
+    site = write_site(tmp_path)
+    (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    old = os.umask(0o022)  # a root shell's usual umask
+    try:
+        assert site.cli("scan") == 0
+    finally:
+        os.umask(old)
+    made = [p for p in tmp_path.iterdir() if p.name.startswith(("outbox.db", "tikos-outbox.log"))]
+    assert {p.name for p in made} >= {"outbox.db", "tikos-outbox.log"}
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) & 0o077 for p in made} == {
+        p.name: 0 for p in made}
+
+
+def test_a_postgresql_password_is_never_printed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], pg_url: str) -> None:
+    site = write_site(tmp_path)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace('database = "outbox.db"', f'database = "{pg_url}"'),
+                           encoding="utf-8")
+    password = pg_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert site.cli("migrate") == 0
+    out = capsys.readouterr()
+    assert "***" in out.out and f":{password}@" not in out.out + out.err
+    # unreachable: every command's error names the database without its password
+    unreachable = "postgresql+psycopg://tikos:s3cret-pw@127.0.0.1:1/tikos"
+    site.config.write_text(text.replace('database = "outbox.db"', f'database = "{unreachable}"'),
+                           encoding="utf-8")
+    for command in (["migrate"], ["status"], ["check"], ["list"]):
+        site.cli(*command)
+        out = capsys.readouterr()
+        assert "s3cret-pw" not in out.out + out.err, command
+        log = tmp_path / "tikos-outbox.log"
+        assert not log.exists() or "s3cret-pw" not in log.read_text(encoding="utf-8")
+
+
+def test_a_csv_saved_by_german_excel_is_read_and_a_bad_config_says_how_to_mend_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, watch={"baseline": False})
+    (tmp_path / "recipients.csv").write_bytes(
+        "mandant;customer;email\n1;4711;kunde@müller-wäsche.example\n".encode("cp1252"))
+    (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    assert site.cli("scan") == 0
+    capsys.readouterr()
+    assert site.cli("show", "1") == 0
+    out = capsys.readouterr()
+    assert "kunde@müller-wäsche.example" in out.out
+    log = (tmp_path / "tikos-outbox.log").read_text(encoding="utf-8")
+    assert 'read it as Windows-1252 (what German Excel saves)' in log
+    # a Windows path in double quotes, a config saved as ANSI
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace("[watch]", '[watch]\nmode = "C:\\SoCom$"'),
+                           encoding="utf-8")
+    assert site.cli("status") == 2
+    assert "write it in single quotes" in capsys.readouterr().err
+    site.config.write_bytes(text.replace("[watch]", "# Wäsche\n[watch]").encode("cp1252"))
+    assert site.cli("status") == 2
+    assert "is not saved as UTF-8" in capsys.readouterr().err
+
+
+def test_list_says_when_its_limit_hid_entries(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path)
+    for i in range(3):
+        (site.mandant_folder() / f"RE_{i}_4711.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    assert site.cli("scan") == 0
+    capsys.readouterr()
+    assert site.cli("list", "--limit", "2") == 0
+    assert "the newest 2 shown; there may be more" in capsys.readouterr().out
+    assert site.cli("list", "--limit", "5") == 0
+    assert "there may be more" not in capsys.readouterr().out
