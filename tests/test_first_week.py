@@ -173,3 +173,55 @@ def test_list_says_when_its_limit_hid_entries(
     assert "the newest 2 shown; there may be more" in capsys.readouterr().out
     assert site.cli("list", "--limit", "5") == 0
     assert "there may be more" not in capsys.readouterr().out
+
+
+@posix_only
+def test_a_pdf_the_service_cannot_read_is_said_once_shown_in_status_and_retried_less_often(
+        tmp_path: Path) -> None:
+    """The service runs as an account without the right to read one PDF: one line in the
+    log (not one every 0.5 s), the reason in `status`, and tries further and further
+    apart; the other documents are recorded meanwhile."""
+    import json
+    import shutil
+    import signal
+    import subprocess
+    import time
+    from datetime import datetime
+
+    from tikos_outbox.samples import make_pdf
+
+    site = write_site(tmp_path, watch={"baseline": False, "mode": "polling",
+                                       "poll_interval_s": 0.2})
+    locked = site.mandant_folder() / "RE_1_4711.pdf"
+    locked.write_bytes(make_pdf(["gesperrt"]))
+    locked.chmod(0o000)
+    (site.mandant_folder() / "RE_2_4711.pdf").write_bytes(make_pdf(["lesbar"]))
+    command = [sys.executable, "-m", "tikos_outbox", "--config", str(site.config), "-v", "run"]
+    if os.geteuid() == 0:  # root reads everything: the service account's rights, as root
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is missing"
+        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *command]
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while err.read_text(encoding="utf-8").count("still cannot read") < 4:
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    log = (site.root / "tikos-outbox.log").read_text(encoding="utf-8")
+    assert log.count("RE_1_4711.pdf: Permission denied") == 1, log
+    assert "entry 1 pending: RE_2_4711.pdf" in log  # the others are not held up
+    status = subprocess.run([sys.executable, "-m", "tikos_outbox", "--config",
+                             str(site.config), "status", "--json"], capture_output=True,
+                            text=True, check=True)
+    last = json.loads(status.stdout)["last_error"]["text"]
+    assert "RE_1_4711.pdf: Permission denied" in last and "needs read access" in last
+    # after the first tries, 1, 2, 4 s apart: 5 tries span 7 s, not 2 s at every poll
+    tries = [datetime.strptime(line.split()[0], "%H:%M:%S")
+             for line in err.read_text(encoding="utf-8").splitlines() if "read" in line
+             and "RE_1_4711.pdf" in line]
+    assert len(tries) >= 5 and (tries[4] - tries[0]).total_seconds() >= 6

@@ -25,7 +25,12 @@ def test_auto_mode_polls_network_paths(tmp_path: Path) -> None:
         "/dev/vda / ext4 rw 0 0\n"
         "//fileserver/SoCom$ /mnt/socom cifs ro,vers=3.0 0 0\n"
         "nas:/export /mnt/nfs nfs4 rw 0 0\n"
-        "tmpfs /mnt/socom/tmp tmpfs rw 0 0\n", encoding="utf-8")
+        "tmpfs /mnt/socom/tmp tmpfs rw 0 0\n"
+        "smbnetfs /home/admin/smb fuse.smbnetfs rw 0 0\n"
+        "gvfsd-fuse /run/user/1000/gvfs fuse.gvfsd-fuse rw 0 0\n", encoding="utf-8")
+    assert is_network_path(Path("/home/admin/smb/fileserver/SoCom$"), str(mounts))
+    assert is_network_path(Path("/run/user/1000/gvfs/smb-share:server=fs,share=socom$"),
+                           str(mounts))
     assert is_network_path(Path("/mnt/socom/Archiv/M1"), str(mounts))
     assert is_network_path(Path("/mnt/nfs/x"), str(mounts))
     assert not is_network_path(Path("/mnt/socom/tmp/x"), str(mounts))  # the closer mount wins

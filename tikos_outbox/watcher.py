@@ -38,7 +38,13 @@ from tikos_outbox.usecases.intake import BATCH_FILES, NOT_READY, Intake
 log = logging.getLogger("tikos_outbox.watcher")
 
 NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ncpfs",
-              "fuse.rclone", "davfs", "fuse.davfs2"}
+              "fuse.rclone", "davfs", "fuse.davfs2",
+              # SMB through FUSE (smbnetfs, GNOME's gvfs): inotify sees nothing written
+              # by other machines there
+              "fuse.smbnetfs", "fuse.gvfsd-fuse", "fuse.gvfs-fuse-daemon"}
+#: a settled file that cannot be read is tried again after 1 s, doubling to 5 min
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 300.0
 
 
 def is_network_path(path: Path, mounts_file: str = "/proc/mounts") -> bool:
@@ -102,6 +108,8 @@ class Watcher:
         self.events: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.folders: dict[int, _FolderState] = {}
         self._tracked: dict[str, tuple[int, str]] = {}  # abs path -> (mandant, rel)
+        # a settled file that could not be read: when to try again, and the last wait
+        self._retry: dict[str, tuple[float, float]] = {}
         self.observer: BaseObserver | None = None
         self.reconcile_requested = False
         self._store_error_logged = -1e9
@@ -285,6 +293,8 @@ class Watcher:
         wall = self.clock.now().timestamp()
         settled: dict[int, list[FileSeen]] = {}
         for abs_path, (mandant_id, rel) in list(self._tracked.items()):
+            if abs_path in self._retry and mono < self._retry[abs_path][0]:
+                continue  # could not be read: waits its back-off
             try:
                 stat = os.lstat(abs_path)
                 target = None
@@ -314,8 +324,11 @@ class Watcher:
                     self._store_failed(exc)  # the files stay tracked and are tried again
                     return recorded
                 for seen, state in zip(chunk, states, strict=True):
-                    if state == NOT_READY:
-                        continue  # locked by the writer or still changing: try again
+                    if state == NOT_READY:  # locked by the writer, changing, or no right
+                        _, wait = self._retry.get(seen.abs_path, (0.0, RETRY_FIRST_S / 2))
+                        wait = min(RETRY_MAX_S, wait * 2)
+                        self._retry[seen.abs_path] = (mono + wait, wait)
+                        continue
                     recorded += state is not None
                     self._drop(seen.abs_path)
         return recorded
@@ -335,6 +348,7 @@ class Watcher:
 
     def _drop(self, abs_path: str) -> None:
         self._tracked.pop(abs_path, None)
+        self._retry.pop(abs_path, None)
         self.tracker.forget(abs_path)
 
     @property

@@ -82,6 +82,7 @@ class Intake:
         self.notes = notes
         self._cutoffs: dict[int, float | None] = {}
         self._done: set[int] = set()
+        self._unreadable: set[str] = set()  # said once each, until it can be read
 
     # -- history: what was in the archive before the first start ----------------------------
 
@@ -133,6 +134,23 @@ class Intake:
 
     # -- recording --------------------------------------------------------------------------
 
+    def _cannot_read(self, m: Mandant, seen: FileSeen, exc: OSError) -> None:
+        """One line per file (not one per retry), and in `status` when it is not a
+        writer's lock: the service account may lack the right to read it."""
+        why = exc.strerror or str(exc)
+        if seen.abs_path in self._unreadable:
+            log.debug("mandant %d: still cannot read %s: %s", m.id, seen.rel_path, why)
+            return
+        self._unreadable.add(seen.abs_path)
+        if isinstance(exc, PermissionError):
+            line = (f"Cannot read {seen.abs_path}: {why}; the account tikos-outbox runs as"
+                    " needs read access to the archive. Tried again, less and less often")
+            log.error("mandant %d: %s", m.id, line)
+            self.notes.note_error(line)
+        else:
+            log.warning("mandant %d: cannot read %s yet (%s); trying again", m.id,
+                        seen.rel_path, why)
+
     def unknown(self, m: Mandant, files: Sequence[FileSeen]) -> list[FileSeen]:
         """Those of `files` that the outbox does not hold with this size and mtime."""
         known = self.queries.known_among(m.id, [f.rel_path for f in files])
@@ -154,10 +172,10 @@ class Intake:
             try:
                 item = self._prepare(mandant, seen, self.is_history(mandant, seen))
             except OSError as exc:
-                log.warning("mandant %d: cannot read %s yet: %s", mandant.id, seen.rel_path,
-                            exc.strerror or exc)
+                self._cannot_read(mandant, seen, exc)
                 results[index] = NOT_READY
                 continue
+            self._unreadable.discard(seen.abs_path)
             if item is not None:
                 prepared.append((index, item))
         if not prepared:
