@@ -225,3 +225,51 @@ def test_a_pdf_the_service_cannot_read_is_said_once_shown_in_status_and_retried_
              for line in err.read_text(encoding="utf-8").splitlines() if "read" in line
              and "RE_1_4711.pdf" in line]
     assert len(tries) >= 5 and (tries[4] - tries[0]).total_seconds() >= 6
+
+
+def test_the_mail_carries_the_signature_and_an_umlaut_file_name_older_outlook_reads(
+        tmp_path: Path, cert: object) -> None:
+    import email
+    import email.policy
+
+    from tests.helpers import SmtpServer
+    from tikos_outbox.samples import make_pdf
+
+    with SmtpServer(cert, "none") as srv:  # type: ignore[arg-type]
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False},
+                          sender={"signature": "Musterwäscherei GmbH · Amtsgericht Musterstadt"
+                                               " HRB 12345 · Geschäftsführer: Max Muster"})
+        (site.mandant_folder() / "RE_10023_4711.pdf").write_bytes(make_pdf(["x"]))
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+        [got] = srv.received
+    raw = got.data.decode("utf-8")
+    msg = email.message_from_bytes(got.data, policy=email.policy.default)
+    body = msg.get_body(("plain",))
+    assert body is not None
+    assert body.get_content().replace("\r\n", "\n").endswith(
+        "\n-- \nMusterwäscherei GmbH · Amtsgericht Musterstadt HRB 12345 · Geschäftsführer:"
+        " Max Muster\n")
+    assert raw.count("MIME-Version") == 1  # the message's own, none in the parts
+    [part] = list(msg.iter_attachments())
+    assert part["Content-Type"].params["name"] == "RE_10023_4711.pdf"
+
+
+def test_an_umlaut_file_name_goes_as_name_too() -> None:
+    import email
+    import email.policy
+    from datetime import UTC, datetime
+
+    from tikos_outbox.core.message import Mail, message_bytes
+
+    mail = Mail(sender_address="r@w.example", sender_name="W", reply_to=None,
+                to=("k@x.example",), subject="Rechnung", body="Grüße\n",
+                filename="Rechnung_Müller.pdf", pdf=b"%PDF-1.4\n%%EOF\n",
+                message_id="<a@w.example>", date=datetime.now(UTC))
+    data = message_bytes(mail)
+    assert b'Content-Type: application/pdf; name="=?utf-8?q?Rechnung=5FM=C3=BCller=2Epdf?="' \
+        in data
+    assert b"filename*=utf-8''Rechnung_M%C3%BCller.pdf" in data  # RFC 2231 for the rest
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    [part] = list(msg.iter_attachments())
+    assert part.get_filename() == "Rechnung_Müller.pdf" and not part.defects
+    assert part.get_content() == b"%PDF-1.4\n%%EOF\n"

@@ -116,6 +116,10 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
 
     group_names = set().union(*(m.pattern.groupindex for m in mandants))
     templates = _templates(path, data.get("templates", {}), BASE_FIELDS | group_names)
+    for where, snd in [("sender", sender)] + [(f"mandant[{i}].sender", m.sender)
+                                              for i, m in enumerate(mandants)]:
+        _check_fields(Section(path, where, {}), "signature", snd.signature,
+                      BASE_FIELDS | group_names)
     return Config(path=path, outbox=outbox, window=window, smtp=smtp, sender=sender,
                   watch=watch, recipients=recipients, mandants=tuple(mandants),
                   templates=templates, report=report, raw=data)
@@ -247,8 +251,10 @@ def _sender(s: Section) -> SenderSettings:
     for b in bcc:
         if not is_valid_address(b):
             raise s.fail("bcc", f"{b!r} is not a valid e-mail address")
+    signature = s.str_("signature", "", empty=True)
     s.finish()
-    return SenderSettings(address=address, name=name, reply_to=reply_to, bcc=tuple(bcc))
+    return SenderSettings(address=address, name=name, reply_to=reply_to, bcc=tuple(bcc),
+                          signature=signature.strip("\n"))
 
 
 def _watch(s: Section) -> WatchSettings:
@@ -329,12 +335,18 @@ def _templates(file: Path, raw: Any, allowed: set[str] | frozenset[str]) -> dict
         body = s.str_("body")
         s.finish()
         for key, text in (("subject", subject), ("body", body)):
-            try:
-                unknown = template_fields(text) - allowed
-            except TemplateError as exc:
-                raise s.fail(key, str(exc)) from None
-            if unknown:
-                raise s.fail(key, f"uses the unknown field {{{sorted(unknown)[0]}}}; known:"
-                                  f" {', '.join(sorted(allowed))}")
+            _check_fields(s, key, text, allowed)
         out[doctype if doctype == "default" else doctype.upper()] = Template(subject, body)
     return out
+
+
+def _check_fields(s: Section, key: str, text: str, allowed: set[str] | frozenset[str]) -> None:
+    """A template text uses only fields there are (a stray { is a clear error here,
+    not a failed mail later)."""
+    try:
+        unknown = template_fields(text) - allowed
+    except TemplateError as exc:
+        raise s.fail(key, str(exc)) from None
+    if unknown:
+        raise s.fail(key, f"uses the unknown field {{{sorted(unknown)[0]}}}; known:"
+                          f" {', '.join(sorted(allowed))}")

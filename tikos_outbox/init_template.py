@@ -53,6 +53,9 @@ address = "rechnung@example.com"
 name = "Musterwäscherei GmbH"
 reply_to = "info@example.com"
 bcc = []                        # optional copy of every mail, e.g. ["archiv@example.com"]
+# signature = """Musterwäscherei GmbH · Industriestraße 5 · 12345 Musterstadt
+# Geschäftsführer: Max Muster · Amtsgericht Musterstadt HRB 12345 · USt-IdNr. DE123456789"""
+#                               # after every mail's text (a GmbH's e-mails need these, §35a GmbHG)
 
 [watch]                         # form: "Archiv lokal oder auf einer Netzwerkfreigabe"
 mode = "auto"                   # "events" | "polling" | "auto" (polling on network shares)

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email import errors, policy
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -130,12 +131,17 @@ def build_message(mail: Mail, seven_bit: bool = False) -> EmailMessage:
                     cte="quoted-printable" if seven_bit else None)
     if mail.pdf is None:
         return msg
-    msg.add_attachment(
-        mail.pdf,
-        maintype="application",
-        subtype="pdf",
-        filename=header_text(mail.filename) or "document.pdf",
-    )
+    filename = header_text(mail.filename) or "document.pdf"
+    msg.add_attachment(mail.pdf, maintype="application", subtype="pdf", filename=filename)
+    part = list(msg.iter_attachments())[-1]
+    del part["MIME-Version"]  # the message's own is enough (RFC 2045 §4)
+    # older Outlook reads only Content-Type's name, and an umlaut there only as an
+    # encoded word (what Outlook and Thunderbird send themselves)
+    name = filename if filename.isascii() else Header(filename, "utf-8").encode(
+        maxlinelen=998)
+    del part["Content-Type"]
+    part.set_raw("Content-Type", 'application/pdf; name="{}"'.format(
+        name.replace("\\", "\\\\").replace('"', '\\"')))
     return msg
 
 

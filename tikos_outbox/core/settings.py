@@ -66,6 +66,7 @@ class SenderSettings:
     name: str
     reply_to: str | None
     bcc: tuple[str, ...]
+    signature: str = ""  # after every template's text: the company's legal details
 
 
 @dataclass(frozen=True)

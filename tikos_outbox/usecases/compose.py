@@ -26,10 +26,13 @@ def mail_for(config: Config, m: Mandant, c: Claimed, pdf: bytes, now: datetime) 
         file_name=c.file_name, date=local_now.strftime("%d.%m.%Y"),
     )
     template = config.template(c.doctype)
+    body = render(template.body, fields)
+    if m.sender.signature:  # RFC 3676 §4.3: "-- " on a line of its own before it
+        body = body.rstrip("\n") + "\n\n-- \n" + render(m.sender.signature, fields) + "\n"
     return Mail(
         sender_address=m.sender.address, sender_name=m.sender.name,
         reply_to=m.sender.reply_to, to=tuple(c.recipients),  # with their display names
-        subject=render(template.subject, fields), body=render(template.body, fields),
+        subject=render(template.subject, fields), body=body,
         filename=c.file_name, pdf=pdf, message_id=c.message_id, date=local_now,
     )
 
