@@ -77,7 +77,18 @@ T0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
      Stop.SESSION),
     (Stage.DATA, "421 4.3.2 Service shutting down", Stop.SESSION),
     (Stage.MAIL, "451 4.3.0 Temporary lookup failure", Stop.SESSION),
+    (Stage.DATA, "554 5.2.2 mailbox full; STOREDRV.Submission.Exception:"
+                 "QuotaExceededException; Failed to process message", Stop.QUOTA),
+    (Stage.RCPT, "550 Domain waescherei.example has exceeded the max emails per hour"
+                 " (100/100 (100%)) allowed.  Message discarded.", Stop.QUOTA),
+    (Stage.RCPT, "554 5.7.1 <k@x.example>: Relay access denied", Stop.SESSION),
+    (Stage.DATA, "451 4.7.1 Try again later", Stop.THROTTLE),
     # about this mail or this recipient only
+    (Stage.RCPT, "550 5.1.1 <no-spam@kunde.example>: Recipient address rejected: User"
+                 " unknown", None),
+    (Stage.RCPT, "550 <throttled@kunde.example>: user unknown", None),
+    (Stage.RCPT, "550 Mailbox quota exceeded", None),
+    (Stage.RCPT, "451 4.7.1 Please try again later", None),
     (Stage.RCPT, "550 5.1.1 <x@y.example>: Recipient address rejected: User unknown", None),
     (Stage.RCPT, "452 4.2.2 Mailbox full", None),
     (Stage.RCPT, "552 5.2.2 Mailbox quota exceeded", None),
@@ -152,10 +163,12 @@ class Scripted(Handler):
         self.at_mail: dict[int, str] = {}
         self.at_data: dict[int, str] = {}
         self.drop_8bitmime = False
+        self.ehlos = 0
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        self.ehlos += 1
         return [r for r in responses if not (self.drop_8bitmime and "8BITMIME" in r)]
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
@@ -465,3 +478,81 @@ def test_each_provider_preset_loads_and_the_readme_table_shows_its_limits(
     [row] = [line for line in readme.splitlines() if line.startswith(f"| `{key}` |")]
     preset = " / ".join(str(v) for v in p.limits.values())
     assert f"| {preset}" in row and f"{smtp.host}:{smtp.port}" in row
+
+
+# -- what the review found: one mail, one account, one budget ---------------------------------
+
+
+class SpamFilter(Scripted):
+    """A content filter that rejects one invoice's mail as spam, every time."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if b"RE_1_4711.pdf" in envelope.original_content:
+            return "554 5.7.1 Spam message rejected"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_one_mail_a_filter_calls_spam_never_holds_up_its_account(
+        tmp_path: Path, cert: Cert) -> None:
+    with SmtpServer(cert, "none", wrap_handler=lambda h: SpamFilter(h.b)) as srv:
+        site = site_with(tmp_path, srv, 4)
+        clock = FakeClock(T0)
+        outbox = open_outbox(site, clock)
+        first = outbox.delivery.send_due()
+        assert first.sent == 0 and "URGENT" in first.stopped[0]  # at first: the account's?
+        # while it rests, the service's runs do not even connect
+        ehlos = scripted(srv).ehlos
+        clock.advance(30 * 60)
+        assert outbox.delivery.send_due().sent == 0 and scripted(srv).ehlos == ehlos
+        clock.advance(31 * 60)
+        second = outbox.delivery.send_due()  # the same answer to the same mail: its own
+        assert (second.sent, second.failed, second.stopped) == (3, 1, [])
+        view = outbox.store.queries.get_entry(1)
+        assert view.state == "failed" and view.attention is not None
+        assert "Spam message rejected" in (view.last_error or "")
+        outbox.close()
+
+
+def test_a_refused_sender_is_shown_until_mended_and_the_daily_report_says_it(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with server(cert) as srv:
+        site = site_with(tmp_path, srv, 2, username="info@w.example")
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write("\n[report]\nto = ['it@musterwaescherei.example']\n")
+        scripted(srv).at_mail = {1: "553 5.7.1 <rechnung@musterwaescherei.example>: Sender"
+                                    " address rejected: not owned by user info@w.example"}
+        outbox = open_outbox(site)
+        assert outbox.delivery.send_due().stopped
+        [acc] = outbox.monitor.status().as_json()["accounts"]
+        assert "does not let user info@w.example send as" in acc["problem"]
+        assert acc["paused_until"] is None  # nothing to wait out: it needs a fix
+        capsys.readouterr()
+        assert site.cli("status") == 0
+        assert "STOPPED until the set-up is mended" in capsys.readouterr().out
+        assert outbox.report.send(outbox.clock.now().date())
+        body = email.message_from_bytes(srv.received[-1].data, policy=email.policy.default
+                                        ).get_body(("plain",))
+        assert body is not None and "Der Versand mit info@w.example" in body.get_content()
+        # mended at the provider: the next mail that goes through clears it
+        assert outbox.delivery.send_due().sent == 2
+        assert outbox.monitor.status().as_json()["accounts"][0]["problem"] is None
+        outbox.close()
+
+
+def test_mandants_sharing_a_login_share_the_strictest_limits() -> None:
+    from dataclasses import replace
+
+    from tikos_outbox.core.pacing import account_limits, account_of
+    from tikos_outbox.core.settings import Auth, Security, SmtpSettings
+
+    base = SmtpSettings(host="smtp.ionos.de", port=587, security=Security.STARTTLS,
+                        verify_tls=True, ca_file=None, auth=Auth.PASSWORD, username="r@w.de",
+                        password=None, oauth2_tenant=None, oauth2_token_url=None,
+                        oauth2_client_id=None, oauth2_client_secret=None, oauth2_scope="",
+                        timeout_s=60, max_per_minute=10, max_per_connection=50,
+                        helo_name=None, max_per_hour=45)
+    other = replace(base, max_per_minute=0, max_per_hour=0, max_per_day=500)
+    own = replace(base, username="m2@w.de", max_per_hour=0)
+    limits = account_limits([base, other, own])
+    assert limits[account_of(base)] == Limits(per_minute=10, per_hour=45, per_day=500)
+    assert limits[account_of(own)] == Limits(per_minute=10)

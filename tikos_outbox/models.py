@@ -46,6 +46,9 @@ class Entry(SQLModel, table=True):
     first_attempt_at: datetime | None = _when()
     next_attempt_at: datetime | None = _when(index=True)
     transient_failures: int = 0
+    # runs this entry's mail stopped for its account ("slow down", "spam"): a second
+    # time, an ambiguous reply is taken as this mail's own fate
+    account_stops: int = 0
     last_error: str | None = None
     claimed_by: str | None = None
     lease_until: datetime | None = _when()

@@ -57,7 +57,8 @@ PROVIDERS: dict[str, Provider] = {p.key: p for p in (
         "https://www.ionos.de/hilfe/e-mail/allgemeine-themen/welche-beschraenkungen-gibt-es-"
         "beim-versand-von-massenmails/",
         ("raise max_per_hour with the mailbox's age: 90 from day 8, 360 from day 15, 450"
-         " from day 31",)),
+         " from day 31",
+         "IONOS counts recipients: with a [sender] bcc copy, halve max_per_hour")),
     Provider(
         "t-online", "T-Online (Telekom)",
         {"host": "securesmtp.t-online.de", "port": 465, "security": "ssl",

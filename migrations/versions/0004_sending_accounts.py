@@ -3,7 +3,9 @@
 `account` holds each account's next pacing slot and its cool-down after the
 provider said "slow down"; `account_send` logs every mail counted against the
 account's hourly and daily quotas (rolling windows; rows older than a day and
-an hour are deleted as new ones come).
+an hour are deleted as new ones come). `entry.account_stops` counts the runs
+an entry's mail stopped for its account: a second time, an ambiguous reply is
+that mail's own fate, so that one mail can never hold up its account for good.
 
 Revision ID: 0004
 Revises: 0003
@@ -44,9 +46,14 @@ def upgrade() -> None:
         sa.Column("recipients", sa.Integer(), nullable=False),
     )
     op.create_index("ix_account_send_account_at", "account_send", ["account", "at"])
+    with op.batch_alter_table("entry") as batch:
+        batch.add_column(sa.Column("account_stops", sa.Integer(), nullable=False,
+                                   server_default="0"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("entry") as batch:
+        batch.drop_column("account_stops")
     op.drop_index("ix_account_send_account_at", "account_send")
     op.drop_table("account_send")
     op.drop_table("account")

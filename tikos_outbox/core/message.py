@@ -134,14 +134,18 @@ def build_message(mail: Mail, seven_bit: bool = False) -> EmailMessage:
     filename = header_text(mail.filename) or "document.pdf"
     msg.add_attachment(mail.pdf, maintype="application", subtype="pdf", filename=filename)
     part = list(msg.iter_attachments())[-1]
-    del part["MIME-Version"]  # the message's own is enough (RFC 2045 §4)
     # older Outlook reads only Content-Type's name, and an umlaut there only as an
-    # encoded word (what Outlook and Thunderbird send themselves)
+    # encoded word (what Outlook and Thunderbird send themselves); the message's own
+    # MIME-Version is enough (RFC 2045 §4), none in the part
     name = filename if filename.isascii() else Header(filename, "utf-8").encode(
         maxlinelen=998)
-    del part["Content-Type"]
+    raw = {k.lower(): v for k, v in part.raw_items()}
+    for key in list(raw):
+        del part[key]
     part.set_raw("Content-Type", 'application/pdf; name="{}"'.format(
         name.replace("\\", "\\\\").replace('"', '\\"')))
+    part.set_raw("Content-Transfer-Encoding", raw["content-transfer-encoding"])
+    part.set_raw("Content-Disposition", raw["content-disposition"])
     return msg
 
 

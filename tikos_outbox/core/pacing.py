@@ -8,8 +8,8 @@ account) and the use case waits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -55,6 +55,21 @@ class Limits:
 def account_of(smtp: SmtpSettings) -> str:
     """The sending account: server and login (every process with these shares one budget)."""
     return f"{smtp.username or '(no login)'} at {smtp.host.lower()}:{smtp.port}"
+
+
+def _strictest(a: int, b: int) -> int:
+    return min(x for x in (a, b) if x) if (a or b) else 0
+
+
+def account_limits(smtps: Iterable[SmtpSettings]) -> dict[str, Limits]:
+    """Each account's limits: where mandants sharing a login configure different ones,
+    the strictest of each (one budget, whichever mandant sends)."""
+    out: dict[str, Limits] = {}
+    for smtp in smtps:
+        mine, seen = Limits.of(smtp), out.get(account_of(smtp))
+        out[account_of(smtp)] = mine if seen is None else Limits(
+            *(_strictest(x, y) for x, y in zip(astuple(mine), astuple(seen), strict=True)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,7 @@ class Reserved:
     send_id: int
     account: str
     at: datetime
-    cool_level: int  # > 0: the account was cooling down; a delivered mail clears it
+    troubled: bool  # the account had a slow-down or a session problem: a delivery clears it
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,12 @@ class AccountState:
     cool_reason: str | None
     quota_until: datetime | None
     quota_reason: str | None
+
+    @property
+    def problem(self) -> str | None:
+        """A session problem (sender refused, HELO refused) since the last delivery:
+        no pause to wait out, an administrator's move."""
+        return self.cool_reason if self.cool_kind is Stop.SESSION else None
 
     def pause(self, now: datetime) -> Pause | None:
         """Why the account does not send now, if it does not."""

@@ -111,6 +111,11 @@ class SendingAccounts(Protocol):
     """Every sending account's pacing slot, quota log and cool-down, in the outbox
     database: one budget for every process and worker that sends with the account."""
 
+    def pause(self, account: str, limits: Limits, now: datetime,
+              force: bool = False) -> Pause | None:
+        """Why the account may not send now, if so (nothing counted or changed)."""
+        ...
+
     def reserve(self, account: str, limits: Limits, recipients: int, now: datetime,
                 force: bool = False) -> Reserved | Pause:
         """A slot for one mail to `recipients` addresses, counted at once; or why the
@@ -122,7 +127,8 @@ class SendingAccounts(Protocol):
         ...
 
     def cool(self, account: str, stop: Stop, reason: str, now: datetime) -> Pause:
-        """The provider said slow down (or blocked the account): rest, doubling on repeats."""
+        """The provider said slow down (or blocked the account): rest, doubling on
+        repeats; a session problem is noted (status, report) until a mail goes through."""
         ...
 
     def cleared(self, account: str, now: datetime) -> None:
@@ -224,7 +230,8 @@ class OutboxCommands(Protocol):
 
     def renew(self, claimed: Claimed, worker: str, lease_until: datetime) -> bool: ...
 
-    def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime) -> None: ...
+    def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime,
+                stopped_by: int | None = None) -> None: ...
 
     def recover(self, stale: StaleClaim, now: datetime, reason: str) -> bool: ...
 

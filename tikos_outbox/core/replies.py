@@ -77,34 +77,56 @@ class Stop(StrEnum):
 
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-# Texts of rate limits and deferrals that mean "this account, not this mail":
-# Postfix anvil ("too much mail from"), IONOS ("Mail send limit exceeded"), Microsoft
-# ("STOREDRV.ClientSubmit; sender thread limit exceeded"), Google ("Try again later").
+#: an address the server echoes (`<no-spam@kunde.de>: User unknown`) says nothing
+_ECHOED = re.compile(r"<[^<>]*>")
+# Microsoft's submission system speaks for the mailbox, whatever the code says:
+# "554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException" is
+# the SENDER's mailbox (Sent Items) full, not the customer's.
+_STOREDRV = re.compile(r"STOREDRV\.(?:Submission|ClientSubmit)", re.IGNORECASE)
+# Unmistakably about the account, from the providers' own documented replies:
+# Postfix anvil, IONOS, Strato, Microsoft, Google, cPanel/Exim hourly limits.
+_CERTAIN = re.compile(
+    r"too much mail from|Mail send limit exceeded|Transmit rate limit|thread limit"
+    r"|OutboundSpam|bad outbound sender|\b5\.7\.70[58]\b|SubmissionQuotaExceeded"
+    r"|QuotaExceededException|\b5\.4\.5\b|\b5\.7\.23[3-6]\b|max(?:imum)? (?:e-?mails|messages"
+    r"|recipients|defers) per (?:hour|day)|STOREDRV", re.IGNORECASE)
+# Rate limits and deferrals that mean "this account, not this mail".
 _SLOW_DOWN = re.compile(
-    r"too much mail|rate.?limit|limit exceeded|exceeded the .*limit|try again later"
-    r"|throttl|thread limit|send(?:ing)? limit|too many (?:messages|mails|connections"
-    r"|sessions|concurrent)|slow down|temporarily (?:deferred|rate)",
+    r"too much mail|rate.?limit|limit exceeded|exceeded the .*limit|throttl|thread limit"
+    r"|send(?:ing)? limit|too many (?:messages|mails|connections|sessions|concurrent)",
     re.IGNORECASE)
+# …and weaker words that a greylisting or a content filter uses for one mail too:
+# enough at MAIL, DATA or on connecting, not at RCPT.
+_SLOW_DOWN_WEAK = re.compile(r"try again later|slow down|temporarily (?:deferred|rate)",
+                             re.IGNORECASE)
 # The provider's quota used up, answered with a 5yz: Google "550 5.4.5 Daily user
-# sending limit exceeded", Microsoft "SubmissionQuotaExceededException".
-_QUOTA = re.compile(r"\b5\.4\.5\b|SubmissionQuotaExceeded|daily .*(?:limit|quota)"
-                    r"|(?:limit|quota) exceeded", re.IGNORECASE)
+# sending limit exceeded", Microsoft "SubmissionQuotaExceededException", "5.7.233
+# … tenant exceeded its daily limit", cPanel "has exceeded the max emails per hour".
+_QUOTA = re.compile(
+    r"\b5\.4\.5\b|Submission ?Quota|QuotaExceededException|sending (?:quota|limit)"
+    r"|daily (?:user )?(?:sending )?(?:limit|quota)|daily limit for sending"
+    r"|max(?:imum)? (?:e-?mails|messages|recipients|defers) per (?:hour|day)",
+    re.IGNORECASE)
 # Blocked for outbound spam: Microsoft "554 5.2.0 STOREDRV.Submission.Exception:
 # OutboundSpamException", "550 5.1.8 Access denied, bad outbound sender", "5.7.708
 # traffic not accepted from this IP", "5.7.705 tenant has exceeded threshold";
-# anyone's "554 5.7.1 … spam".
+# anyone's "554 5.7.1 … spam" (a content filter's verdict on one mail says the same:
+# see `certain`).
 _BLOCKED = re.compile(r"OutboundSpam|bad outbound sender|\b5\.7\.70[58]\b|\bspam\b",
                       re.IGNORECASE)
 # About the session, whatever command got the answer (Postfix rejects at RCPT
 # what its sender and HELO restrictions found, smtpd_delay_reject): "Sender address
 # rejected: not owned by user …", "Helo command rejected: need fully-qualified
-# hostname", "Client host rejected"; Microsoft "5.7.60 … SendAsDenied".
+# hostname", "Client host rejected"; Microsoft "5.7.60 … SendAsDenied"; a relay
+# denied (the login did not take).
 _SESSION_TEXT = re.compile(r"(?:Sender address|Helo command|Client host) rejected|not owned by"
                            r"|SendAsDenied|\b5\.7\.60\b|not (?:allowed|authori[sz]ed|permitted)"
-                           r" to send as", re.IGNORECASE)
+                           r" to send as|Relay access denied|Unable to relay|relaying denied"
+                           r"|not permitted to relay", re.IGNORECASE)
 # Microsoft "550 5.2.251 Sender throttled due to continuous …": the mailbox rests
 _THROTTLED = re.compile(r"\bthrottled\b", re.IGNORECASE)
-_RECIPIENT_TEXT = re.compile(r"Recipient address rejected|greylist", re.IGNORECASE)
+_RECIPIENT_TEXT = re.compile(r"Recipient address rejected|greylist|mailbox (?:is )?full"
+                             r"|mailbox quota|over quota|user unknown", re.IGNORECASE)
 _HELO_TEXT = re.compile(r"Helo command rejected|\b(?:HELO|EHLO)\b", re.IGNORECASE)
 
 
@@ -128,10 +150,17 @@ def _about_the_mail(ext: tuple[int, int, int] | None) -> bool:
 def stop_for(reply: Reply) -> Stop | None:
     """Whether this reply stops sending with the account (and how), or is about the
     message and its recipients (None)."""
-    code, text = reply.code, reply.text
+    code = reply.code
     if code is None:
         return None  # a lost connection: the Mailer reconnects, or it is the mail's fate
+    text = _ECHOED.sub("<>", reply.text)
     ext = enhanced(reply)
+    if code >= 400 and _STOREDRV.search(text):
+        if _BLOCKED.search(text):
+            return Stop.BLOCKED
+        if "SendAs" in text:
+            return Stop.SESSION
+        return Stop.QUOTA if "Quota" in text else Stop.THROTTLE
     if code >= 400 and (reply.stage is Stage.EHLO or _SESSION_TEXT.search(text)):
         return Stop.SESSION
     if 500 <= code < 600:
@@ -139,10 +168,10 @@ def stop_for(reply: Reply) -> Stop | None:
             return Stop.BLOCKED
         if _THROTTLED.search(text):
             return Stop.THROTTLE
-        if _about_the_mail(ext) or code == 552:
-            return None
         if _QUOTA.search(text):
             return Stop.QUOTA
+        if _about_the_mail(ext) or code == 552 or _RECIPIENT_TEXT.search(text):
+            return None
         if reply.stage is Stage.MAIL:
             return Stop.SESSION  # the sender refused: the same for every mail of the run
         return None
@@ -151,12 +180,24 @@ def stop_for(reply: Reply) -> Stop | None:
             return None
         # a 4.7.x policy deferral at RCPT may be that recipient's alone (greylisting);
         # everywhere else, and with a rate-limit text anywhere, it is the account's
-        policy = ext is not None and ext[1] == 7 and reply.stage is not Stage.RCPT
-        if code in (421, 432, 450, 451, 452, 454) and (policy or _SLOW_DOWN.search(text)):
+        at_rcpt = reply.stage is Stage.RCPT
+        policy = ext is not None and ext[1] == 7 and not at_rcpt
+        words = _SLOW_DOWN.search(text) or (not at_rcpt and _SLOW_DOWN_WEAK.search(text))
+        if code in (421, 432, 450, 451, 452, 454) and (policy or words):
             return Stop.THROTTLE
         if code == 421 or reply.stage is Stage.MAIL:
             return Stop.SESSION  # the server ends the session, or defers every sender
     return None
+
+
+def certain(reply: Reply) -> bool:
+    """Whether a reply that `stop_for` takes as the account's cannot be one mail's own
+    fate: said before any message was offered (connect, EHLO, login, MAIL FROM), or in
+    a provider's documented words. Otherwise ("554 5.7.1 spam" from a content filter,
+    "451 4.7.1 try again later" at DATA) the same reply to the same mail twice is that
+    mail's fate, not the account's."""
+    return (reply.stage in (Stage.CONNECT, Stage.EHLO, Stage.TLS, Stage.AUTH, Stage.MAIL)
+            or bool(_CERTAIN.search(_ECHOED.sub("<>", reply.text))))
 
 
 def closes_connection(reply: Reply) -> bool:

@@ -82,6 +82,7 @@ class Claimed:
     transient_failures: int
     previous_state: State
     deliveries: tuple[Recipient, ...] = ()  # every recipient with its state
+    account_stops: int = 0  # runs its mail stopped for the account (see Delivery)
 
     @property
     def due(self) -> list[str]:

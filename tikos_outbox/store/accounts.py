@@ -48,24 +48,40 @@ class Accounts:
         return conn.execute(select(self.t.account).where(self.A.name == account)
                             .with_for_update()).one()
 
+    def _paused(self, conn: Connection, row: Row[tuple[object, ...]], account: str,
+                limits: Limits, recipients: int, now: datetime, force: bool) -> Pause | None:
+        if row.cool_until is not None and row.cool_until > now and not force:
+            return Pause(PauseKind.COOL_DOWN, row.cool_until, row.cool_reason or "",
+                         blocked=row.cool_kind == Stop.BLOCKED.value)
+        if not limits.counted:
+            return None
+        S = self.S
+        sends = [Send(r.at, r.recipients) for r in conn.execute(
+            select(S.at, S.recipients).where(S.account == account, S.at > now - DAY)
+            .order_by(S.at))]
+        return quota_pause(sends, limits, now, recipients)
+
+    @mapped
+    def pause(self, account: str, limits: Limits, now: datetime,
+              force: bool = False) -> Pause | None:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            row = conn.execute(select(self.t.account).where(self.A.name == account)).first()
+            if row is None:
+                return None
+            return self._paused(conn, row, account, limits, 1, now, force)
+
     @mapped
     def reserve(self, account: str, limits: Limits, recipients: int, now: datetime,
                 force: bool = False) -> Reserved | Pause:
         A, S = self.A, self.S
         with self.engine.begin() as conn:
             row = self._hold(conn, account, now)
-            if row.cool_until is not None and row.cool_until > now and not force:
-                return Pause(PauseKind.COOL_DOWN, row.cool_until, row.cool_reason or "",
-                             blocked=row.cool_kind == Stop.BLOCKED.value)
-            if limits.counted:
-                sends = [Send(r.at, r.recipients) for r in conn.execute(
-                    select(S.at, S.recipients).where(S.account == account, S.at > now - DAY)
-                    .order_by(S.at))]
-                pause = quota_pause(sends, limits, now, recipients)
-                if pause is not None:
+            pause = self._paused(conn, row, account, limits, recipients, now, force)
+            if pause is not None:
+                if pause.kind is PauseKind.QUOTA:
                     conn.execute(update(self.t.account).where(A.name == account).values(
                         quota_until=pause.until, quota_reason=pause.reason, updated_at=now))
-                    return pause
+                return pause
             slot = max(now, row.next_slot_at or now)
             conn.execute(update(self.t.account).where(A.name == account).values(
                 next_slot_at=slot + limits.interval, quota_until=None, quota_reason=None,
@@ -74,7 +90,7 @@ class Accounts:
                 account=account, at=slot, recipients=recipients).returning(S.id)).scalar_one()
             conn.execute(delete(self.t.account_send).where(
                 S.account == account, S.at < now - KEEP_SENDS))
-            return Reserved(send_id, account, slot, int(row.cool_level))
+            return Reserved(send_id, account, slot, row.cool_kind is not None)
 
     @mapped
     def release(self, slot: Reserved) -> None:
@@ -83,20 +99,27 @@ class Accounts:
 
     @mapped
     def cool(self, account: str, stop: Stop, reason: str, now: datetime) -> Pause:
+        """A slow-down rests the account, twice as long as the last one if it came
+        right after it; one that comes while it rests (a flush, another process)
+        does not raise the level again. A session problem is only noted."""
         with self.engine.begin() as conn:
             row = self._hold(conn, account, now)
-            level = int(row.cool_level) + 1
-            until = now + cool_down(stop, level)
+            resting = row.cool_until is not None and row.cool_until > now
+            level = int(row.cool_level) + (0 if resting or stop is Stop.SESSION else 1)
+            until = now + cool_down(stop, max(level, 1))
+            if resting:
+                until = max(until, row.cool_until)
             conn.execute(update(self.t.account).where(self.A.name == account).values(
-                cool_until=until, cool_level=level, cool_kind=stop.value, cool_reason=reason,
-                updated_at=now))
+                cool_until=None if stop is Stop.SESSION else until, cool_level=level,
+                cool_kind=stop.value, cool_reason=reason, updated_at=now))
         return Pause(PauseKind.COOL_DOWN, until, reason, blocked=stop is Stop.BLOCKED)
 
     @mapped
     def cleared(self, account: str, now: datetime) -> None:
         A = self.A
         with self.engine.begin() as conn:
-            conn.execute(update(self.t.account).where(A.name == account, A.cool_level > 0)
+            conn.execute(update(self.t.account).where(A.name == account,
+                                                      A.cool_kind.is_not(None))
                          .values(cool_until=None, cool_level=0, cool_kind=None,
                                  cool_reason=None, updated_at=now))
 

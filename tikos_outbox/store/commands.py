@@ -188,7 +188,7 @@ class Commands(Recorder):
                 transient_failures=r.transient_failures,
                 # a deferred entry always has a transient failure; a pending one none
                 previous_state=State.DEFERRED if r.transient_failures else State.PENDING,
-                deliveries=tuple(recipients[r.id]),
+                deliveries=tuple(recipients[r.id]), account_stops=r.account_stops,
             ) for r in rows]
 
     def _recipients(self, conn: Connection, entries: Sequence[tuple[int, list[str]]],
@@ -285,13 +285,16 @@ class Commands(Recorder):
                 .values(lease_until=lease_until)).rowcount)
 
     @mapped
-    def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime) -> None:
-        """Give entries back untouched (the run stopped before their DATA)."""
+    def unclaim(self, claims: Sequence[Claimed], worker: str, now: datetime,
+                stopped_by: int | None = None) -> None:
+        """Give entries back untouched (the run stopped before their DATA, or for
+        their account); `stopped_by`, the entry whose reply stopped it, counts that."""
         with self.engine.begin() as conn:
             for c in claims:
                 event = (Event.UNCLAIM_RETRY if c.previous_state is State.DEFERRED
                          else Event.UNCLAIM_FRESH)
-                conn.execute(self._finishing(event, c.id, worker, now))
+                extra = {"account_stops": self.E.account_stops + 1} if c.id == stopped_by else {}
+                conn.execute(self._finishing(event, c.id, worker, now, **extra))
 
     @mapped
     def recover(self, stale: StaleClaim, now: datetime, reason: str) -> bool:

@@ -3,6 +3,7 @@ result in its own commit right after the server's reply."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.addresses import Address
-from tikos_outbox.core.pacing import Limits, Pause, PauseKind, account_of
+from tikos_outbox.core.pacing import Limits, Pause, PauseKind, Reserved, account_limits, account_of
 from tikos_outbox.core.ports import (
     Clock,
     Mailer,
@@ -23,14 +24,17 @@ from tikos_outbox.core.ports import (
     OutboxQueries,
     SecretUnavailable,
     SendingAccounts,
+    StoreError,
 )
 from tikos_outbox.core.recipients import DState, Role, Verdict, fail_all, judge, settle
 from tikos_outbox.core.replies import (
     Outcome,
     Reply,
     RunStopped,
+    SendResult,
     Stage,
     Stop,
+    certain,
     explain,
     explain_stop,
     stop_for,
@@ -77,13 +81,23 @@ class _Run:
     report: SendReport
 
 
+class _Unsendable(Exception):
+    """The message cannot be built (any more): the entry fails with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _Halt(Exception):
     """Sending with this account ends for this run; the entries in hand go back."""
 
-    def __init__(self, line: str | None, paused: bool = False) -> None:
+    def __init__(self, line: str | None, paused: bool = False,
+                 stopped_by: int | None = None) -> None:
         super().__init__(line or "stopped")
         self.line = line
         self.paused = paused
+        self.stopped_by = stopped_by  # the entry whose reply was about the account
 
 
 class Delivery:
@@ -132,12 +146,13 @@ class Delivery:
             self.intake.resolve_recipients()
             self._skip_disabled(report)
             halted: set[str] = set()  # accounts that stopped in this run: once per run
+            limits = account_limits(m.smtp for m in self.config.enabled_mandants)
             for m in self.config.enabled_mandants:
                 if self.stop.is_set():
                     break
                 account = account_of(m.smtp)
                 if account not in halted and not self._send_mandant(
-                        m, account, started, force, report):
+                        m, account, limits[account], started, force, report):
                     halted.add(account)
             finished = self.clock.now()
             self.commands.set_meta("last_run", finished.isoformat(), finished)
@@ -161,15 +176,21 @@ class Delivery:
                 report.skipped += 1
                 log.info("entry %d skipped: %s", entry_id, why)
 
-    def _send_mandant(self, m: Mandant, account: str, started: datetime, force: bool,
-                      report: SendReport) -> bool:
+    def _send_mandant(self, m: Mandant, account: str, limits: Limits, started: datetime,
+                      force: bool, report: SendReport) -> bool:
         """Send the mandant's due entries; False if sending with its account stopped."""
         try:
+            resting = self.accounts.pause(account, limits, self.clock.now(), force)
+            if resting is not None:  # not even a connection or a login while it rests
+                line = self._pause_line(account, resting)
+                report.paused.append(line)
+                log.info("sending with %s paused: %s", account, line)
+                return False
             mailer = self.mailers(m.smtp)
         except SecretUnavailable as exc:  # says which file and what to do
             report.stopped.append(str(exc))
             return False
-        run = _Run(m, mailer, account, Limits.of(m.smtp), started, force, report)
+        run = _Run(m, mailer, account, limits, started, force, report)
         # the next mail is built while the server takes the current one
         with mailer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as pool:
             for batch in self._batches(run):
@@ -179,6 +200,12 @@ class Delivery:
                             raise _Halt(None)
                         self._send_one(run, c, built.result())
                         batch = batch[1:]
+                except StoreError as exc:  # the database failed mid-run: give back
+                    with contextlib.suppress(StoreError):  # what it can; the lease does
+                        self.commands.unclaim(batch, self.worker, self.clock.now())  # the rest
+                    report.stopped.append(str(exc))
+                    log.error("send run stopped for %s: %s", account, exc)
+                    return False
                 except RunStopped as exc:
                     self.commands.unclaim(batch, self.worker, self.clock.now())
                     stop = stop_for(exc.reply)
@@ -188,7 +215,8 @@ class Delivery:
                     log.error("send run stopped for %s: %s", account, line)
                     return False
                 except _Halt as halt:
-                    self.commands.unclaim(batch, self.worker, self.clock.now())
+                    self.commands.unclaim(batch, self.worker, self.clock.now(),
+                                          stopped_by=halt.stopped_by)
                     if halt.line is not None:
                         (report.paused if halt.paused else report.stopped).append(halt.line)
                         (log.info if halt.paused else log.error)(
@@ -201,22 +229,21 @@ class Delivery:
         """The line for a reply about the account; a slow-down or a block also starts
         the account's cool-down (shared with every process sending with it)."""
         line = explain_stop(stop, reply, run.m.smtp.username, run.m.sender.address)
-        if stop is Stop.SESSION:
-            return line
         pause = self.accounts.cool(run.account, stop, line, self.clock.now())
-        return f"{line}; resumes {self._local(pause.until)}"
+        return line if stop is Stop.SESSION else f"{line}; resumes {self._local(pause.until)}"
 
     def _local(self, when: datetime) -> str:
         local = when.astimezone(self.config.window.tz)
         today = self.clock.now().astimezone(self.config.window.tz).date()
         return local.strftime("%H:%M" if local.date() == today else "%d.%m.%Y %H:%M")
 
-    def _paused(self, run: _Run, pause: Pause) -> _Halt:
-        what = ("URGENT: blocked by the provider for suspected spam" if pause.blocked
-                else "cooling down after the provider said slow down"
+    def _pause_line(self, account: str, pause: Pause) -> str:
+        if pause.blocked:  # the reason says URGENT and what to do
+            return f"sending with {account} waits until {self._local(pause.until)}: {pause.reason}"
+        what = ("cooling down after the provider said slow down"
                 if pause.kind is PauseKind.COOL_DOWN else "quota reached")
-        return _Halt(f"sending with {run.account} waits until {self._local(pause.until)}"
-                     f" ({what}: {pause.reason})", paused=not pause.blocked)
+        return (f"sending with {account} waits until {self._local(pause.until)} ({what}:"
+                f" {pause.reason})")
 
     def _batches(self, run: _Run) -> Iterator[list[Claimed]]:
         """Due entries of the mandant, claimed a few at a time, until none are left."""
@@ -245,10 +272,7 @@ class Delivery:
         """Offer the message to the recipients still due, and record what each got."""
         now = self.clock.now()
         if isinstance(built, str):  # cannot be built or read: fails without a word sent
-            self._finish(run, c, fail_all(c.deliveries, built, now),
-                         Finish(server="", outcome=Outcome.PERMANENT.value, code=None,
-                                reply=built, reason=built,
-                                attention=attention.unsendable(c.customer, built)))
+            self._unsendable(run, c, built)
             return
         due = c.due
         if not due:  # nobody left (an entry carried over from before per-recipient delivery)
@@ -259,31 +283,29 @@ class Delivery:
             self._finish(run, c, verdict, Finish(server="", outcome=verdict.outcome.value,
                                                  code=None, reply="nothing left to send"))
             return
-        if built.eight_bit and not built.smtputf8 and not run.mailer.accepts_8bit():
-            rebuilt = self.composer.build(run.m, c, now, seven_bit=True)
-            built = rebuilt if isinstance(rebuilt, Built) else built
-        slot = self.accounts.reserve(run.account, run.limits, len(due), now, force=run.force)
+        slot = self.accounts.reserve(run.account, run.limits, len(due), self.clock.now(),
+                                     force=run.force)
         if isinstance(slot, Pause):
-            raise self._paused(run, slot)
-        if not self._wait_until(slot.at):
+            raise _Halt(self._pause_line(run.account, slot), paused=not slot.blocked)
+        try:
+            result = self._offer(run, c, built, due, slot)
+        except _Unsendable as exc:
             self.accounts.release(slot)
-            raise _Halt(None)
-        if not self.commands.renew(c, self.worker, self.clock.now() + _lease(run.m, 1)):
-            self.accounts.release(slot)
-            log.error("entry %d: its claim ran out and another process took it over; not"
-                      " sent from here", c.id)
+            self._unsendable(run, c, exc.reason)
             return
-        result = run.mailer.send(Address(run.m.sender.address).envelope, due, built.data,
-                                 smtputf8=built.smtputf8)
+        except BaseException:
+            self.accounts.release(slot)  # not offered: it does not count
+            raise
+        if result is None:
+            return
         now = self.clock.now()
         reply = result.reply
         stop = stop_for(reply)
-        if stop is not None:  # about the account, not this mail: it goes back untouched
-            if stop is Stop.SESSION and reply.stage in (Stage.MAIL, Stage.EHLO):
-                self.accounts.release(slot)  # nothing was offered
-            raise _Halt(self._stopped(run, stop, reply))
-        if slot.cool_level and reply.code is not None and 200 <= reply.code < 300:
-            self.accounts.cleared(run.account, now)
+        # an ambiguous "slow down" or "spam" to the mail that already stopped the account
+        # once is that mail's own fate: one mail never holds up its account for good
+        if stop is not None and (certain(reply) or stop is Stop.SESSION or not c.account_stops):
+            self.accounts.release(slot)  # the server took nothing
+            raise _Halt(self._stopped(run, stop, reply), stopped_by=c.id)
         verdict = judge(settle(c.deliveries, result, now), reply,
                         first_attempt_at=c.first_attempt_at,
                         transient_failures=c.transient_failures, now=now,
@@ -292,6 +314,33 @@ class Delivery:
             server=run.mailer.server, outcome=verdict.outcome.value, code=reply.code,
             reply=reply.text, refused={a: str(r) for a, r in result.refused.items()} or None,
             next_attempt_at=verdict.next_attempt_at, reason=verdict.reason))
+        if slot.troubled and verdict.event is Event.DELIVERED:  # after the result is kept
+            self.accounts.cleared(run.account, now)
+
+    def _unsendable(self, run: _Run, c: Claimed, reason: str) -> None:
+        now = self.clock.now()
+        self._finish(run, c, fail_all(c.deliveries, reason, now),
+                     Finish(server="", outcome=Outcome.PERMANENT.value, code=None,
+                            reply=reason, reason=reason,
+                            attention=attention.unsendable(c.customer, reason)))
+
+    def _offer(self, run: _Run, c: Claimed, built: Built, due: list[str],
+               slot: Reserved) -> SendResult | None:
+        """Wait for the slot, renew the claim, and hand the message over (7-bit for a
+        server without 8BITMIME); None if the claim was lost meanwhile."""
+        if not self._wait_until(slot.at):
+            raise _Halt(None)
+        if not self.commands.renew(c, self.worker, self.clock.now() + _lease(run.m, 1)):
+            log.error("entry %d: its claim ran out and another process took it over; not"
+                      " sent from here", c.id)
+            return None
+        if built.eight_bit and not built.smtputf8 and not run.mailer.accepts_8bit():
+            rebuilt = self.composer.build(run.m, c, self.clock.now(), seven_bit=True)
+            if isinstance(rebuilt, str):  # gone meanwhile: the reason, not "8-bit"
+                raise _Unsendable(rebuilt)
+            built = rebuilt
+        return run.mailer.send(Address(run.m.sender.address).envelope, due, built.data,
+                               smtputf8=built.smtputf8)
 
     def _finish(self, run: _Run, c: Claimed, verdict: Verdict, attempt: Finish) -> None:
         if verdict.event is Event.DELIVERED:

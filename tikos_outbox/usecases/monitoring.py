@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tikos_outbox.core.pacing import AccountState, Limits, account_of
+from tikos_outbox.core.pacing import AccountState, Limits, account_limits, account_of
 from tikos_outbox.core.ports import Clock, OutboxCommands, OutboxQueries, SendingAccounts
 from tikos_outbox.core.settings import Config
 
@@ -33,6 +33,7 @@ class AccountStatus:
     paused_until: datetime | None
     paused_because: str | None
     blocked: bool
+    problem: str | None = None  # sending stopped on a session reply, until fixed
 
     def as_json(self) -> dict[str, Any]:
         st = self.state
@@ -45,7 +46,8 @@ class AccountStatus:
                 "sent_last_day": st.sent_last_day if st else 0,
                 "recipients_last_day": st.recipients_last_day if st else 0,
                 "paused_until": self.paused_until.isoformat() if self.paused_until else None,
-                "paused_because": self.paused_because, "blocked": self.blocked}
+                "paused_because": self.paused_because, "blocked": self.blocked,
+                "problem": self.problem}
 
 
 @dataclass(frozen=True)
@@ -117,22 +119,23 @@ class Monitor:
     def account_statuses(self, now: datetime) -> list[AccountStatus]:
         """Every account the enabled mandants send with, and any other that rests."""
         states = {a.name: a for a in self.accounts.states(now)}
+        limits_of = account_limits(m.smtp for m in self.config.enabled_mandants)
         configured: dict[str, tuple[Limits, list[int]]] = {}
         for m in self.config.enabled_mandants:
-            limits, mandants = configured.setdefault(account_of(m.smtp),
-                                                     (Limits.of(m.smtp), []))
-            mandants.append(m.id)
+            account = account_of(m.smtp)
+            configured.setdefault(account, (limits_of[account], []))[1].append(m.id)
         out = []
         for name in [*configured, *(n for n in states if n not in configured)]:
             state = states.get(name)
             pause = state.pause(now) if state else None
             if name not in configured and pause is None:
                 continue  # an account no longer in the config, resting no more
+            problem = state.problem if state else None
             limits, mandants = configured.get(name, (Limits(), []))
             out.append(AccountStatus(name, mandants, limits, state,
                                      pause.until if pause else None,
                                      pause.reason if pause else None,
-                                     bool(pause and pause.blocked)))
+                                     bool(pause and pause.blocked), problem))
         return out
 
 

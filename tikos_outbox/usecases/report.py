@@ -52,9 +52,10 @@ class DailyReport:
             return False
         rows = self.problems()
         now = self.clock.now()
-        paused = [(a.name, pause) for a in self.accounts.states(now)
-                  if (pause := a.pause(now)) is not None]
-        if not rows and not paused:
+        states = self.accounts.states(now)
+        paused = [(a.name, pause) for a in states if (pause := a.pause(now)) is not None]
+        stopped = [(a.name, a.problem) for a in states if a.problem is not None]
+        if not rows and not paused and not stopped:
             self.commands.set_meta(key, "nothing to report", now)
             return False
         sender = self.config.sender
@@ -62,7 +63,8 @@ class DailyReport:
                     reply_to=None, to=tuple(to),
                     subject=f"tikos-outbox: {_count(rows)} Dokument(e) brauchen Aufmerksamkeit"
                             f" ({day:%d.%m.%Y})",
-                    body=report_text(day, rows, self.config.window.tz, paused), filename="",
+                    body=report_text(day, rows, self.config.window.tz, paused, stopped),
+                    filename="",
                     pdf=None,
                     message_id=make_message_id(uuid.uuid4().hex, sender.address),
                     date=now.astimezone(self.config.window.tz))
@@ -85,11 +87,17 @@ def _count(rows: list[EntryView]) -> str:
 
 
 def report_text(day: date, rows: list[EntryView], tz: tzinfo,
-                paused: Sequence[tuple[str, Pause]] = ()) -> str:
+                paused: Sequence[tuple[str, Pause]] = (),
+                stopped: Sequence[tuple[str, str]] = ()) -> str:
     """The report's body, for the office: the sending accounts that wait (a block for
     spam first), then each entry with what to do."""
     lines = [f"tikos-outbox auf {socket.gethostname()}, {day:%d.%m.%Y}: {_count(rows)}"
              " Dokument(e) erreichen den Kunden nicht ohne Ihr Zutun.", ""]
+    for name, problem in stopped:
+        lines.append(f"DRINGEND: Der Versand mit {name} ist gestoppt, bis die IT die"
+                     " Einstellungen (Absender, Anmeldung, Servername) berichtigt; danach"
+                     f" tikos-outbox check --smtp und flush. Antwort des Servers: {problem}")
+        lines.append("")
     for name, pause in sorted(paused, key=lambda p: not p[1].blocked):
         until = f"{pause.until.astimezone(tz):%d.%m.%Y %H:%M}"
         if pause.blocked:

@@ -50,6 +50,8 @@ def _account_line(acc: AccountStatus, tz: tzinfo) -> str:
     if lim.per_minute:
         parts.append(f"paced {lim.per_minute}/min")
     line = f"sending:    {acc.name}: " + ", ".join(parts)
+    if acc.problem is not None:
+        line += f"\n            STOPPED until the set-up is mended: {acc.problem}"
     if acc.paused_until is not None:
         what = "URGENT, blocked by the provider" if acc.blocked else "waits"
         until = fmt_time(acc.paused_until.isoformat(), tz)
