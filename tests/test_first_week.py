@@ -273,3 +273,40 @@ def test_an_umlaut_file_name_goes_as_name_too() -> None:
     [part] = list(msg.iter_attachments())
     assert part.get_filename() == "Rechnung_Müller.pdf" and not part.defects
     assert part.get_content() == b"%PDF-1.4\n%%EOF\n"
+
+
+@posix_only
+def test_a_windows_share_path_on_linux_gets_the_mount_hint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace("folder = 'archive/M1'",
+                                        "folder = '\\\\fileserver\\SoCom$\\Archiv'"),
+                           encoding="utf-8")
+    capsys.readouterr()
+    assert site.cli("check") == 1
+    out = capsys.readouterr().out
+    assert "is a Windows share path; on Linux, mount the share first" in out
+    assert "mount -t cifs //fileserver/SoCom$ /mnt/socom" in out
+
+
+def test_status_says_when_the_service_runs_an_older_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.helpers import open_outbox
+
+    site = write_site(tmp_path)
+    service = open_outbox(site)  # the service, started with the config as it was
+    service.monitor.heartbeat()
+    capsys.readouterr()
+    assert site.cli("status", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["service"]["config_current"] is True
+    with site.config.open("a", encoding="utf-8") as f:  # the admin edits a template
+        f.write("\n[templates.RE]\nsubject = 'Ihre Rechnung {docno}'\nbody = 'Anbei.'\n")
+    assert site.cli("status") == 0
+    assert "it runs an older version of" in capsys.readouterr().out
+    service.monitor.heartbeat(running=False)
+    assert site.cli("status", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["service"]["config_current"] is True
+    service.close()

@@ -16,6 +16,7 @@ from tikos_outbox.core.message import (
     make_message_id,
     split_addresses,
 )
+from tikos_outbox.core.naming import share_hint
 from tikos_outbox.core.pacing import account_of
 from tikos_outbox.core.ports import LookupUnavailable, SecretUnavailable, StoreError
 from tikos_outbox.core.replies import RunStopped, explain, explain_stop, stop_for
@@ -85,7 +86,8 @@ def _folder_checks(config: Config) -> list[Check]:
         if not m.enabled:
             out.append(Check(name, True, f"{m.folder} (mandant disabled)"))
         elif not os.path.isdir(m.folder):
-            out.append(Check(name, False, f"{m.folder} does not exist or is not a folder"))
+            out.append(Check(name, False, f"{m.folder} does not exist or is not a folder"
+                                          + share_hint(str(m.folder), os.name == "nt")))
         elif not os.access(m.folder, os.R_OK | os.X_OK):
             out.append(Check(name, False, f"{m.folder} is not readable by this account"))
         else:

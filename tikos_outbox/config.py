@@ -7,9 +7,11 @@ whole file has been validated.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,8 @@ def load_config(path: Path) -> Config:
             hint = (" — a Windows path in double quotes needs every \\ doubled; simpler,"
                     " write it in single quotes: folder = '\\\\fileserver\\SoCom$\\Archiv'")
         raise ConfigError(path, None, f"is not valid TOML: {exc}{hint}") from None
-    return parse_config(data, path)
+    return replace(parse_config(data, path),
+                   digest=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16])
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:

@@ -21,7 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from tikos_outbox.core.naming import Owners, is_candidate
+from tikos_outbox.core.naming import Owners, is_candidate, share_hint
 from tikos_outbox.core.ports import Clock, Notes, StoreError
 from tikos_outbox.core.settings import Mandant, WatchMode
 from tikos_outbox.core.settle import SettleTracker
@@ -235,6 +235,7 @@ class Watcher:
         st.scanner.forget()
         if st.available:
             st.available = False
+            why += share_hint(str(m.folder), os.name == "nt")
             log.error("mandant %d (%s): %s; retrying until it is back", m.id, m.name, why)
             self.notes.note_error(f"Archive folder of mandant {m.id} unavailable: {why}")
 

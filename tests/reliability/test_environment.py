@@ -135,6 +135,7 @@ def test_disk_full_while_storing_a_copy(tmp_path: Path,
         with caplog.at_level("ERROR", logger="tikos_outbox"):
             (folder / "RE_1_4711.pdf").write_bytes(make_pdf(["big"], padding=200_000))
             wait_until(lambda: "database or disk is full" in caplog.text, timeout=20)
+        assert "the disk that holds the outbox database is full; free space there" in caplog.text
         assert svc.store.queries.counts()["pending"] == 0
         event.remove(full, "connect", _small)
         full.dispose()  # space again

@@ -166,3 +166,14 @@ class Owners:
             rel = tuple(x.casefold() for x in rel)
         return _pick(self._rivals[mandant_id], folder + rel,
                      rel_path.rsplit("/", 1)[-1]) == mandant_id
+
+
+def share_hint(folder: str, windows: bool) -> str:
+    """What to do when a Windows share path is configured on Linux: it is no folder
+    there until the share is mounted."""
+    if windows or not folder.startswith(("\\\\", "//")):
+        return ""
+    share = "/".join(folder.replace("\\", "/").lstrip("/").split("/")[:2])
+    return (f" — {folder} is a Windows share path; on Linux, mount the share first (e.g."
+            f" mount -t cifs //{share} /mnt/socom -o credentials=/etc/tikos-outbox/smb) and"
+            " set folder to the mount point")

@@ -138,6 +138,7 @@ class Config:
     templates: Mapping[str, Template]
     report: ReportSettings
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    digest: str = ""  # of the file as read: a running service knows its config is older
 
     def mandant(self, mandant_id: int) -> Mandant | None:
         return next((m for m in self.mandants if m.id == mandant_id), None)

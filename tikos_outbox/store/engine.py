@@ -28,10 +28,28 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: the driver's words, and what they mean for the administrator
+_MEANING = (
+    ("database or disk is full", "the disk that holds the outbox database is full; free"
+     " space there (nothing is lost: new documents wait in the archive)"),
+    ("disk I/O error", "the outbox database cannot be written: its disk may be full,"
+     " failing, read-only or a network share that went away"),
+    ("attempt to write a readonly database", "the outbox database is read-only for this"
+     " account: give it write access to the file and its folder"),
+    ("unable to open database file", "the outbox database cannot be opened: check that"
+     " its folder exists and this account may write there"),
+)
+
+
 def describe(exc: SQLAlchemyError) -> str:
-    """The driver's own first line (e.g. 'database or disk is full')."""
+    """The driver's own first line (e.g. 'database or disk is full'), with what it
+    means in an administrator's words."""
     orig = getattr(exc, "orig", None)
-    return (str(orig or exc).splitlines() or [type(exc).__name__])[0]
+    line = (str(orig or exc).splitlines() or [type(exc).__name__])[0]
+    for words, meaning in _MEANING:
+        if words in line:
+            return f"{meaning} ({line})"
+    return line
 
 
 def safe_url(url: str) -> str:

@@ -19,6 +19,7 @@ class ServiceState:
     running: bool
     last_seen: str | None
     worker: str | None
+    config_current: bool = True  # False: the config was changed after the service started
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class Status:
                 "accounts": [a.as_json() for a in self.accounts],
                 "service": {"running": self.service.running,
                             "last_seen": self.service.last_seen,
-                            "worker": self.service.worker}}
+                            "worker": self.service.worker,
+                            "config_current": self.service.config_current}}
 
 
 class Monitor:
@@ -93,7 +95,8 @@ class Monitor:
     def heartbeat(self, running: bool = True) -> None:
         now = self.clock.now()
         self.commands.set_meta("heartbeat", json.dumps(
-            {"at": now.isoformat(), "worker": self.worker, "running": running}), now)
+            {"at": now.isoformat(), "worker": self.worker, "running": running,
+             "config": self.config.digest}), now)
 
     def status(self) -> Status:
         now = self.clock.now()
@@ -110,7 +113,9 @@ class Monitor:
             last_error=_json(q.get_meta("last_error")),
             service=ServiceState(running=running,
                                  last_seen=heartbeat["at"] if heartbeat else None,
-                                 worker=heartbeat.get("worker") if heartbeat else None),
+                                 worker=heartbeat.get("worker") if heartbeat else None,
+                                 config_current=not running or heartbeat.get(
+                                     "config", self.config.digest) == self.config.digest),
             first_pass_waiting=[m.id for m in self.config.enabled_mandants
                                 if q.get_meta(f"first_pass:{m.id}")
                                 and not q.get_meta(f"baseline:{m.id}")],

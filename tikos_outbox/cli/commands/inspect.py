@@ -24,6 +24,9 @@ def run_status(ctx: Context) -> int:
     svc = st.service
     print(f"\nservice:    {'running' if svc.running else 'not running'}"
           f" (last seen {fmt_time(svc.last_seen, tz)})")
+    if not svc.config_current:
+        print(f"            it runs an older version of {ctx.config.path}: restart it to use"
+              " your changes (systemctl restart tikos-outbox, or restart the Windows service)")
     print(f"last run:   {fmt_time(st.last_run, tz)}")
     print(f"next run:   {fmt_time(st.next_run, tz)}")
     err = st.last_error

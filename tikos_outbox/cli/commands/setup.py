@@ -91,8 +91,9 @@ def run_check(ctx: Context) -> int:
     if ctx.json:
         print_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results])
     else:
+        fail = "\033[1;31mFAIL\033[0m" if sys.stdout.isatty() else "FAIL"  # red on a terminal
         for c in results:
-            print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
+            print(f"{'ok  ' if c.ok else fail}  {c.name}: {c.detail}")
     return EXIT_OK if all(c.ok for c in results) else EXIT_FAILED
 
 
