@@ -310,3 +310,47 @@ def test_status_says_when_the_service_runs_an_older_config(
     assert site.cli("status", "--json") == 0
     assert json.loads(capsys.readouterr().out)["service"]["config_current"] is True
     service.close()
+
+
+def test_a_database_failure_mid_run_gives_the_claims_back_when_it_answers_again(
+        tmp_path: Path, cert: object) -> None:
+    """The database goes read-only while the server takes the first mail: its reply is
+    recorded once the database answers (never sent again), the other claimed entries
+    are pending again at once, not after a 36-minute lease."""
+    from typing import Any
+
+    from sqlalchemy import event
+
+    from tests.helpers import Handler, SmtpServer, open_outbox
+    from tikos_outbox.samples import make_pdf
+
+    outbox: Any = None
+
+    def read_only(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA query_only = ON")
+
+    class FailingDatabase(Handler):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if not self.received:  # while the first mail is in the server's hands
+                event.listen(outbox.store.engine, "connect", read_only)
+                outbox.store.engine.dispose()
+            return await super().handle_DATA(server, session, envelope)
+
+    with SmtpServer(cert, "none", wrap_handler=lambda h: FailingDatabase(h.b)) as srv:  # type: ignore[arg-type]
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False})
+        for i in range(3):
+            (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([str(i)]))
+        assert site.cli("scan") == 0
+        outbox = open_outbox(site)
+        report = outbox.delivery.send_due()
+        assert report.stopped and "read-only" in report.stopped[0]
+        assert len(srv.received) == 1
+        assert outbox.delivery.hand_back() == 0  # still read-only: nothing lost, kept
+        event.remove(outbox.store.engine, "connect", read_only)
+        outbox.store.engine.dispose()
+        assert outbox.delivery.hand_back() == 3  # the first recorded, two given back
+        states = [outbox.store.queries.get_entry(i).state for i in (1, 2, 3)]
+        assert states == ["sent", "pending", "pending"]
+        assert outbox.delivery.send_due().sent == 2
+        assert len(srv.received) == 3  # the first was not mailed again
+        outbox.close()

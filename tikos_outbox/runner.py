@@ -172,6 +172,7 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
         every(5, "watcher check", watch_health)
         every(HEARTBEAT_S, "heartbeat", monitor.heartbeat)
         every(TICK_S, "send schedule", sender.tick)
+        every(5, "hand back", outbox.delivery.hand_back)
 
     plan()
     clock_guard = BackwardsGuard()

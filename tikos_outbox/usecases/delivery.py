@@ -8,16 +8,15 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.addresses import Address
 from tikos_outbox.core.pacing import Limits, Pause, PauseKind, Reserved, account_limits, account_of
 from tikos_outbox.core.ports import (
     Clock,
-    Mailer,
     MailerFactory,
     Notes,
     OutboxCommands,
@@ -44,60 +43,19 @@ from tikos_outbox.core.states import Event
 from tikos_outbox.core.views import Claimed, Finish
 from tikos_outbox.usecases.compose import Built, Composer
 from tikos_outbox.usecases.intake import Intake
+from tikos_outbox.usecases.sendrun import (
+    INTERRUPTED,
+    MAX_BATCH,
+    Halt,
+    Run,
+    SendReport,
+    Unsendable,
+    lease_for,
+    prebuilt,
+)
 
 log = logging.getLogger("tikos_outbox")
 
-INTERRUPTED = "interrupted — may have been delivered"
-MAX_BATCH = 20  # entries claimed at once
-
-
-@dataclass
-class SendReport:
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    skipped: int = 0
-    stopped: list[str] = field(default_factory=list)  # why a run stopped, per account
-    paused: list[str] = field(default_factory=list)  # accounts resting: quota, cool-down
-
-    @property
-    def ok(self) -> bool:
-        return not (self.failed or self.stopped or self.deferred)
-
-    def as_dict(self) -> dict[str, int | list[str]]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One mandant's part of a send run."""
-
-    m: Mandant
-    mailer: Mailer
-    account: str
-    limits: Limits
-    started: datetime
-    force: bool
-    report: SendReport
-
-
-class _Unsendable(Exception):
-    """The message cannot be built (any more): the entry fails with this reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Halt(Exception):
-    """Sending with this account ends for this run; the entries in hand go back."""
-
-    def __init__(self, line: str | None, paused: bool = False,
-                 stopped_by: int | None = None) -> None:
-        super().__init__(line or "stopped")
-        self.line = line
-        self.paused = paused
-        self.stopped_by = stopped_by  # the entry whose reply was about the account
 
 
 class Delivery:
@@ -118,6 +76,39 @@ class Delivery:
         self.dead_worker = dead_worker
         self.stop = stop
         self._lock = threading.Lock()
+        # what a database failure kept from being written: results the server gave
+        # (recorded, never sent again) and claims to give back, as soon as it answers
+        self._unrecorded: dict[int, tuple[Claimed, Event, Finish]] = {}
+        self._give_back: dict[int, Claimed] = {}
+
+    def hand_back(self) -> int:
+        """Record the results and give back the claims that a database failure held up
+        (the runner calls this every few seconds; a send run does it first itself);
+        returns how many are done."""
+        if not (self._unrecorded or self._give_back) or not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            return self._hand_back()
+        finally:
+            self._lock.release()
+
+    def _hand_back(self) -> int:
+        done = 0
+        for entry_id, (c, event, result) in list(self._unrecorded.items()):
+            with contextlib.suppress(StoreError):
+                self.commands.finish(c, self.worker, event, self.clock.now(), result)
+                del self._unrecorded[entry_id]
+                done += 1
+        if self._give_back:
+            with contextlib.suppress(StoreError):
+                self.commands.unclaim(list(self._give_back.values()), self.worker,
+                                      self.clock.now())
+                done += len(self._give_back)
+                self._give_back.clear()
+        if done:
+            log.warning("the outbox database answers again: %d entr%s recorded or given"
+                        " back", done, "y" if done == 1 else "ies")
+        return done
 
     def recover_interrupted(self) -> list[int]:
         """Entries a crashed run left in `sending` become deferred, to be sent again
@@ -142,6 +133,7 @@ class Delivery:
         report = SendReport()
         with self._lock:
             started = self.clock.now()
+            self._hand_back()
             self.recover_interrupted()
             self.intake.resolve_recipients()
             self._skip_disabled(report)
@@ -155,10 +147,12 @@ class Delivery:
                         m, account, limits[account], started, force, report):
                     halted.add(account)
             finished = self.clock.now()
-            self.commands.set_meta("last_run", finished.isoformat(), finished)
-            self.commands.set_meta("last_run_report", json.dumps(report.as_dict()), finished)
-            if report.stopped:
-                self.notes.note_error(report.stopped[-1])
+            with contextlib.suppress(StoreError):  # a run the database failed still reports
+                self.commands.set_meta("last_run", finished.isoformat(), finished)
+                self.commands.set_meta("last_run_report", json.dumps(report.as_dict()),
+                                       finished)
+                if report.stopped:
+                    self.notes.note_error(report.stopped[-1])
             log.info("send run: %d sent, %d deferred, %d failed%s%s", report.sent,
                      report.deferred, report.failed,
                      f"; stopped: {report.stopped[-1]}" if report.stopped else "",
@@ -190,19 +184,22 @@ class Delivery:
         except SecretUnavailable as exc:  # says which file and what to do
             report.stopped.append(str(exc))
             return False
-        run = _Run(m, mailer, account, limits, started, force, report)
+        run = Run(m, mailer, account, limits, started, force, report)
         # the next mail is built while the server takes the current one
         with mailer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as pool:
             for batch in self._batches(run):
                 try:
-                    for c, built in _prebuilt(pool, self.composer, m, batch, self.clock):
+                    for c, built in prebuilt(pool, self.composer, m, batch, self.clock):
                         if self.stop.is_set():
-                            raise _Halt(None)
+                            raise Halt(None)
                         self._send_one(run, c, built.result())
                         batch = batch[1:]
-                except StoreError as exc:  # the database failed mid-run: give back
-                    with contextlib.suppress(StoreError):  # what it can; the lease does
-                        self.commands.unclaim(batch, self.worker, self.clock.now())  # the rest
+                except StoreError as exc:  # the database failed mid-run: give the claims
+                    rest = [b for b in batch if b.id not in self._unrecorded]  # back, now
+                    try:  # or as soon as it answers again (hand_back)
+                        self.commands.unclaim(rest, self.worker, self.clock.now())
+                    except StoreError:
+                        self._give_back.update({b.id: b for b in rest})
                     report.stopped.append(str(exc))
                     log.error("send run stopped for %s: %s", account, exc)
                     return False
@@ -214,7 +211,7 @@ class Delivery:
                     report.stopped.append(line)
                     log.error("send run stopped for %s: %s", account, line)
                     return False
-                except _Halt as halt:
+                except Halt as halt:
                     self.commands.unclaim(batch, self.worker, self.clock.now(),
                                           stopped_by=halt.stopped_by)
                     if halt.line is not None:
@@ -225,7 +222,7 @@ class Delivery:
                     return False
         return True
 
-    def _stopped(self, run: _Run, stop: Stop, reply: Reply) -> str:
+    def _stopped(self, run: Run, stop: Stop, reply: Reply) -> str:
         """The line for a reply about the account; a slow-down or a block also starts
         the account's cool-down (shared with every process sending with it)."""
         line = explain_stop(stop, reply, run.m.smtp.username, run.m.sender.address)
@@ -245,10 +242,10 @@ class Delivery:
         return (f"sending with {account} waits until {self._local(pause.until)} ({what}:"
                 f" {pause.reason})")
 
-    def _batches(self, run: _Run) -> Iterator[list[Claimed]]:
+    def _batches(self, run: Run) -> Iterator[list[Claimed]]:
         """Due entries of the mandant, claimed a few at a time, until none are left."""
         size = max(1, min(run.m.smtp.max_per_connection, MAX_BATCH))
-        lease = _lease(run.m, size)
+        lease = lease_for(run.m, size)
         while not self.stop.is_set():
             now = self.clock.now()
             batch = self.commands.claim_due(now, self.worker, now + lease, size,
@@ -268,7 +265,7 @@ class Delivery:
             self.clock.sleep(min(left, 0.5))
         return False
 
-    def _send_one(self, run: _Run, c: Claimed, built: Built | str) -> None:
+    def _send_one(self, run: Run, c: Claimed, built: Built | str) -> None:
         """Offer the message to the recipients still due, and record what each got."""
         now = self.clock.now()
         if isinstance(built, str):  # cannot be built or read: fails without a word sent
@@ -286,10 +283,10 @@ class Delivery:
         slot = self.accounts.reserve(run.account, run.limits, len(due), self.clock.now(),
                                      force=run.force)
         if isinstance(slot, Pause):
-            raise _Halt(self._pause_line(run.account, slot), paused=not slot.blocked)
+            raise Halt(self._pause_line(run.account, slot), paused=not slot.blocked)
         try:
             result = self._offer(run, c, built, due, slot)
-        except _Unsendable as exc:
+        except Unsendable as exc:
             self.accounts.release(slot)
             self._unsendable(run, c, exc.reason)
             return
@@ -305,7 +302,7 @@ class Delivery:
         # once is that mail's own fate: one mail never holds up its account for good
         if stop is not None and (certain(reply) or stop is Stop.SESSION or not c.account_stops):
             self.accounts.release(slot)  # the server took nothing
-            raise _Halt(self._stopped(run, stop, reply), stopped_by=c.id)
+            raise Halt(self._stopped(run, stop, reply), stopped_by=c.id)
         verdict = judge(settle(c.deliveries, result, now), reply,
                         first_attempt_at=c.first_attempt_at,
                         transient_failures=c.transient_failures, now=now,
@@ -317,32 +314,32 @@ class Delivery:
         if slot.troubled and verdict.event is Event.DELIVERED:  # after the result is kept
             self.accounts.cleared(run.account, now)
 
-    def _unsendable(self, run: _Run, c: Claimed, reason: str) -> None:
+    def _unsendable(self, run: Run, c: Claimed, reason: str) -> None:
         now = self.clock.now()
         self._finish(run, c, fail_all(c.deliveries, reason, now),
                      Finish(server="", outcome=Outcome.PERMANENT.value, code=None,
                             reply=reason, reason=reason,
                             attention=attention.unsendable(c.customer, reason)))
 
-    def _offer(self, run: _Run, c: Claimed, built: Built, due: list[str],
+    def _offer(self, run: Run, c: Claimed, built: Built, due: list[str],
                slot: Reserved) -> SendResult | None:
         """Wait for the slot, renew the claim, and hand the message over (7-bit for a
         server without 8BITMIME); None if the claim was lost meanwhile."""
         if not self._wait_until(slot.at):
-            raise _Halt(None)
-        if not self.commands.renew(c, self.worker, self.clock.now() + _lease(run.m, 1)):
+            raise Halt(None)
+        if not self.commands.renew(c, self.worker, self.clock.now() + lease_for(run.m, 1)):
             log.error("entry %d: its claim ran out and another process took it over; not"
                       " sent from here", c.id)
             return None
         if built.eight_bit and not built.smtputf8 and not run.mailer.accepts_8bit():
             rebuilt = self.composer.build(run.m, c, self.clock.now(), seven_bit=True)
             if isinstance(rebuilt, str):  # gone meanwhile: the reason, not "8-bit"
-                raise _Unsendable(rebuilt)
+                raise Unsendable(rebuilt)
             built = rebuilt
         return run.mailer.send(Address(run.m.sender.address).envelope, due, built.data,
                                smtputf8=built.smtputf8)
 
-    def _finish(self, run: _Run, c: Claimed, verdict: Verdict, attempt: Finish) -> None:
+    def _finish(self, run: Run, c: Claimed, verdict: Verdict, attempt: Finish) -> None:
         if verdict.event is Event.DELIVERED:
             line = attention.partly_refused(c.customer, verdict.recipients)
         elif verdict.event is Event.TRANSIENT:
@@ -351,7 +348,16 @@ class Delivery:
             line = attempt.attention or attention.failed(c.customer,
                                                          verdict.reason or attempt.reply)
         result = replace(attempt, recipients=verdict.recipients, attention=line)
-        if not self.commands.finish(c, self.worker, verdict.event, self.clock.now(), result):
+        try:
+            finished = self.commands.finish(c, self.worker, verdict.event, self.clock.now(),
+                                            result)
+        except StoreError:  # the server's answer is kept, to be recorded, never resent
+            self._unrecorded[c.id] = (c, verdict.event, result)
+            log.error("entry %d: the outbox database failed after the server's reply (%s);"
+                      " it is recorded as soon as the database answers", c.id,
+                      result.reply)
+            raise
+        if not finished:
             log.error("entry %d was taken over by another worker while sending", c.id)
             return
         report = run.report
@@ -374,24 +380,3 @@ class Delivery:
         else:
             report.failed += 1
             log.error("entry %d failed: %s (%s)", c.id, c.file_name, result.reason or shown)
-
-
-def _lease(m: Mandant, mails: int) -> timedelta:
-    """How long a claim of `mails` entries may take before another process may
-    take them over: generous, since every mail's claim is renewed before its DATA."""
-    smtp = m.smtp
-    per_mail_s = 60.0 / smtp.max_per_minute if smtp.max_per_minute else 0.0
-    return timedelta(seconds=900 + mails * (per_mail_s + smtp.timeout_s))
-
-
-def _prebuilt(pool: ThreadPoolExecutor, composer: Composer, m: Mandant,
-              batch: list[Claimed], clock: Clock) -> Iterator[tuple[Claimed, Future[Built | str]]]:
-    """Each claimed entry with its message, the next one built while the current
-    one is sent."""
-    upcoming = pool.submit(composer.build, m, batch[0], clock.now()) if batch else None
-    for i, c in enumerate(batch):
-        assert upcoming is not None
-        current = upcoming
-        if i + 1 < len(batch):
-            upcoming = pool.submit(composer.build, m, batch[i + 1], clock.now())
-        yield c, current
