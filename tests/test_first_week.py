@@ -354,3 +354,27 @@ def test_a_database_failure_mid_run_gives_the_claims_back_when_it_answers_again(
         assert outbox.delivery.send_due().sent == 2
         assert len(srv.received) == 3  # the first was not mailed again
         outbox.close()
+
+
+def test_check_lists_every_problem_it_can_find(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, smtp={"host": "smtp.example.com", "auth": "password",
+                                      "username": "rechnung@example.com"},
+                      sender={"address": "rechnung@example.com"}, password="geheim",
+                      mandants=[{"id": 1, "name": "Nord",
+                                 "pattern": r"^(?P<doctype>RE)_(?P<docno>\d+)\.pdf$"},
+                                {"id": 2, "name": "Süd", "folder": "gibt/es/nicht"}])
+    import shutil
+    shutil.rmtree(tmp_path / "gibt")  # write_site made it; the share is not there
+    capsys.readouterr()
+    assert site.cli("check") == 1
+    out = capsys.readouterr().out
+    fails = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert any("SMTP host ([smtp]): smtp.example.com is still the example" in f for f in fails)
+    assert any("sender address ([smtp]): rechnung@example.com is still the example" in f
+               for f in fails)
+    assert any("the password would travel to smtp.example.com:25 unencrypted" in f
+               for f in fails)
+    assert any("mandant 1 pattern: has no (?P<customer>…) group" in f for f in fails)
+    assert any("mandant 2 folder" in f and "does not exist" in f for f in fails)
+    assert "ok    address file: " in out and "2 customer row(s)" in out

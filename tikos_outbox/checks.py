@@ -20,7 +20,7 @@ from tikos_outbox.core.naming import share_hint
 from tikos_outbox.core.pacing import account_of
 from tikos_outbox.core.ports import LookupUnavailable, SecretUnavailable, StoreError
 from tikos_outbox.core.replies import RunStopped, explain, explain_stop, stop_for
-from tikos_outbox.core.settings import Config, Mandant
+from tikos_outbox.core.settings import Auth, Config, Mandant, Security
 from tikos_outbox.credentials import KeyRing, insecure_permissions
 from tikos_outbox.samples import make_pdf
 from tikos_outbox.store import safe_url
@@ -47,6 +47,7 @@ def run_checks(config: Config, opener: Callable[[], Outbox], smtp: bool = False,
     except StoreError as exc:
         results.append(Check("database", False, str(exc)))
     results += _folder_checks(config)
+    results += _setup_checks(config)
     if outbox is not None:
         if smtp:
             results += _check_smtp(outbox)
@@ -93,6 +94,53 @@ def _folder_checks(config: Config) -> list[Check]:
         else:
             out.append(Check(name, True, f"{m.folder} is readable"))
     return out
+
+
+#: what `init` writes and an administrator must replace
+EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net", "yourdomain")
+
+
+def _setup_checks(config: Config) -> list[Check]:
+    """What would make a document fail or go astray, found before the first run: the
+    template's example values, a password without TLS, a pattern without the
+    customer, doctypes without their own text, the address file."""
+    out: list[Check] = []
+    smtps = [("[smtp]", config.smtp, config.sender)] + [
+        (f"mandant {m.id}", m.smtp, m.sender) for m in config.enabled_mandants]
+    seen: set[tuple[str, str]] = set()
+    for where, smtp, sender in smtps:
+        if (smtp.host, sender.address) in seen:
+            continue
+        seen.add((smtp.host, sender.address))
+        for what, value in (("SMTP host", smtp.host), ("sender address", sender.address)):
+            if any(value.lower().endswith(d) for d in EXAMPLE_DOMAINS):
+                out.append(Check(f"{what} ({where})", False, f"{value} is still the example"
+                                 " from `init`: put in the laundry's own"))
+        if smtp.auth is Auth.PASSWORD and smtp.security is Security.NONE:
+            out.append(Check(f"SMTP security ({where})", False,
+                             f"the password would travel to {smtp.server} unencrypted"
+                             " (security = \"none\"): use \"starttls\" (587) or \"ssl\" (465)"))
+    for m in config.enabled_mandants:
+        groups = set(m.pattern.groupindex)
+        if "customer" not in groups:
+            out.append(Check(f"mandant {m.id} pattern", False, "has no (?P<customer>…) group:"
+                             " no document can be matched to its customer's address"))
+    if config.recipients.csv is not None:
+        out.append(_csv_check(config))
+    return out
+
+
+def _csv_check(config: Config) -> Check:
+    from tikos_outbox.lookup import CsvLookup
+
+    path = config.recipients.csv
+    assert path is not None
+    try:
+        rows = CsvLookup(path).rows()
+    except LookupUnavailable as exc:
+        return Check("address file", False, str(exc))
+    return Check("address file", rows > 0, f"{path}: {rows} customer row(s)"
+                 + ("" if rows else "; no customer has an address yet"))
 
 
 def _check_smtp(outbox: Outbox) -> list[Check]:

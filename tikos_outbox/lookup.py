@@ -79,6 +79,12 @@ class CsvLookup:
         self._mtime: float | None = None
         self._map: dict[tuple[str, str], list[str]] = {}
 
+    def rows(self) -> int:
+        """How many (mandant, customer) rows the file holds; LookupUnavailable if it
+        cannot be read."""
+        self._load()
+        return len(self._map)
+
     def _load(self) -> None:
         try:
             mtime = self.path.stat().st_mtime
