@@ -378,3 +378,62 @@ def test_check_lists_every_problem_it_can_find(
     assert any("mandant 1 pattern: has no (?P<customer>…) group" in f for f in fails)
     assert any("mandant 2 folder" in f and "does not exist" in f for f in fails)
     assert "ok    address file: " in out and "2 customer row(s)" in out
+
+
+def test_the_service_purges_old_copies_itself_and_the_file_shrinks(
+        tmp_path: Path, cert: object) -> None:
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from tests.helpers import FakeClock, SmtpServer, open_outbox
+    from tikos_outbox.runner import run
+    from tikos_outbox.samples import make_pdf
+
+    with SmtpServer(cert, "none") as srv:  # type: ignore[arg-type]
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False})
+        pdf = site.mandant_folder() / "RE_1_4711.pdf"
+        pdf.write_bytes(make_pdf(["alt"], padding=3_000_000))
+        sent = datetime.now(UTC) - timedelta(days=100)
+        os.utime(pdf, (sent.timestamp() - 60, sent.timestamp() - 60))  # written back then
+        then = open_outbox(site, FakeClock(sent))
+        then.scan()
+        assert then.delivery.send_due().sent == 1  # sent 100 days ago; keep_days is 90
+        then.close()
+    db = tmp_path / "outbox.db"
+    before = db.stat().st_size
+    service = open_outbox(site)
+    ready = threading.Event()
+    thread = threading.Thread(target=run, args=(service, ready), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        view = service.store.queries.get_entry(1)
+        assert view is not None and view.stored_copy is False and view.state == "sent"
+    finally:
+        service.stop.set()
+        thread.join(30)
+    service.close()
+    assert db.stat().st_size < before - 2_000_000  # the space went back to the disk
+
+
+def test_backup_writes_a_consistent_copy_while_the_outbox_is_in_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    from tests.helpers import open_outbox
+
+    site = write_site(tmp_path)
+    (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    assert site.cli("scan") == 0
+    service = open_outbox(site)  # the service holds the database open meanwhile
+    with service.store.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        copy = tmp_path / "Sicherung" / "outbox-copy.db"
+        copy.parent.mkdir()
+        assert site.cli("backup", str(copy)) == 0
+    service.close()
+    assert "a consistent copy of the outbox database" in capsys.readouterr().out
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT count(*) FROM entry").fetchone() == (1,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert site.cli("backup", str(copy)) == 2  # never overwrites

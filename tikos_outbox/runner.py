@@ -133,6 +133,7 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
     watcher.track(report.waiting_files)  # still being written: taken once they settle
     log.info("start-up pass: %d files seen, recorded %s", report.files_seen,
              report.recorded or "nothing new")
+    _guarded("purge", outbox.admin.purge)()  # and daily after: the outbox does not grow
     sender = SendScheduler(outbox)
     next_run = (cfg.window.next_slot(outbox.clock.now()).astimezone(cfg.window.tz)
                 .strftime("%Y-%m-%d %H:%M %Z"))
@@ -173,6 +174,7 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
         every(HEARTBEAT_S, "heartbeat", monitor.heartbeat)
         every(TICK_S, "send schedule", sender.tick)
         every(5, "hand back", outbox.delivery.hand_back)
+        every(24 * 3600, "daily purge", outbox.admin.purge)  # keep_days, then compacted
 
     plan()
     clock_guard = BackwardsGuard()

@@ -147,6 +147,10 @@ def _purge(p: argparse.ArgumentParser) -> None:
                    help="default: keep_days from the config")
 
 
+def _backup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the copy to write (must not exist yet)")
+
+
 def _test_mail(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", required=True, metavar="ADDR")
 
@@ -182,6 +186,8 @@ COMMANDS: tuple[Command, ...] = (
             _moves, json=True),
     Command("release", "moves", "let held entries be sent again", "tikos-outbox release 42",
             _release, json=True),
+    Command("backup", "moves", "a consistent copy of the outbox database, also while it runs",
+            "tikos-outbox backup D:\\Sicherung\\outbox-2026-12-02.db", _backup),
     Command("purge", "moves", "remove stored copies of sent documents past retention",
             "tikos-outbox purge --older-than 120", _purge),
     Command("test-mail", "setup", "send one test mail with the configured server",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -314,6 +315,30 @@ class Commands(Recorder):
         return True
 
     # -- retention --------------------------------------------------------------------------
+
+    @mapped
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy of the SQLite outbox, taken while it is in use (VACUUM
+        INTO reads one snapshot; writers go on meanwhile)."""
+        raw = self.engine.raw_connection()
+        try:
+            raw.cursor().execute("VACUUM INTO ?", (str(target),))
+        finally:
+            raw.close()
+
+    @mapped
+    def compact(self) -> None:
+        """Give the space of purged copies back to the disk (SQLite: VACUUM, outside any
+        transaction; PostgreSQL's autovacuum does this by itself)."""
+        if not self.is_sqlite:
+            return
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("VACUUM")
+            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file itself shrinks now
+        finally:
+            raw.close()
 
     @mapped
     def purge(self, sent_before: datetime, now: datetime) -> int:

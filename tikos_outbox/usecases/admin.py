@@ -66,9 +66,13 @@ class Administration:
                                                force=force), "released")
 
     def purge(self, older_than_days: int | None = None) -> int:
+        """Remove the stored copies of documents sent more than `keep_days` ago (the
+        entries and their history stay), and give the space back to the disk."""
         days = older_than_days if older_than_days is not None else self.config.outbox.keep_days
         now = self.clock.now()
         n = self.commands.purge(now - timedelta(days=days), now)
+        if n:
+            self.commands.compact()
         log.info("purged %d stored document copies older than %d days", n, days)
         return n
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tikos_outbox.cli.context import Context, UsageError
 from tikos_outbox.cli.output import move_json, print_json
 from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -40,6 +42,20 @@ def run_hold(ctx: Context) -> int:
 
 def run_release(ctx: Context) -> int:
     return _report(ctx, "released", ctx.outbox.admin.release(_ids(ctx), force=ctx.args.force))
+
+
+def run_backup(ctx: Context) -> int:
+    target = Path(ctx.args.file).absolute()
+    if target.exists():
+        raise UsageError(f"{target} exists already; backup never overwrites")
+    if not ctx.outbox.store.engine.dialect.name == "sqlite":
+        raise UsageError("the outbox is in PostgreSQL: back it up with pg_dump (it is"
+                         " consistent while the service runs)")
+    ctx.outbox.store.commands.backup_to(target)
+    print(f"wrote {target} ({target.stat().st_size / 1048576:.1f} MB): a consistent copy"
+          " of the outbox database; to restore, stop the service and put it in place of"
+          f" {ctx.config.outbox.database.removeprefix('sqlite:///')}")
+    return EXIT_OK
 
 
 def run_purge(ctx: Context) -> int:
