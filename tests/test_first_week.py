@@ -437,3 +437,128 @@ def test_backup_writes_a_consistent_copy_while_the_outbox_is_in_use(
         assert db.execute("SELECT count(*) FROM entry").fetchone() == (1,)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert site.cli("backup", str(copy)) == 2  # never overwrites
+
+
+def test_flush_says_how_far_it_is_and_ctrl_c_keeps_the_rest_due(
+        tmp_path: Path, cert: object) -> None:
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers import SmtpServer
+    from tikos_outbox.samples import make_pdf
+
+    with SmtpServer(cert, "none") as srv:  # type: ignore[arg-type]
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False})
+        for i in range(12):
+            (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([str(i)]))
+        assert site.cli("scan") == 0
+        flush = [sys.executable, "-m", "tikos_outbox", "--config", str(site.config), "flush"]
+        done = subprocess.run(flush, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0
+        assert "flush: 10 of 12 sent, 0 deferred, 0 failed" in done.stderr  # no terminal
+        # paced at 2 a minute: Ctrl-C after the first mail of three
+        for i in range(3):
+            (site.mandant_folder() / f"LS_{i + 1}_4711.pdf").write_bytes(
+                make_pdf(["Lieferschein", str(i)]))
+        assert site.cli("scan") == 0
+        text = site.config.read_text(encoding="utf-8")
+        site.config.write_text(text.replace("max_per_minute = 0", "max_per_minute = 2"),
+                               encoding="utf-8")
+        proc = subprocess.Popen(flush, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 60
+        while len(srv.received) < 13:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "stopping after the mail in hand; the rest stays due" in err
+    assert "stopped by Ctrl-C: sent 1; 2 entries stay due, nothing is lost" in err
+    assert "Traceback" not in err
+    status = subprocess.run([sys.executable, "-m", "tikos_outbox", "--config", str(site.config),
+                             "status", "--json"], capture_output=True, text=True, check=True)
+    counts = json.loads(status.stdout)["counts"]
+    assert (counts["sent"], counts["pending"], counts["sending"]) == (13, 2, 0)
+    assert len(srv.received) == 13
+
+
+@posix_only
+def test_flush_on_a_terminal_shows_sent_of_due_and_the_pacing_wait(
+        tmp_path: Path, cert: object) -> None:
+    import pty
+    import subprocess
+
+    from tests.helpers import SmtpServer
+    from tikos_outbox.samples import make_pdf
+
+    with SmtpServer(cert, "none") as srv:  # type: ignore[arg-type]
+        site = write_site(tmp_path, smtp={"port": srv.port, "max_per_minute": 30},
+                          watch={"baseline": False})
+        for i in range(3):
+            (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([str(i)]))
+        assert site.cli("scan") == 0
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config",
+                                 str(site.config), "flush"], stdout=subprocess.DEVNULL,
+                                stderr=follower)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the other end closed: the process is done
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert proc.wait(60) == 0
+        os.close(leader)
+    text = seen.decode("utf-8", "replace")
+    assert "sending: 1 of 3 sent" in text and "next mail in 2 s (pacing)" in text
+
+
+def test_a_hung_address_database_costs_one_timeout_per_pass_not_one_per_document(
+        tmp_path: Path, odbc_sqlite: str) -> None:
+    """TIKOS's database holds a lock and does not answer: the first document waits
+    for the timeout, the other 19 are recorded at once and looked up later."""
+    import logging
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from tests.helpers import FakeClock, open_outbox
+    from tikos_outbox.samples import make_pdf
+
+    dsn = odbc_sqlite + ";Timeout=1000"  # the driver's busy wait, 1 s: the query timeout
+    site = write_site(tmp_path, watch={"baseline": False}, recipients=(
+        f"sql_dsn = '{dsn}'\nsql_timeout_s = 1\n"
+        "sql_query = 'SELECT EMail FROM Kunde WHERE Mandant = ? AND KundenNr = ?'"))
+    for i in range(20):
+        (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([str(i)]))
+    database = dsn.split("Database=", 1)[1].split(";", 1)[0]
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a long transaction in TIKOS: nobody reads
+    clock = FakeClock(datetime.now(UTC))
+    outbox = open_outbox(site, clock)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("tikos_outbox").addHandler(handler)
+    try:
+        report = outbox.scan()
+        assert report.recorded == {"pending": 20}
+        assert outbox.intake.resolve_recipients() == 0  # still resting: not asked again
+    finally:
+        logging.getLogger("tikos_outbox").removeHandler(handler)
+        holder.execute("ROLLBACK")
+        holder.close()
+    asked = [line for line in lines if "addresses not looked up yet" in line]
+    assert len(asked) == 1 and "locked" in asked[0]  # one timeout for the whole pass
+    status = outbox.monitor.status()
+    assert status.last_error is not None and "Address lookup" in status.last_error["text"]
+    clock.advance(61)  # the rest is over: the next run looks them up
+    assert outbox.intake.resolve_recipients() == 20
+    assert outbox.store.queries.get_entry(20).recipients
+    outbox.close()

@@ -218,3 +218,24 @@ def test_a_clock_going_back_is_noticed() -> None:
                   datetime(2026, 10, 25, 2, 0, 1) + timedelta(hours=1)])
     guard = BackwardsGuard(lambda: next(times))
     assert [guard.went_back() for _ in range(4)] == [False, True, False, False]
+
+
+def test_a_file_held_as_incomplete_is_taken_again_when_its_writer_finishes(
+        tmp_path: Path) -> None:
+    """Polling: a writer pauses longer than settle_s, the half file is held as an
+    incomplete PDF; when the writer finishes, the whole file is recorded within
+    seconds, not at the next full pass an hour later."""
+    site = site_in(tmp_path, "polling", baseline=False, full_scan_minutes=600)
+    pdf = make_pdf(["Rechnung 10023"])
+    path = site.mandant_folder() / "RE_10023_4711.pdf"
+    with running(site) as svc:
+        path.write_bytes(pdf[: len(pdf) // 2])  # the writer stalls here
+        wait_until(lambda: [v.state for v in by_path(svc).get(path.name, [])] == ["held"],
+                   timeout=30)
+        with path.open("ab") as f:
+            f.write(pdf[len(pdf) // 2:])  # … and finishes
+        wait_until(lambda: "pending" in [v.state for v in by_path(svc).get(path.name, [])],
+                   timeout=30)
+        old, new = by_path(svc)[path.name]
+        assert (old.state, old.reason) == ("skipped", f"superseded by entry {new.id}")
+        assert old.problem is not None and "truncated or still being written" in old.problem

@@ -25,6 +25,7 @@ from tikos_outbox.core.naming import Owners, is_candidate, share_hint
 from tikos_outbox.core.ports import Clock, Notes, StoreError
 from tikos_outbox.core.settings import Mandant, WatchMode
 from tikos_outbox.core.settle import SettleTracker
+from tikos_outbox.core.states import State
 from tikos_outbox.scanner import (
     FileSeen,
     FolderError,
@@ -45,6 +46,7 @@ NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs",
 #: a settled file that cannot be read is tried again after 1 s, doubling to 5 min
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 300.0
+HELD_WATCH_S = 24 * 3600.0
 
 
 def is_network_path(path: Path, mounts_file: str = "/proc/mounts") -> bool:
@@ -110,6 +112,10 @@ class Watcher:
         self._tracked: dict[str, tuple[int, str]] = {}  # abs path -> (mandant, rel)
         # a settled file that could not be read: when to try again, and the last wait
         self._retry: dict[str, tuple[float, float]] = {}
+        # a file recorded as held (a writer that paused past settle_s leaves an
+        # "incomplete PDF"): watched for a day, taken again when it changes, since a
+        # rewrite in place changes no folder's mtime for the poll to see
+        self._held: dict[str, tuple[int, str, int, int, float]] = {}
         self.observer: BaseObserver | None = None
         self.reconcile_requested = False
         self._store_error_logged = -1e9
@@ -292,6 +298,7 @@ class Watcher:
                 break
         mono = self.clock.monotonic()
         wall = self.clock.now().timestamp()
+        self._look_at_held(mono)
         settled: dict[int, list[FileSeen]] = {}
         for abs_path, (mandant_id, rel) in list(self._tracked.items()):
             if abs_path in self._retry and mono < self._retry[abs_path][0]:
@@ -332,6 +339,9 @@ class Watcher:
                         continue
                     recorded += state is not None
                     self._drop(seen.abs_path)
+                    if state == State.HELD.value:
+                        self._held[seen.abs_path] = (mandant_id, seen.rel_path, seen.size,
+                                                     seen.mtime_ns, mono + HELD_WATCH_S)
         return recorded
 
     def _store_failed(self, exc: StoreError) -> None:
@@ -346,6 +356,19 @@ class Watcher:
                   " in the archive and are recorded when it works again", text, self.waiting)
         with contextlib.suppress(StoreError):
             self.notes.note_error(f"Cannot record new documents: {text}")
+
+    def _look_at_held(self, mono: float) -> None:
+        for abs_path, (mandant_id, rel, size, mtime_ns, until) in list(self._held.items()):
+            try:
+                st = os.stat(abs_path)
+            except OSError:
+                st = None
+            changed = st is not None and (st.st_size, st.st_mtime_ns) != (size, mtime_ns)
+            if changed or st is None or mono > until:
+                del self._held[abs_path]
+            if changed and abs_path not in self._tracked:
+                log.info("mandant %d: %s, held, changed: taken again", mandant_id, rel)
+                self._track(mandant_id, abs_path, rel)
 
     def _drop(self, abs_path: str) -> None:
         self._tracked.pop(abs_path, None)

@@ -47,6 +47,7 @@ from tikos_outbox.usecases.sendrun import (
     INTERRUPTED,
     MAX_BATCH,
     Halt,
+    ProgressHook,
     Run,
     SendReport,
     Unsendable,
@@ -76,6 +77,8 @@ class Delivery:
         self.dead_worker = dead_worker
         self.stop = stop
         self._lock = threading.Lock()
+        self._progress: ProgressHook | None = None
+        self._report = SendReport()
         # what a database failure kept from being written: results the server gave
         # (recorded, never sent again) and claims to give back, as soon as it answers
         self._unrecorded: dict[int, tuple[Claimed, Event, Finish]] = {}
@@ -121,7 +124,8 @@ class Delivery:
                 recovered.append(stale.entry_id)
         return recovered
 
-    def send_due(self, force: bool = False) -> SendReport:
+    def send_due(self, force: bool = False, progress: ProgressHook | None = None
+                 ) -> SendReport:
         """One send run: every due entry, mandant by mandant, paced per account.
 
         `force` (flush) also takes deferred entries whose back-off has not run out,
@@ -131,12 +135,16 @@ class Delivery:
         share each account's pacing and quotas through the database.
         """
         report = SendReport()
+        self._progress = progress
         with self._lock:
             started = self.clock.now()
             self._hand_back()
             self.recover_interrupted()
             self.intake.resolve_recipients()
             self._skip_disabled(report)
+            counts = self.queries.counts()
+            report.due = counts.get("pending", 0) + counts.get("deferred", 0)
+            self._report = report
             halted: set[str] = set()  # accounts that stopped in this run: once per run
             limits = account_limits(m.smtp for m in self.config.enabled_mandants)
             for m in self.config.enabled_mandants:
@@ -260,6 +268,9 @@ class Delivery:
         """Wait for the account's pacing slot; False if told to stop meanwhile."""
         while not self.stop.is_set():
             left = (at - self.clock.now()).total_seconds()
+            if self._progress is not None:
+                self._report.waiting_s = max(0.0, left)
+                self._progress(self._report)
             if left <= 0:
                 return True
             self.clock.sleep(min(left, 0.5))
@@ -380,3 +391,6 @@ class Delivery:
         else:
             report.failed += 1
             log.error("entry %d failed: %s (%s)", c.id, c.file_name, result.reason or shown)
+        if self._progress is not None:
+            report.waiting_s = 0.0
+            self._progress(report)

@@ -32,6 +32,7 @@ from tikos_outbox.core.views import FileSeen, NewDocument, Recording
 log = logging.getLogger("tikos_outbox")
 
 NOT_READY = "not-ready"  # the file could not be read completely; try again later
+LOOKUP_REST_S = 60  # the address source is not asked for this long after it failed
 FIRST_PASS = "first_pass:{}"  # meta: when the mandant's first pass began, or NO_HISTORY
 DONE = "baseline:{}"  # meta: the mandant's folder was listed completely once
 NO_HISTORY = "none"
@@ -83,6 +84,9 @@ class Intake:
         self._cutoffs: dict[int, float | None] = {}
         self._done: set[int] = set()
         self._unreadable: set[str] = set()  # said once each, until it can be read
+        # after the address source failed (a hung SQL Server times out), it is not
+        # asked again for a while: one timeout per pass, not one per document
+        self._lookup_rests_until = -1e18
 
     # -- history: what was in the archive before the first start ----------------------------
 
@@ -242,10 +246,15 @@ class Intake:
     def addresses(self, mandant_id: int, fields: dict[str, str]) -> Addresses:
         """The customer's valid addresses, why there are none, or neither when the
         source cannot be asked now (the entry then waits, pending, for a later run)."""
+        if self.clock.monotonic() < self._lookup_rests_until:
+            return Addresses([])  # recorded now, looked up at a later run
         try:
             values = self.lookup.lookup(mandant_id, fields)
         except LookupUnavailable as exc:
-            log.warning("addresses not looked up yet (will retry): %s", exc)
+            self._lookup_rests_until = self.clock.monotonic() + LOOKUP_REST_S
+            log.warning("addresses not looked up yet: %s; not asked again for %d s, the"
+                        " documents are recorded and looked up at a later run", exc,
+                        LOOKUP_REST_S)
             self.notes.note_error(f"Address lookup: {exc}")
             return Addresses([])
         found, rejected = parse_addresses(values)

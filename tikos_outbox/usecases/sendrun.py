@@ -3,7 +3,7 @@ the claim's lease, and the messages built ahead."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +15,8 @@ from tikos_outbox.core.views import Claimed
 from tikos_outbox.usecases.compose import Built, Composer
 
 INTERRUPTED = "interrupted — may have been delivered"
+#: told after every mail and during every pacing wait (a terminal's progress display)
+ProgressHook = Callable[["SendReport"], None]
 MAX_BATCH = 20  # entries claimed at once
 
 
@@ -26,13 +28,21 @@ class SendReport:
     skipped: int = 0
     stopped: list[str] = field(default_factory=list)  # why a run stopped, per account
     paused: list[str] = field(default_factory=list)  # accounts resting: quota, cool-down
+    due: int = 0  # entries due when the run began (for a progress display)
+    waiting_s: float = field(default=0.0, compare=False)  # the pacing wait right now
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.deferred + self.failed
 
     @property
     def ok(self) -> bool:
         return not (self.failed or self.stopped or self.deferred)
 
     def as_dict(self) -> dict[str, int | list[str]]:
-        return asdict(self)
+        data: dict[str, int | list[str]] = asdict(self)
+        del data["waiting_s"]
+        return data
 
 
 @dataclass(frozen=True)

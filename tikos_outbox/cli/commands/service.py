@@ -6,8 +6,10 @@ import logging
 import signal
 import socket
 import sys
+import threading
 from types import FrameType
 
+from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from tikos_outbox import __version__
@@ -18,6 +20,7 @@ from tikos_outbox.runner import run
 from tikos_outbox.store import safe_url
 from tikos_outbox.usecases.intake import FirstPass
 from tikos_outbox.usecases.scan import ScanReport
+from tikos_outbox.usecases.sendrun import SendReport
 from tikos_outbox.wiring import Outbox
 from tikos_outbox.workers import dead_worker
 
@@ -62,6 +65,35 @@ def another_run(outbox: Outbox) -> str | None:
     return None
 
 
+def _flush_with_progress(ctx: Context) -> SendReport:
+    """The send run, with its progress on a terminal (sent of due, the pacing wait), or
+    a plain line every PLAIN_EVERY mails into a log or pipe."""
+    delivery = ctx.outbox.delivery
+    if ctx.json:
+        return delivery.send_due(force=True)
+    if not sys.stderr.isatty():
+        said = [0]
+
+        def line(r: SendReport) -> None:
+            if r.done >= said[0] + PLAIN_EVERY:
+                said[0] = r.done
+                print(f"flush: {r.sent} of {r.due} sent, {r.deferred} deferred, {r.failed}"
+                      " failed", file=sys.stderr, flush=True)
+
+        return delivery.send_due(force=True, progress=line)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("sending …")
+
+        def show(r: SendReport) -> None:
+            wait = f" · next mail in {r.waiting_s:.0f} s (pacing)" if r.waiting_s >= 1 else ""
+            bar.update(task, description=f"sending: {r.sent} of {r.due} sent"
+                       + (f", {r.deferred} deferred" if r.deferred else "")
+                       + (f", {r.failed} failed" if r.failed else "") + wait)
+
+        return delivery.send_due(force=True, progress=show)
+
+
 def run_scan(ctx: Context) -> int:
     a = ctx.args
     mode = (FirstPass.HISTORY if a.baseline else FirstPass.NONE if a.no_baseline
@@ -69,7 +101,7 @@ def run_scan(ctx: Context) -> int:
     outbox = ctx.outbox
     if sys.stderr.isatty() and not ctx.json:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      transient=True) as bar:
+                      transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task("scanning the archive …")
 
             def show(r: ScanReport) -> None:
@@ -96,8 +128,34 @@ def run_scan(ctx: Context) -> int:
     return EXIT_FAILED if report.errors else EXIT_OK
 
 
+#: without a terminal (a scheduled task, a pipe), one line every this many mails
+PLAIN_EVERY = 10
+
+
 def run_flush(ctx: Context) -> int:
-    report = ctx.outbox.delivery.send_due(force=True)
+    outbox = ctx.outbox
+    interrupted = threading.Event()
+
+    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+        if interrupted.is_set():  # a second Ctrl-C: at once
+            raise KeyboardInterrupt
+        interrupted.set()
+        outbox.stop.set()  # the mail in hand is finished and recorded, nothing after it
+        print("\nstopping after the mail in hand; the rest stays due for the next run"
+              " (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        report = _flush_with_progress(ctx)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        left = max(0, report.due - report.done)
+        window = ctx.config.window
+        nxt = window.next_slot(outbox.clock.now()).astimezone(window.tz)
+        print(f"stopped by Ctrl-C: sent {report.sent}; {left} entr"
+              f"{'y stays' if left == 1 else 'ies stay'} due, nothing is lost (next run"
+              f" {nxt:%d.%m. %H:%M}, or flush again)", file=sys.stderr)
     if ctx.json:
         print_json(report.as_dict())
     else:
@@ -107,4 +165,4 @@ def run_flush(ctx: Context) -> int:
             print(f"stopped: {why}", file=sys.stderr)
         for why in report.paused:
             print(f"paused: {why}", file=sys.stderr)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK if report.ok and not interrupted.is_set() else EXIT_FAILED
