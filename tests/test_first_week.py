@@ -562,3 +562,47 @@ def test_a_hung_address_database_costs_one_timeout_per_pass_not_one_per_document
     assert outbox.intake.resolve_recipients() == 20
     assert outbox.store.queries.get_entry(20).recipients
     outbox.close()
+
+
+def test_one_zone_everywhere_the_configs_with_its_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The machine runs on UTC, the laundry in Berlin: --since 02.12.2026 means Berlin's
+    midnight, and the log, list and status name CET."""
+    import json
+    from datetime import UTC, datetime
+
+    from tests.helpers import FakeClock, open_outbox
+    from tikos_outbox.samples import make_pdf
+
+    site = write_site(tmp_path, watch={"baseline": False},
+                      extra="[schedule]\ntimezone = 'Europe/Berlin'\n")
+    (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(make_pdf(["x"]))
+    early = open_outbox(site, FakeClock(datetime(2026, 12, 1, 23, 30, tzinfo=UTC)))
+    os.utime(site.mandant_folder() / "RE_1_4711.pdf", (1796160000, 1796160000))
+    early.scan()  # recorded 00:30 in Berlin on 2 December, 23:30 UTC on the 1st
+    early.close()
+    capsys.readouterr()
+    assert site.cli("list", "--since", "02.12.2026", "--json") == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+    assert site.cli("list", "--since", "03.12.2026", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert site.cli("list") == 0
+    assert "2026-12-02 00:30 CET" in capsys.readouterr().out
+    (site.mandant_folder() / "RE_2_4711.pdf").write_bytes(make_pdf(["y"]))
+    assert site.cli("scan") == 0
+    log = (tmp_path / "tikos-outbox.log").read_text(encoding="utf-8")
+    assert " CET INFO entry 2 pending" in log or " CEST INFO entry 2 pending" in log
+
+
+def test_list_shows_brackets_in_paths_as_they_are(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tikos_outbox.samples import make_pdf
+
+    site = write_site(tmp_path, watch={"baseline": False})
+    folder = site.mandant_folder() / "[red]x [/]"  # a folder "[red]x [" holding "]"
+    folder.mkdir(parents=True)
+    (folder / "RE_1_4711.pdf").write_bytes(make_pdf(["x"]))
+    assert site.cli("scan") == 0
+    capsys.readouterr()
+    assert site.cli("list") == 0
+    assert "[red]x [/]/RE_1_4711.pdf" in capsys.readouterr().out

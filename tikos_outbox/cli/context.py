@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from pathlib import Path
 
@@ -36,8 +37,20 @@ class Context:
     @cached_property
     def config(self) -> Config:
         config = load_config(self.config_path)
+        Logs.use_zone(config.window.tz)  # one zone everywhere: the config's
         Logs.add_file(log_file_of(config))
         return config
+
+    @property
+    def since(self) -> datetime | None:
+        """--since as an instant: a date or a time without offset is in the config's
+        zone (the laundry's midnight, not the server's)."""
+        value: datetime | None = getattr(self.args, "since", None)
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.config.window.tz)
+        return value.astimezone(UTC)
 
     @property
     def outbox(self) -> Outbox:
@@ -62,6 +75,19 @@ def log_file_of(cfg: Config) -> Path:
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///"):]).parent / "tikos-outbox.log"
     return cfg.base_dir / "tikos-outbox.log"
+
+
+class ZoneFormatter(logging.Formatter):
+    """Log times in the config's zone, with its abbreviation (10:02:11 CET): the log,
+    `status` and `--since` speak of the same clock."""
+
+    zone: tzinfo | None = None
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        when = datetime.fromtimestamp(record.created, self.zone or UTC)
+        if self.zone is None:
+            when = when.astimezone()  # the machine's, until the config is read
+        return when.strftime(datefmt or "%Y-%m-%d %H:%M:%S %Z")
 
 
 class LogFile(logging.Handler):
@@ -105,10 +131,14 @@ class Logs:
         Logs.stop()
         root.setLevel(logging.DEBUG if verbose else logging.INFO)
         err = logging.StreamHandler(sys.stderr)
-        err.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+        err.setFormatter(ZoneFormatter(LOG_FORMAT, "%H:%M:%S"))
         err.setLevel(logging.DEBUG if verbose else logging.WARNING)
         root.addHandler(err)
         root.propagate = False
+
+    @staticmethod
+    def use_zone(zone: tzinfo) -> None:
+        ZoneFormatter.zone = zone
 
     @staticmethod
     def add_file(path: Path) -> None:
@@ -118,7 +148,7 @@ class Logs:
             log.warning("cannot write the log file %s: %s", path, exc)
             return
         fh = LogFile(path)
-        fh.setFormatter(logging.Formatter(LOG_FORMAT))
+        fh.setFormatter(ZoneFormatter(LOG_FORMAT))
         fh.setLevel(logging.INFO)
         logging.getLogger("tikos_outbox").addHandler(fh)
 

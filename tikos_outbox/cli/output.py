@@ -32,7 +32,7 @@ def fmt_time(value: datetime | str | None, tz: tzinfo) -> str:
         return "—"
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")  # the config's zone, named
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from typing import NoReturn
 
 from tikos_outbox import __version__
@@ -28,19 +28,19 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_date(text: str) -> datetime:
-    """'2026-11-26', '26.11.2026' or an ISO timestamp -> aware UTC (a date means local
-    midnight)."""
+    """'2026-11-26', '26.11.2026' or an ISO timestamp. A date is midnight and a time
+    without offset is wall time, both in the config's zone: they stay naive here,
+    and the command makes them an instant (Context.since)."""
     try:
         if len(text) == 10 and text[2] == "." and text[5] == ".":
             day, month, year = text.split(".")
-            return datetime(int(year), int(month), int(day)).astimezone(UTC)
+            return datetime(int(year), int(month), int(day))
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0)).astimezone(UTC)
-        value = datetime.fromisoformat(text)
+            return datetime.combine(date.fromisoformat(text), time(0))
+        return datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"'{text}' is not a date like 2026-11-26 or 26.11.2026") from None
-    return value.astimezone(UTC) if value.tzinfo else value.astimezone().astimezone(UTC)
 
 
 def parse_state(text: str) -> str:

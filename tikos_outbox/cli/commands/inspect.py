@@ -65,7 +65,7 @@ def _account_line(acc: AccountStatus, tz: tzinfo) -> str:
 def run_list(ctx: Context) -> int:
     a = ctx.args
     rows = ctx.outbox.admin.entries(ListFilter(
-        states=tuple(a.state or ()), mandant=a.mandant, since=a.since, customer=a.customer,
+        states=tuple(a.state or ()), mandant=a.mandant, since=ctx.since, customer=a.customer,
         docno=a.docno, attention=a.attention, limit=a.limit))
     if ctx.json:
         print_json([entry_json(v, full=False) for v in rows])

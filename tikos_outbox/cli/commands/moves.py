@@ -13,7 +13,7 @@ from tikos_outbox.core.states import MoveResult, Refusal, State
 def _ids(ctx: Context) -> list[int]:
     ids: list[int] = list(ctx.args.ids or [])
     if ctx.args.state:
-        ids += ctx.outbox.admin.ids_in_state(State(ctx.args.state), since=ctx.args.since)
+        ids += ctx.outbox.admin.ids_in_state(State(ctx.args.state), since=ctx.since)
     elif not ids:
         raise UsageError("name entry ids or --state")
     return ids

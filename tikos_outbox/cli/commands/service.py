@@ -108,9 +108,9 @@ def run_scan(ctx: Context) -> int:
                 bar.update(task, description=f"scanning the archive: {r.files_seen:,} files,"
                                              f" {sum(r.recorded.values()):,} new")
 
-            report = outbox.scan(mode, since=a.since, progress=show)
+            report = outbox.scan(mode, since=ctx.since, progress=show)
     else:
-        report = outbox.scan(mode, since=a.since)
+        report = outbox.scan(mode, since=ctx.since)
     if ctx.json:
         print_json({"files_seen": report.files_seen, "recorded": report.recorded,
                     "history": report.history, "new": report.new,
