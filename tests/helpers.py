@@ -8,6 +8,7 @@ import datetime as dt
 import ipaddress
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,36 @@ class FakeClock:
 def open_outbox(site: Site, clock: Clock | None = None, **kwargs: Any) -> Outbox:
     """The outbox of a site, opened by the composition root as the CLI opens it."""
     return wiring.open_outbox(load_config(site.config), clock=clock, **kwargs)
+
+
+class MeetingHandler(Handler):
+    """Holds every DATA until `parties` connections have begun a mail, so that
+    processes started together all send, however long each takes to start."""
+
+    def __init__(self, behaviour: Behaviour, parties: int = 2, deadline_s: float = 120.0
+                 ) -> None:
+        super().__init__(behaviour)
+        self.parties = parties
+        self.deadline_s = deadline_s
+        self.peers: set[Any] = set()
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        self.peers.add(session.peer)
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        deadline = time.monotonic() + self.deadline_s  # then an assertion on peers says why
+        while len(self.peers) < self.parties and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def status_json(site: Site, capsys: Any) -> dict[str, Any]:
+    """`status --json` through the CLI, parsed."""
+    import json
+
+    capsys.readouterr()
+    assert site.cli("status", "--json") == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data

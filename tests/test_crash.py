@@ -23,7 +23,15 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Behaviour, Cert, Handler, Site, SmtpServer, write_site
+from tests.helpers import (
+    Behaviour,
+    Cert,
+    Handler,
+    MeetingHandler,
+    Site,
+    SmtpServer,
+    write_site,
+)
 from tikos_outbox.samples import make_pdf
 
 pytestmark = pytest.mark.slow
@@ -201,27 +209,6 @@ def test_sigkill_in_the_middle_loses_nothing_and_duplicates_at_most_one_per_cras
           f" {interrupted} interrupted claims recovered")
     assert interrupted >= 1
     assert interrupted >= in_data  # each mail held in DATA was left claimed
-
-
-class MeetingHandler(Handler):
-    """Holds every DATA until `parties` connections have begun a mail, so that
-    processes started together all send, however long each takes to start."""
-
-    def __init__(self, behaviour: Behaviour, parties: int = 2) -> None:
-        super().__init__(behaviour)
-        self.parties = parties
-        self.peers: set[Any] = set()
-
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:
-        self.peers.add(session.peer)
-        return await super().handle_MAIL(server, session, envelope, address, options)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        deadline = time.monotonic() + DEADLINE_S  # then the assertion on peers says why
-        while len(self.peers) < self.parties and time.monotonic() < deadline:
-            await asyncio.sleep(POLL_S)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def test_two_flushes_at_the_same_moment_send_each_document_once(

@@ -18,6 +18,7 @@ from tests.helpers import (
     free_port,
     make_cert,
     open_outbox,
+    status_json,
     write_site,
 )
 from tikos_outbox.samples import make_pdf
@@ -46,13 +47,6 @@ def site_for(tmp_path: Path, srv: SmtpServer | None, cert: Cert | None = None,
 def show(site: Site, capsys: pytest.CaptureFixture[str], entry_id: int = 1) -> dict[str, Any]:
     capsys.readouterr()
     assert site.cli("show", str(entry_id), "--json") == 0
-    data: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return data
-
-
-def status(site: Site, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    capsys.readouterr()
-    assert site.cli("status", "--json") == 0
     data: dict[str, Any] = json.loads(capsys.readouterr().out)
     return data
 
@@ -165,7 +159,7 @@ def test_run_stoppers_burn_nothing_and_show_in_status(
         for i in (1, 2, 3):
             entry = show(site, capsys, i)
             assert entry["state"] == "pending" and entry["attempts"] == []
-        st = status(site, capsys)
+        st = status_json(site, capsys)
         assert RUN_STOPPERS[case] in st["last_error"]["text"]
         assert st["counts"]["pending"] == 3
     finally:

@@ -5,7 +5,6 @@ Microsoft, IONOS and Google send); Postfix's own are in test_postfix.py."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import itertools
@@ -13,7 +12,6 @@ import json
 import select
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,11 @@ from tests.helpers import (
     Cert,
     FakeClock,
     Handler,
+    MeetingHandler,
     Site,
     SmtpServer,
     open_outbox,
+    status_json,
     write_site,
 )
 from tikos_outbox.core.pacing import Limits, Send, cool_down, quota_pause
@@ -203,13 +203,6 @@ def site_with(tmp_path: Path, srv: SmtpServer, n_docs: int, **smtp: Any) -> Site
     return site
 
 
-def status(site: Site, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    capsys.readouterr()
-    assert site.cli("status", "--json") == 0
-    data: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return data
-
-
 # -- pacing --------------------------------------------------------------------------------
 
 
@@ -292,7 +285,7 @@ def test_an_outbound_spam_block_is_urgent_and_fails_nothing(
         assert site.cli("flush") == 1
         err = capsys.readouterr().err
         assert "URGENT" in err and "Restricted entities" in err
-        st_ = status(site, capsys)
+        st_ = status_json(site, capsys)
         assert {k: n for k, n in st_["counts"].items() if n} == {"pending": 3}
         [acc] = st_["accounts"]
         assert acc["blocked"] is True and "OutboundSpamException" in acc["paused_because"]
@@ -327,7 +320,7 @@ def test_a_session_reply_stops_the_run_and_fails_no_document(
         site = site_with(tmp_path, srv, 3, username="info@w.example")
         scripted(srv).at_mail = {1: line}
         assert site.cli("flush") == 1
-        st_ = status(site, capsys)
+        st_ = status_json(site, capsys)
         assert {k: n for k, n in st_["counts"].items() if n} == {"pending": 3}
         assert words in st_["last_error"]["text"]
         outbox = open_outbox(site)
@@ -362,30 +355,10 @@ def _flush(site: Site) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-class Meeting(Scripted):
-    """Holds each DATA until two connections have begun a mail: both processes send,
-    however long each takes to start."""
-
-    def __init__(self, behaviour: Behaviour) -> None:
-        super().__init__(behaviour)
-        self.peers: set[Any] = set()
-
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:
-        self.peers.add(session.peer)
-        return await super().handle_MAIL(server, session, envelope, address, options)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        deadline = time.monotonic() + 60  # then the assertion on peers says why
-        while len(self.peers) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return await super().handle_DATA(server, session, envelope)
-
-
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_two_processes_share_one_quota(tmp_path: Path, cert: Cert, engine: str,
                                        request: pytest.FixtureRequest) -> None:
-    with SmtpServer(cert, "none", wrap_handler=lambda h: Meeting(h.b)) as srv:
+    with SmtpServer(cert, "none", wrap_handler=lambda h: MeetingHandler(h.b, deadline_s=60)) as srv:
         site = site_with(tmp_path, srv, 12, max_per_hour=5, max_per_connection=1)
         if engine == "postgresql":
             url = request.getfixturevalue("pg_url")

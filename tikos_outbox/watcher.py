@@ -38,13 +38,11 @@ from tikos_outbox.usecases.intake import BATCH_FILES, NOT_READY, Intake
 
 log = logging.getLogger("tikos_outbox.watcher")
 
+# (with SMB through FUSE, smbnetfs and gvfs: inotify sees nothing other machines write)
 NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ncpfs",
-              "fuse.rclone", "davfs", "fuse.davfs2",
-              # SMB through FUSE (smbnetfs, GNOME's gvfs): inotify sees nothing written
-              # by other machines there
-              "fuse.smbnetfs", "fuse.gvfsd-fuse", "fuse.gvfs-fuse-daemon"}
-#: a settled file that cannot be read is tried again after 1 s, doubling to 5 min
-RETRY_FIRST_S = 1.0
+              "fuse.rclone", "davfs", "fuse.davfs2", "fuse.smbnetfs", "fuse.gvfsd-fuse",
+              "fuse.gvfs-fuse-daemon"}
+RETRY_FIRST_S = 1.0  # an unreadable settled file: tried after 1 s, doubling to 5 min
 RETRY_MAX_S = 300.0
 HELD_WATCH_S = 24 * 3600.0
 
@@ -110,11 +108,9 @@ class Watcher:
         self.events: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.folders: dict[int, _FolderState] = {}
         self._tracked: dict[str, tuple[int, str]] = {}  # abs path -> (mandant, rel)
-        # a settled file that could not be read: when to try again, and the last wait
+        # a settled file that could not be read: (when to try again, the last wait)
         self._retry: dict[str, tuple[float, float]] = {}
-        # a file recorded as held (a writer that paused past settle_s leaves an
-        # "incomplete PDF"): watched for a day, taken again when it changes, since a
-        # rewrite in place changes no folder's mtime for the poll to see
+        # held files (a writer paused past settle_s): watched a day, taken again on change
         self._held: dict[str, tuple[int, str, int, int, float]] = {}
         self.observer: BaseObserver | None = None
         self.reconcile_requested = False
@@ -359,12 +355,9 @@ class Watcher:
 
     def _look_at_held(self, mono: float) -> None:
         for abs_path, (mandant_id, rel, size, mtime_ns, until) in list(self._held.items()):
-            try:
-                st = os.stat(abs_path)
-            except OSError:
-                st = None
+            st = os.stat(abs_path) if os.path.exists(abs_path) else None
             changed = st is not None and (st.st_size, st.st_mtime_ns) != (size, mtime_ns)
-            if changed or st is None or mono > until:
+            if changed or st is None or mono > until:  # done with it
                 del self._held[abs_path]
             if changed and abs_path not in self._tracked:
                 log.info("mandant %d: %s, held, changed: taken again", mandant_id, rel)
