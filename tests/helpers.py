@@ -206,6 +206,7 @@ def write_site(
     extra: str = "",
     watch: dict[str, Any] | None = None,
     sender: dict[str, Any] | None = None,
+    outbox: dict[str, Any] | None = None,
 ) -> Site:
     """Write tikos-outbox.toml (TOML by hand, as an admin would) and the key file."""
     root.mkdir(parents=True, exist_ok=True)
@@ -222,8 +223,8 @@ def write_site(
             "mandant;customer;email\n1;4711;kunde@example.org\n2;4711;kunde2@example.org\n",
             encoding="utf-8")
         recipients = 'csv = "recipients.csv"'
-    lines = ["[outbox]", 'database = "outbox.db"', 'key_file = "tikos-outbox.key"', "",
-             "[smtp]"]
+    outbox = {"database": "outbox.db", "key_file": "tikos-outbox.key", **(outbox or {})}
+    lines = ["[outbox]"] + [f"{k} = {_toml(v)}" for k, v in outbox.items()] + ["", "[smtp]"]
     lines += [f"{k} = {_toml(v)}" for k, v in smtp.items()]
     lines += ["", "[sender]"] + [f"{k} = {_toml(v)}" for k, v in sender.items()]
     lines += ["", "[watch]"] + [f"{k} = {_toml(v)}" for k, v in watch.items()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import shutil
 import subprocess
@@ -98,3 +99,41 @@ def test_windows_service_file_runs_the_service_with_a_clean_stop() -> None:
     assert root.findtext("executable", "").endswith("tikos-outbox.exe")
     assert root.findtext("arguments", "").endswith(" run")
     assert root.find("onfailure") is not None and root.findtext("stoptimeout")
+
+
+def test_the_office_language_english_writes_the_report_and_the_to_do_lines_in_english(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    behaviour = Behaviour(rcpt_replies={"kunde@example.org": "550 5.1.1 user unknown"})
+    with SmtpServer(cert, "none", behaviour=behaviour) as srv:
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False},
+                          outbox={"language": "en"},
+                          extra="[report]\nto = 'admin@musterwaescherei.example'\n")
+        for name in ("RE_1_4711.pdf", "RE_2_4799.pdf"):
+            (site.mandant_folder() / name).write_bytes(make_pdf([name]))
+        assert site.cli("scan") == 0
+        assert site.cli("flush") == 1  # one failed
+        capsys.readouterr()
+        assert site.cli("list", "--attention", "--json") == 0
+        lines = {e["id"]: e["attention"] for e in json.loads(capsys.readouterr().out)}
+        assert lines[1].startswith("customer 4711: not delivered: ")
+        assert lines[1].endswith("check the address in TIKOS, then `tikos-outbox requeue 1`")
+        assert lines[2].startswith("customer 4799: no valid e-mail address")
+        clock = FakeClock(datetime(2026, 11, 26, 18, 5, tzinfo=BERLIN))
+        svc = open_outbox(site, clock)
+        assert svc.report.send(clock.now().date())
+        svc.store.close()
+        msg = email.message_from_bytes(srv.received[-1].data, policy=email.policy.default)
+        assert msg["Subject"] == "tikos-outbox: 2 document(s) need attention (26.11.2026)"
+        body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "2 document(s) will not reach the customer without your move" in body
+        assert "- Entry 1 (failed, recorded " in body and lines[1] in body
+        assert "- Entry 2 (skipped, recorded " in body and lines[2] in body
+        assert not any(word in body for word in ("Kunde", "Eintrag", "prüfen", "Zutun"))
+
+
+def test_an_unknown_office_language_is_a_config_error_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, outbox={"language": "deutsch"})
+    assert site.cli("status") == 2
+    err = capsys.readouterr().err
+    assert "key 'outbox.language': must be one of de, en, not 'deutsch'" in err

@@ -362,7 +362,7 @@ def test_check_lists_every_problem_it_can_find(
                                       "username": "rechnung@example.com"},
                       sender={"address": "rechnung@example.com"}, password="geheim",
                       mandants=[{"id": 1, "name": "Nord",
-                                 "pattern": r"^(?P<doctype>RE)_(?P<docno>\d+)\.pdf$"},
+                                 "pattern": r"^(?P<doctype>RE|GS)_(?P<docno>\d+)\.pdf$"},
                                 {"id": 2, "name": "Süd", "folder": "gibt/es/nicht"}])
     import shutil
     shutil.rmtree(tmp_path / "gibt")  # write_site made it; the share is not there
@@ -378,6 +378,31 @@ def test_check_lists_every_problem_it_can_find(
     assert any("mandant 1 pattern: has no (?P<customer>…) group" in f for f in fails)
     assert any("mandant 2 folder" in f and "does not exist" in f for f in fails)
     assert "ok    address file: " in out and "2 customer row(s)" in out
+    assert ('ok    mandant 1 templates: GS: "Ihr Dokument {docno}", RE: "Ihre Rechnung'
+            ' {docno}" (GS without a [templates.…] of its own: the general text)') in out
+
+
+def test_a_config_with_several_mistakes_names_each_at_once_and_touches_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, smtp={"port": "abc"}, sender={"address": "info"},
+                      watch={"mode": "fast"},
+                      mandants=[{"id": 1, "pattern": r"^(?P<doctype>RE)_(?P<docno>\d+"},
+                                {"id": 2}, {"id": 2}],
+                      extra="[reprot]\nto = 'admin@musterwaescherei.example'\n")
+    capsys.readouterr()
+    for command in ("check", "status"):
+        assert site.cli(command) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert lines[0] == f"tikos-outbox: {site.config}: 6 problems:"
+        assert lines[1:] == [
+            "  key 'reprot': is not a known section (check the spelling)",
+            "  key 'smtp.port': must be a whole number, not 'abc'",
+            "  key 'sender.address': is not a valid e-mail address: 'info'",
+            "  key 'watch.mode': must be one of events, polling, auto, not 'fast'",
+            "  key 'mandant[0].pattern': is not a valid regular expression: missing ),"
+            " unterminated subpattern at position 17",
+            "  key 'mandant[1].id': id 2 is used twice"]  # the inherited port said once
+    assert not (tmp_path / "outbox.db").exists()
 
 
 def test_the_service_purges_old_copies_itself_and_the_file_shrinks(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,8 +126,31 @@ def _setup_checks(config: Config) -> list[Check]:
         if "customer" not in groups:
             out.append(Check(f"mandant {m.id} pattern", False, "has no (?P<customer>…) group:"
                              " no document can be matched to its customer's address"))
+    out += _template_checks(config)
     if config.recipients.csv is not None:
         out.append(_csv_check(config))
+    return out
+
+
+_DOCTYPES = re.compile(r"\(\?P<doctype>([A-Za-z0-9]+(?:\|[A-Za-z0-9]+)*)\)")
+
+
+def _template_checks(config: Config) -> list[Check]:
+    """The doctypes a pattern names literally (`(?P<doctype>RE|LS|GS)`) and which text
+    each gets; one without its own template gets the general one, which is allowed
+    and said here (ok) so that nobody is surprised by "Ihr Dokument …"."""
+    out: list[Check] = []
+    for m in config.enabled_mandants:
+        found = _DOCTYPES.search(m.pattern.pattern)
+        if found is None:
+            continue
+        names = sorted({d.upper() for d in found.group(1).split("|")})
+        general = [d for d in names if d not in config.templates]
+        detail = ", ".join(f"{d}: \"{config.template(d).subject}\"" for d in names)
+        if general:
+            detail += (f" ({', '.join(general)} without a [templates.…] of its own: the"
+                       " general text)")
+        out.append(Check(f"mandant {m.id} templates", True, detail))
     return out
 
 

@@ -1,8 +1,9 @@
 """The TOML config file, read into frozen, validated settings.
 
-Every problem is reported as one :class:`ConfigError` that names the file and
-the key, in words an administrator understands; nothing is touched before the
-whole file has been validated.
+Every problem is reported as a :class:`ConfigError` that names the file and
+the key, in words an administrator understands (several at once, one per
+section, as :class:`ConfigErrors`); nothing is touched before the whole file has
+been validated.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import hashlib
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tikos_outbox.config_keys import REQUIRED, ConfigError, Section, resolve_path
+from tikos_outbox.config_keys import REQUIRED, ConfigError, ConfigErrors, Section, resolve_path
 from tikos_outbox.core.addresses import is_valid_address
+from tikos_outbox.core.attention import Language
 from tikos_outbox.core.naming import compile_pattern
 from tikos_outbox.core.retry import RetryPolicy
 from tikos_outbox.core.settings import (
@@ -48,6 +52,7 @@ __all__ = ["ConfigError", "find_config_path", "load_config", "parse_config", "re
 
 ENV_VAR = "TIKOS_OUTBOX_CONFIG"
 DEFAULT_NAME = "tikos-outbox.toml"
+T = TypeVar("T")
 
 def find_config_path(explicit: str | None, cwd: Path | None = None) -> Path:
     """--config, else $TIKOS_OUTBOX_CONFIG, else ./tikos-outbox.toml; a folder means
@@ -86,46 +91,74 @@ def load_config(path: Path) -> Config:
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
-    """Validate parsed TOML into a Config; raises ConfigError."""
+    """Validate parsed TOML into a Config; raises ConfigError, or ConfigErrors with
+    every section's problem when there are several (an admin mends them in one go)."""
     base = path.parent
+    errors: list[ConfigError] = []
+
+    def part(read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except ConfigError as exc:
+            errors.append(exc)
+            return None
+
     known = {"outbox", "schedule", "smtp", "sender", "watch", "recipients", "mandant",
              "templates", "report"}
-    for key in data:
-        if key not in known:
-            raise ConfigError(path, key, "is not a known section (check the spelling)")
-
-    outbox = _outbox(Section(path, "outbox", data.get("outbox", {})), base)
-    window = _window(Section(path, "schedule", data.get("schedule", {})))
+    errors += [ConfigError(path, key, "is not a known section (check the spelling)")
+               for key in data if key not in known]
+    outbox = part(lambda: _outbox(Section(path, "outbox", data.get("outbox", {})), base))
+    window = part(lambda: _window(Section(path, "schedule", data.get("schedule", {}))))
     smtp_raw = data.get("smtp", {})
     sender_raw = data.get("sender", {})
-    smtp = _smtp(Section(path, "smtp", smtp_raw), base)
-    sender = _sender(Section(path, "sender", sender_raw))
-    watch = _watch(Section(path, "watch", data.get("watch", {})))
-    recipients = _recipients(Section(path, "recipients", data.get("recipients", {})), base)
-    report = _report(Section(path, "report", data.get("report", {})))
+    smtp = part(lambda: _smtp(Section(path, "smtp", smtp_raw), base))
+    sender = part(lambda: _sender(Section(path, "sender", sender_raw)))
+    watch = part(lambda: _watch(Section(path, "watch", data.get("watch", {}))))
+    recipients = part(lambda: _recipients(
+        Section(path, "recipients", data.get("recipients", {})), base))
+    report = part(lambda: _report(Section(path, "report", data.get("report", {}))))
 
     raw_mandants = data.get("mandant")
     if raw_mandants is None:
-        raise ConfigError(path, "mandant", "is missing: add at least one [[mandant]] table")
-    if not isinstance(raw_mandants, list):
-        raise ConfigError(path, "mandant", "must be written as [[mandant]] (a list of tables)")
-    mandants: list[Mandant] = []
-    for i, raw in enumerate(raw_mandants):
-        mandants.append(_mandant(path, i, raw, base, smtp_raw, sender_raw))
-    ids = [m.id for m in mandants]
-    for m in mandants:
-        if ids.count(m.id) > 1:
-            raise ConfigError(path, f"mandant[{ids.index(m.id)}].id", f"id {m.id} is used twice")
+        errors.append(ConfigError(path, "mandant",
+                                  "is missing: add at least one [[mandant]] table"))
+    elif not isinstance(raw_mandants, list):
+        errors.append(ConfigError(path, "mandant",
+                                  "must be written as [[mandant]] (a list of tables)"))
+    parsed = [part(partial(_mandant, path, i, raw, base, smtp_raw, sender_raw))
+              for i, raw in enumerate(raw_mandants if isinstance(raw_mandants, list) else [])]
+    mandants = [m for m in parsed if m is not None]
+    ids = [raw.get("id") if isinstance(raw, dict) else None
+           for raw in (raw_mandants if isinstance(raw_mandants, list) else [])]
+    for twice in sorted({i for i in ids if isinstance(i, int) and ids.count(i) > 1}):
+        errors.append(ConfigError(path, f"mandant[{ids.index(twice)}].id",
+                                  f"id {twice} is used twice"))
 
     group_names = set().union(*(m.pattern.groupindex for m in mandants))
-    templates = _templates(path, data.get("templates", {}), BASE_FIELDS | group_names)
+    templates = part(lambda: _templates(path, data.get("templates", {}),
+                                        BASE_FIELDS | group_names))
     for where, snd in [("sender", sender)] + [(f"mandant[{i}].sender", m.sender)
                                               for i, m in enumerate(mandants)]:
-        _check_fields(Section(path, where, {}), "signature", snd.signature,
-                      BASE_FIELDS | group_names)
+        if snd is not None:
+            part(partial(_check_fields, Section(path, where, {}), "signature",
+                         snd.signature, BASE_FIELDS | group_names))
+    errors = _once(errors)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+    assert outbox and window and smtp and sender and watch and recipients and report
+    assert templates is not None
     return Config(path=path, outbox=outbox, window=window, smtp=smtp, sender=sender,
                   watch=watch, recipients=recipients, mandants=tuple(mandants),
                   templates=templates, report=report, raw=data)
+
+
+def _once(errors: list[ConfigError]) -> list[ConfigError]:
+    """Without a mandant's copy of a shared key's error (a bad [smtp] port is bad
+    for every mandant that inherits it): each problem once, at its own key."""
+    seen = {(e.key, e.problem) for e in errors}
+    return [e for e in errors
+            if not (e.key and e.key.startswith("mandant[") and "." in e.key
+                    and (e.key.split(".", 1)[1], e.problem) in seen)]
 
 
 def _outbox(s: Section, base: Path) -> OutboxSettings:
@@ -138,13 +171,14 @@ def _outbox(s: Section, base: Path) -> OutboxSettings:
     log_file_raw = s.str_("log_file", None)
     lifetime_days = s.num("max_lifetime_days", 5, 0.01, 365)
     busy = s.num("busy_timeout_s", 30, 0.1, 3600)
+    language = s.choice("language", Language, Language.DE)
     s.finish()
     assert key_file is not None
     log_file = resolve_path(log_file_raw, base) if log_file_raw else None
     return OutboxSettings(database=url, key_file=key_file, keep_days=keep_days,
                           log_file=log_file,
                           retry=RetryPolicy(lifetime=timedelta(days=lifetime_days)),
-                          busy_timeout_s=busy)
+                          busy_timeout_s=busy, language=language)
 
 
 def _window(s: Section) -> SendWindow:

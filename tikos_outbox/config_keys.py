@@ -22,6 +22,18 @@ class ConfigError(Exception):
         self.problem = problem
 
 
+class ConfigErrors(ConfigError):
+    """Several problems in one config file, found in one reading: each names its key."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        lines = [f"{first.file}: {len(errors)} problems:"]
+        lines += [f"  {e}".replace(f"{e.file}: ", "", 1) for e in errors]
+        Exception.__init__(self, "\n".join(lines))
+        self.file, self.key, self.problem = first.file, first.key, first.problem
+        self.errors = errors
+
+
 REQUIRED: Any = object()
 C = TypeVar("C", bound=StrEnum)
 

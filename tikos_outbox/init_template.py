@@ -15,6 +15,7 @@ key_file = "tikos-outbox.key"   # Fernet key(s) that encrypt the stored password
 keep_days = 90                  # `purge` removes stored copies of sent documents older than this
 # log_file = "tikos-outbox.log" # default: tikos-outbox.log beside the database
 # max_lifetime_days = 5         # a mail that keeps failing temporarily is given up after this
+# language = "de"              # the office's language: the daily report and the "what to do" lines ("de" | "en")
 
 [schedule]                      # form: "Versandzeiten"
 timezone = "Europe/Berlin"

@@ -127,7 +127,8 @@ def open_outbox(config: Config, *, clock: Clock | None = None,
                 worker: str | None = None, stop: threading.Event | None = None) -> Outbox:
     """Open the outbox of a config: the database migrated if it is behind, the
     adapters ready. Raises StoreError in an administrator's words."""
-    store = Store(config.outbox.database, config.outbox.busy_timeout_s)
+    store = Store(config.outbox.database, config.outbox.busy_timeout_s,
+                  config.outbox.language)
     return Outbox(config=config, store=store, clock=clock or SystemClock(),
                   worker=worker or worker_id(), stop=stop or threading.Event(),
                   lookup_override=lookup, token_source=token_source)

@@ -1,51 +1,144 @@
 """The line that says what to do about an entry that will not reach the customer
-without an administrator's move. Written for the office, in German; `{id}` stands
-for the entry's number until it is known."""
+without an administrator's move, for the office in its language (`[outbox]
+language`: German by default, English when configured).
+
+What is stored is the kind of problem and its facts (a small JSON object), not the
+sentence: the line is written when it is read, in the language of the config that
+reads it, with the entry's number. A line stored as plain text (before this form)
+is shown as it is."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
 
 from tikos_outbox.core.recipients import DState, Recipient, Role
 
-ID = "{id}"
+
+class Language(StrEnum):
+    DE = "de"
+    EN = "en"
 
 
-def _cmd(verb: str) -> str:
-    return f"`tikos-outbox {verb} {ID}`"
+Facts = Mapping[str, object]
+
+
+def _store(kind: str, **facts: object) -> str:
+    return json.dumps({"kind": kind, **facts}, ensure_ascii=False, sort_keys=True)
 
 
 def no_address(customer: str, rejected: Sequence[str]) -> str:
-    shown = f" ({', '.join(f'`{r}`' for r in rejected)})" if rejected else ""
-    return (f"Kunde {customer}: keine gültige E-Mail-Adresse{shown} — in TIKOS eintragen"
-            f" oder korrigieren, dann {_cmd('requeue')}")
+    return _store("no_address", customer=customer, rejected=list(rejected))
 
 
 def held(reason: str, needs_force: bool = False) -> str:
-    verb = "release --force" if needs_force else "release"
-    return f"angehalten: {reason} — prüfen, dann {_cmd(verb)} (oder so lassen)"
+    return _store("held", reason=reason, force=needs_force)
 
 
 def failed(customer: str, reason: str) -> str:
-    return (f"Kunde {customer}: nicht zugestellt: {reason} — Adresse in TIKOS prüfen,"
-            f" dann {_cmd('requeue')}")
+    return _store("failed", customer=customer, reason=reason)
 
 
 def unsendable(customer: str, reason: str) -> str:
     """The document itself could not be sent (its copy is gone, it is empty)."""
-    return (f"Kunde {customer}: nicht versendet: {reason} — die Datei im Archiv prüfen"
-            f" (oder neu erzeugen), dann {_cmd('requeue')}")
+    return _store("unsendable", customer=customer, reason=reason)
 
 
 def partly_refused(customer: str, recipients: Sequence[Recipient]) -> str | None:
     """For a sent entry: the customer's addresses the server refused, if any."""
-    refused = [r for r in recipients if r.role is Role.TO and r.state is DState.REFUSED]
-    if not refused:
+    refused = [[r.address, r.reply or ""] for r in recipients
+               if r.role is Role.TO and r.state is DState.REFUSED]
+    return _store("partly_refused", customer=customer, refused=refused) if refused else None
+
+
+def bounced(customer: str, bounces: Sequence[tuple[str, str]], everyone: bool) -> str:
+    """Addresses whose mailbox sent the mail back after the server had accepted it
+    (`everyone`: no customer address got it)."""
+    return _store("bounced", customer=customer, bounced=[list(b) for b in bounces],
+                  everyone=everyone)
+
+
+def _cmd(verb: str, entry_id: int) -> str:
+    return f"`tikos-outbox {verb} {entry_id}`"
+
+
+def _quoted(values: object) -> str:
+    items = [str(v) for v in values] if isinstance(values, list) else []
+    return f" ({', '.join(f'`{v}`' for v in items)})" if items else ""
+
+
+def _pairs(values: object, word: str) -> str:
+    items = values if isinstance(values, list) else []
+    return "; ".join(f"{p[0]} {word}: {p[1]}" for p in items
+                     if isinstance(p, list) and len(p) == 2)
+
+
+Writer = Callable[[Facts, int], str]
+
+_DE: dict[str, Writer] = {
+    "no_address": lambda f, n: (
+        f"Kunde {f['customer']}: keine gültige E-Mail-Adresse{_quoted(f.get('rejected'))}"
+        f" — in TIKOS eintragen oder korrigieren, dann {_cmd('requeue', n)}"),
+    "held": lambda f, n: (
+        f"angehalten: {f['reason']} — prüfen, dann"
+        f" {_cmd('release --force' if f.get('force') else 'release', n)} (oder so lassen)"),
+    "failed": lambda f, n: (
+        f"Kunde {f['customer']}: nicht zugestellt: {f['reason']} — Adresse in TIKOS prüfen,"
+        f" dann {_cmd('requeue', n)}"),
+    "unsendable": lambda f, n: (
+        f"Kunde {f['customer']}: nicht versendet: {f['reason']} — die Datei im Archiv"
+        f" prüfen (oder neu erzeugen), dann {_cmd('requeue', n)}"),
+    "partly_refused": lambda f, n: (
+        f"Kunde {f['customer']}: {_pairs(f.get('refused'), 'abgelehnt')} — in TIKOS"
+        f" korrigieren, dann {_cmd('requeue', n)} (die anderen Adressen haben es schon)"),
+    "bounced": lambda f, n: (
+        f"Kunde {f['customer']}: {_pairs(f.get('bounced'), 'unzustellbar')} — Adresse von"
+        f" Kunde {f['customer']} prüfen (beim Kunden erfragen), in TIKOS korrigieren, dann"
+        f" {_cmd('requeue', n)}"
+        + ("" if f.get("everyone") else " (die anderen Adressen haben es bekommen)")),
+}
+
+_EN: dict[str, Writer] = {
+    "no_address": lambda f, n: (
+        f"customer {f['customer']}: no valid e-mail address{_quoted(f.get('rejected'))}"
+        f" — enter or correct it in TIKOS, then {_cmd('requeue', n)}"),
+    "held": lambda f, n: (
+        f"held: {f['reason']} — check, then"
+        f" {_cmd('release --force' if f.get('force') else 'release', n)} (or leave it)"),
+    "failed": lambda f, n: (
+        f"customer {f['customer']}: not delivered: {f['reason']} — check the address in"
+        f" TIKOS, then {_cmd('requeue', n)}"),
+    "unsendable": lambda f, n: (
+        f"customer {f['customer']}: not sent: {f['reason']} — check the file in the"
+        f" archive (or create it again), then {_cmd('requeue', n)}"),
+    "partly_refused": lambda f, n: (
+        f"customer {f['customer']}: {_pairs(f.get('refused'), 'refused')} — correct it in"
+        f" TIKOS, then {_cmd('requeue', n)} (the other addresses have it)"),
+    "bounced": lambda f, n: (
+        f"customer {f['customer']}: {_pairs(f.get('bounced'), 'undeliverable')} — check"
+        f" customer {f['customer']}'s address (ask the customer), correct it in TIKOS,"
+        f" then {_cmd('requeue', n)}"
+        + ("" if f.get("everyone") else " (the other addresses got it)")),
+}
+
+WRITERS: dict[Language, dict[str, Writer]] = {Language.DE: _DE, Language.EN: _EN}
+
+
+def for_entry(stored: str | None, entry_id: int, language: Language = Language.DE) -> str | None:
+    """The line for the office, from what was stored."""
+    if not stored:
         return None
-    which = "; ".join(f"{r.address} abgelehnt: {r.reply}" for r in refused)
-    return (f"Kunde {customer}: {which} — in TIKOS korrigieren, dann {_cmd('requeue')}"
-            " (die anderen Adressen haben es schon)")
-
-
-def for_entry(line: str | None, entry_id: int) -> str | None:
-    return line.replace(ID, str(entry_id)) if line else None
+    try:
+        facts = json.loads(stored)
+    except ValueError:
+        facts = None
+    if not isinstance(facts, dict):
+        return stored.replace("{id}", str(entry_id))  # a line stored as text
+    writer = WRITERS[language].get(str(facts.get("kind")))
+    if writer is None:
+        return f"{facts.get('kind')}: {stored}"
+    try:
+        return writer(facts, entry_id)
+    except KeyError:
+        return stored

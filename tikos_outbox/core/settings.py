@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tikos_outbox.core.attention import Language
 from tikos_outbox.core.retry import RetryPolicy
 from tikos_outbox.core.window import SendWindow
 
@@ -118,6 +119,7 @@ class OutboxSettings:
     log_file: Path | None
     retry: RetryPolicy
     busy_timeout_s: float
+    language: Language = Language.DE  # the office's: daily report, "what to do" lines
 
 
 @dataclass(frozen=True)

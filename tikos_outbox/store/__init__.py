@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from tikos_outbox.core.attention import Language
 from tikos_outbox.core.ports import StoreError, StoreUnavailable
 from tikos_outbox.store.accounts import Accounts
 from tikos_outbox.store.commands import Commands
@@ -25,7 +26,8 @@ __all__ = ["Store", "StoreError", "StoreUnavailable", "migrations_dir", "safe_ur
 class Store:
     """One outbox database: `queries` read, `commands` write."""
 
-    def __init__(self, url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
+                 language: Language = Language.DE) -> None:
         self.url = url
         try:
             self.engine = make_engine(url, busy_timeout_s)
@@ -40,7 +42,7 @@ class Store:
             raise StoreUnavailable(f"the outbox database {safe_url(url)} cannot be used:"
                              f" {str(exc).removeprefix('the outbox database failed: ')}"
                              ) from None
-        self.queries = Queries(self.engine, self.tables)
+        self.queries = Queries(self.engine, self.tables, language)
         self.commands = Commands(self.engine, self.tables)
         self.accounts = Accounts(self.engine, self.tables)
 

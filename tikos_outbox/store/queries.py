@@ -29,8 +29,10 @@ CHUNK = 500
 class Queries:
     """The outbox's reads (OutboxQueries)."""
 
-    def __init__(self, engine: Engine, tables: Tables) -> None:
+    def __init__(self, engine: Engine, tables: Tables,
+                 language: attention.Language = attention.Language.DE) -> None:
         self.engine = engine
+        self.language = language
         self.t = tables
         self.E = tables.entry.c
 
@@ -153,7 +155,7 @@ class Queries:
             counts: dict[int, int] = {r[0]: r[1] for r in conn.execute(
                 select(A.entry_id, func.count()).where(A.entry_id.in_(ids))
                 .group_by(A.entry_id))} if ids else {}
-        return [_view(r, counts.get(r.id, 0)) for r in rows]
+        return [_view(r, counts.get(r.id, 0), self.language) for r in rows]
 
     @mapped
     def get_entry(self, entry_id: int) -> EntryView | None:
@@ -170,7 +172,7 @@ class Queries:
             D = self.t.delivery.c
             deliveries = conn.execute(select(self.t.delivery).where(D.entry_id == entry_id)
                                       .order_by(D.id)).all()
-        view = _view(row, len(attempts))
+        view = _view(row, len(attempts), self.language)
         view.stored_copy = bool(has_copy)
         view.deliveries = [Recipient(d.address, Role(d.role), DState(d.state), d.reply, d.at,
                                      d.name) for d in deliveries]
@@ -187,7 +189,7 @@ def _plain(stored: list[str]) -> list[str]:
     return [str(a) for a in map(parse_address, stored) if a is not None]
 
 
-def _view(r: Row[Any], attempt_count: int) -> EntryView:
+def _view(r: Row[Any], attempt_count: int, language: attention.Language) -> EntryView:
     return EntryView(
         id=r.id, state=r.state, mandant=r.mandant, path=r.path, file_name=r.file_name,
         sha256=r.sha256, size=r.size, doctype=r.doctype, docno=r.docno, customer=r.customer,
@@ -196,6 +198,6 @@ def _view(r: Row[Any], attempt_count: int) -> EntryView:
         reason=r.reason, last_error=r.last_error, message_id=r.message_id,
         created_at=r.created_at, updated_at=r.updated_at, sent_at=r.sent_at,
         next_attempt_at=r.next_attempt_at, attempt_count=attempt_count,
-        attention=attention.for_entry(r.attention, r.id), problem=r.problem,
+        attention=attention.for_entry(r.attention, r.id, language), problem=r.problem,
         needs_force=bool(r.needs_force),
     )

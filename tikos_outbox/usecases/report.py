@@ -6,8 +6,10 @@ import logging
 import socket
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, tzinfo
 
+from tikos_outbox.core.attention import Language
 from tikos_outbox.core.message import Mail, build_message, envelope, make_message_id
 from tikos_outbox.core.pacing import Pause
 from tikos_outbox.core.ports import (
@@ -59,11 +61,12 @@ class DailyReport:
             self.commands.set_meta(key, "nothing to report", now)
             return False
         sender = self.config.sender
+        language = self.config.outbox.language
         mail = Mail(sender_address=sender.address, sender_name=sender.name or "tikos-outbox",
                     reply_to=None, to=tuple(to),
-                    subject=f"tikos-outbox: {_count(rows)} Dokument(e) brauchen Aufmerksamkeit"
-                            f" ({day:%d.%m.%Y})",
-                    body=report_text(day, rows, self.config.window.tz, paused, stopped),
+                    subject=report_subject(day, rows, language),
+                    body=report_text(day, rows, self.config.window.tz, paused, stopped,
+                                     language),
                     filename="",
                     pdf=None,
                     message_id=make_message_id(uuid.uuid4().hex, sender.address),
@@ -82,42 +85,92 @@ class DailyReport:
         return True
 
 
-def _count(rows: list[EntryView]) -> str:
-    return f"mehr als {MAX_LISTED}" if len(rows) > MAX_LISTED else str(len(rows))
+def _count(rows: list[EntryView], more: str) -> str:
+    return f"{more} {MAX_LISTED}" if len(rows) > MAX_LISTED else str(len(rows))
+
+
+@dataclass(frozen=True)
+class Wording:
+    """The report's sentences in one language; the "what to do" lines come in the
+    same language from the store (core.attention)."""
+
+    more: str
+    subject: str
+    intro: str
+    stopped: str
+    blocked: str
+    paused: str
+    entry: str
+    rest: str
+    outro: str
+
+
+WORDING: dict[Language, Wording] = {
+    Language.DE: Wording(
+        more="mehr als",
+        subject="tikos-outbox: {n} Dokument(e) brauchen Aufmerksamkeit ({day})",
+        intro="tikos-outbox auf {host}, {day}: {n} Dokument(e) erreichen den Kunden nicht"
+              " ohne Ihr Zutun.",
+        stopped="DRINGEND: Der Versand mit {name} ist gestoppt, bis die IT die Einstellungen"
+                " (Absender, Anmeldung, Servername) berichtigt; danach tikos-outbox check"
+                " --smtp und flush. Antwort des Servers: {reason}",
+        blocked="DRINGEND: Der Anbieter hat das Versandkonto {name} wegen Spamverdachts"
+                " gesperrt. Es geht nichts mehr hinaus, bis die IT das Konto beim Anbieter"
+                " freischalten lässt (Microsoft 365: Defender-Portal, Restricted entities);"
+                " danach tikos-outbox flush. Antwort des Servers: {reason}",
+        paused="Versand mit {name} pausiert bis {until} (geht danach von selbst weiter):"
+               " {reason}",
+        entry="- Eintrag {id} ({state}, aufgenommen {created}), Mandant {mandant}, {path}:",
+        rest="- … und weitere: tikos-outbox list --attention --limit 1000",
+        outro="Einzelheiten: tikos-outbox show NR; alle offenen: tikos-outbox list"
+              " --attention. Dieser Bericht kommt jeden Tag nach dem letzten Versandlauf,"
+              " solange etwas offen ist."),
+    Language.EN: Wording(
+        more="more than",
+        subject="tikos-outbox: {n} document(s) need attention ({day})",
+        intro="tikos-outbox on {host}, {day}: {n} document(s) will not reach the customer"
+              " without your move.",
+        stopped="URGENT: sending with {name} is stopped until IT corrects the settings"
+                " (sender, login, server name); then tikos-outbox check --smtp and flush."
+                " The server's reply: {reason}",
+        blocked="URGENT: the provider has blocked the sending account {name} as a"
+                " suspected spammer. Nothing goes out until IT has the provider unblock it"
+                " (Microsoft 365: Defender portal, Restricted entities); then tikos-outbox"
+                " flush. The server's reply: {reason}",
+        paused="Sending with {name} paused until {until} (resumes by itself): {reason}",
+        entry="- Entry {id} ({state}, recorded {created}), mandant {mandant}, {path}:",
+        rest="- … and more: tikos-outbox list --attention --limit 1000",
+        outro="Details: tikos-outbox show NO; all open ones: tikos-outbox list --attention."
+              " This report comes every day after the last send run while anything is"
+              " open."),
+}
+
+
+def report_subject(day: date, rows: list[EntryView], language: Language = Language.DE) -> str:
+    w = WORDING[language]
+    return w.subject.format(n=_count(rows, w.more), day=f"{day:%d.%m.%Y}")
 
 
 def report_text(day: date, rows: list[EntryView], tz: tzinfo,
                 paused: Sequence[tuple[str, Pause]] = (),
-                stopped: Sequence[tuple[str, str]] = ()) -> str:
+                stopped: Sequence[tuple[str, str]] = (),
+                language: Language = Language.DE) -> str:
     """The report's body, for the office: the sending accounts that wait (a block for
     spam first), then each entry with what to do."""
-    lines = [f"tikos-outbox auf {socket.gethostname()}, {day:%d.%m.%Y}: {_count(rows)}"
-             " Dokument(e) erreichen den Kunden nicht ohne Ihr Zutun.", ""]
+    w = WORDING[language]
+    lines = [w.intro.format(host=socket.gethostname(), day=f"{day:%d.%m.%Y}",
+                            n=_count(rows, w.more)), ""]
     for name, problem in stopped:
-        lines.append(f"DRINGEND: Der Versand mit {name} ist gestoppt, bis die IT die"
-                     " Einstellungen (Absender, Anmeldung, Servername) berichtigt; danach"
-                     f" tikos-outbox check --smtp und flush. Antwort des Servers: {problem}")
-        lines.append("")
+        lines += [w.stopped.format(name=name, reason=problem), ""]
     for name, pause in sorted(paused, key=lambda p: not p[1].blocked):
         until = f"{pause.until.astimezone(tz):%d.%m.%Y %H:%M}"
-        if pause.blocked:
-            lines.append(f"DRINGEND: Der Anbieter hat das Versandkonto {name} wegen"
-                         " Spamverdachts gesperrt. Es geht nichts mehr hinaus, bis die IT"
-                         " das Konto beim Anbieter freischalten lässt (Microsoft 365:"
-                         " Defender-Portal, Restricted entities); danach"
-                         f" tikos-outbox flush. Antwort des Servers: {pause.reason}")
-        else:
-            lines.append(f"Versand mit {name} pausiert bis {until} (geht danach von selbst"
-                         f" weiter): {pause.reason}")
-        lines.append("")
+        line = w.blocked if pause.blocked else w.paused
+        lines += [line.format(name=name, until=until, reason=pause.reason), ""]
     for v in rows[:MAX_LISTED]:
-        lines.append(f"- Eintrag {v.id} ({v.state}, aufgenommen"
-                     f" {v.created_at.astimezone(tz):%d.%m.%Y %H:%M}), Mandant {v.mandant},"
-                     f" {v.path}:")
+        lines.append(w.entry.format(id=v.id, state=v.state, mandant=v.mandant, path=v.path,
+                                    created=f"{v.created_at.astimezone(tz):%d.%m.%Y %H:%M}"))
         lines.append(f"  {v.attention}")
     if len(rows) > MAX_LISTED:
-        lines.append("- … und weitere: tikos-outbox list --attention --limit 1000")
-    lines += ["", "Einzelheiten: tikos-outbox show NR; alle offenen: tikos-outbox list"
-                  " --attention. Dieser Bericht kommt jeden Tag nach dem letzten Versandlauf,"
-                  " solange etwas offen ist."]
+        lines.append(w.rest)
+    lines += ["", w.outro]
     return "\n".join(lines) + "\n"
