@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Cert, make_cert
+from tests.helpers import BounceBox, Cert, make_cert
 
 PG_ENV = "TIKOS_OUTBOX_TEST_PG"
 
@@ -95,18 +95,38 @@ def odbc_sqlite(tmp_path: Path) -> str:
 
 
 POSTFIX_ENV = "TIKOS_OUTBOX_TEST_POSTFIX"
+DOVECOT_ENV = "TIKOS_OUTBOX_TEST_DOVECOT"
+
+
+def _server(env: str, script: str) -> dict[str, Any]:
+    """A private test server that .ci/run starts (tests/servers/SCRIPT), from the
+    info.json in the folder that `env` names."""
+    folder = os.environ.get(env)
+    if not folder:
+        if os.environ.get("CI"):
+            pytest.fail(f"{env} is not set: .ci/run must start tests/servers/{script}")
+        pytest.skip(f"no test server (run `bash tests/servers/{script} start DIR` as root and"
+                    f" set {env}=DIR)")
+    info: dict[str, Any] = json.loads(Path(folder, "info.json").read_text(encoding="utf-8"))
+    return info
 
 
 @pytest.fixture(scope="session")
 def postfix() -> dict[str, Any]:
-    """The private Postfix instance that .ci/run starts (tests/servers/postfix.sh):
-    its ports, users, senders, Maildir and log, from its info.json."""
-    folder = os.environ.get(POSTFIX_ENV)
-    if not folder:
-        if os.environ.get("CI"):
-            pytest.fail(f"{POSTFIX_ENV} is not set: .ci/run must start Postfix"
-                        " (tests/servers/postfix.sh)")
-        pytest.skip(f"no Postfix instance (run `bash tests/servers/postfix.sh start DIR` as"
-                    f" root and set {POSTFIX_ENV}=DIR)")
-    info: dict[str, Any] = json.loads(Path(folder, "info.json").read_text(encoding="utf-8"))
-    return info
+    """The private Postfix: its ports, users, senders, Maildir and log."""
+    return _server(POSTFIX_ENV, "postfix.sh")
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> dict[str, Any]:
+    """The private Dovecot: its IMAP and LMTP ports, the bounce mailbox's login and
+    the Maildirs."""
+    return _server(DOVECOT_ENV, "dovecot.sh")
+
+
+@pytest.fixture
+def bounce_box(dovecot: dict[str, Any]) -> Iterator[BounceBox]:
+    box = BounceBox(dovecot)
+    box.empty()
+    yield box
+    box.close()

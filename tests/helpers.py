@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email
+import email.policy
+import imaplib
 import ipaddress
 import ssl
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,8 +228,8 @@ def write_site(
             "mandant;customer;email\n1;4711;kunde@example.org\n2;4711;kunde2@example.org\n",
             encoding="utf-8")
         recipients = 'csv = "recipients.csv"'
-    outbox = {"database": "outbox.db", "key_file": "tikos-outbox.key", **(outbox or {})}
-    lines = ["[outbox]"] + [f"{k} = {_toml(v)}" for k, v in outbox.items()] + ["", "[smtp]"]
+    lines = ["[outbox]", 'database = "outbox.db"', 'key_file = "tikos-outbox.key"']
+    lines += [f"{k} = {_toml(v)}" for k, v in (outbox or {}).items()] + ["", "[smtp]"]
     lines += [f"{k} = {_toml(v)}" for k, v in smtp.items()]
     lines += ["", "[sender]"] + [f"{k} = {_toml(v)}" for k, v in sender.items()]
     lines += ["", "[watch]"] + [f"{k} = {_toml(v)}" for k, v in watch.items()]
@@ -324,3 +329,68 @@ def status_json(site: Site, capsys: Any) -> dict[str, Any]:
     assert site.cli("status", "--json") == 0
     data: dict[str, Any] = json.loads(capsys.readouterr().out)
     return data
+
+
+class BounceBox:
+    """The laundry's mailbox in the test Dovecot, as the office's mail client sees it."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+        ctx = ssl.create_default_context(cafile=info["ca_file"])
+        self.conn = imaplib.IMAP4_SSL(info["host"], info["imaps_port"], ssl_context=ctx)
+        user, password = info["user"], info["password"]
+        self.conn.authenticate("PLAIN", lambda _: f"\0{user}\0{password}".encode())
+
+    def empty(self) -> None:
+        for folder in ("INBOX", "tikos-outbox.verarbeitet"):
+            typ, count = self.conn.select(folder)
+            if typ == "OK" and count[0] != b"0":
+                self.conn.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
+                self.conn.expunge()
+
+    def append(self, raw: bytes, folder: str = "INBOX") -> None:
+        assert self.conn.append(folder, "", imaplib.Time2Internaldate(time.time()),
+                                raw)[0] == "OK"
+
+    def messages(self, folder: str) -> list[tuple[str, str]]:
+        """(Subject, flags) of each message in `folder`, without marking any read."""
+        typ, count = self.conn.select(folder, readonly=True)
+        if typ != "OK" or count[0] == b"0":
+            return []
+        _, data = self.conn.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        out = []
+        for item in data:
+            if isinstance(item, tuple):
+                subject = email.message_from_bytes(item[1], policy=email.policy.default)
+                out.append((str(subject["Subject"]), item[0].decode()))
+        return out
+
+    def raw(self, folder: str) -> list[bytes]:
+        """Each message of `folder` as bytes, without marking any read."""
+        typ, count = self.conn.select(folder, readonly=True)
+        if typ != "OK" or count[0] == b"0":
+            return []
+        _, data = self.conn.fetch("1:*", "(BODY.PEEK[])")
+        return [item[1] for item in data if isinstance(item, tuple)]
+
+    def close(self) -> None:
+        self.conn.logout()
+
+
+@contextmanager
+def service_running(site: Site, timeout_s: float = 30) -> Iterator[Outbox]:
+    """`run` in a thread on this site's outbox until the block ends (then stopped)."""
+    from tikos_outbox.runner import run
+
+    svc = open_outbox(site)
+    ready = threading.Event()
+    thread = threading.Thread(target=run, args=(svc, ready), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(timeout_s)
+        yield svc
+    finally:
+        svc.stop.set()
+        thread.join(timeout_s)
+        assert not thread.is_alive()
+        svc.store.close()

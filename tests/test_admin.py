@@ -116,7 +116,8 @@ def test_the_office_language_english_writes_the_report_and_the_to_do_lines_in_en
         assert site.cli("list", "--attention", "--json") == 0
         lines = {e["id"]: e["attention"] for e in json.loads(capsys.readouterr().out)}
         assert lines[1].startswith("customer 4711: not delivered: ")
-        assert lines[1].endswith("check the address in TIKOS, then `tikos-outbox requeue 1`")
+        assert lines[1].endswith("check the address in the address file recipients.csv, then"
+                                 " `tikos-outbox requeue 1`")
         assert lines[2].startswith("customer 4799: no valid e-mail address")
         clock = FakeClock(datetime(2026, 11, 26, 18, 5, tzinfo=BERLIN))
         svc = open_outbox(site, clock)

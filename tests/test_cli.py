@@ -128,7 +128,8 @@ def test_json_shapes_and_admin_moves(tmp_path: Path, cert: Cert,
         status = out_json(capsys, *cfg, "status", "--json")
         assert {"counts", "last_run", "next_run", "last_error", "service"} <= set(status)
         assert status["counts"] == {"pending": 0, "sending": 0, "sent": 2, "deferred": 0,
-                                    "failed": 0, "held": 1, "skipped": 0}
+                                    "failed": 0, "held": 1, "skipped": 0,
+                                    "bounced": 0}
         assert set(status["service"]) >= {"running", "last_seen"}
         assert status["service"]["running"] is False
         rows = out_json(capsys, *cfg, "list", "--json")

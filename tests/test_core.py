@@ -38,8 +38,9 @@ WORKDAY = SendWindow(BERLIN, time(8), time(18), 60, frozenset(range(7)))
 # -- states ---------------------------------------------------------------------------------
 
 
-def test_sent_is_left_only_by_a_deliberate_requeue() -> None:
-    assert {e for (s, e) in TRANSITIONS if s is State.SENT} == {Event.REQUEUE}
+def test_sent_is_left_only_by_a_deliberate_requeue_or_the_customers_bounce() -> None:
+    assert {e for (s, e) in TRANSITIONS if s is State.SENT} == {Event.REQUEUE, Event.BOUNCE}
+    assert {e for (s, e) in TRANSITIONS if s is State.BOUNCED} == {Event.REQUEUE}
     with pytest.raises(IllegalTransition):
         transition(State.SENT, Event.CLAIM)
     with pytest.raises(IllegalTransition):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_site
+from tests.helpers import service_running, write_site
 from tikos_outbox.cli import main
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX owners and modes")
@@ -370,8 +370,10 @@ def test_check_lists_every_problem_it_can_find(
     assert site.cli("check") == 1
     out = capsys.readouterr().out
     fails = [line for line in out.splitlines() if line.startswith("FAIL")]
-    assert any("SMTP host ([smtp]): smtp.example.com is still the example" in f for f in fails)
-    assert any("sender address ([smtp]): rechnung@example.com is still the example" in f
+    assert any("[smtp] host: smtp.example.com is still the example" in f for f in fails)
+    assert any("[smtp] username: rechnung@example.com is still the example" in f
+               for f in fails)
+    assert any("[sender] address: rechnung@example.com is still the example" in f
                for f in fails)
     assert any("the password would travel to smtp.example.com:25 unencrypted" in f
                for f in fails)
@@ -380,6 +382,21 @@ def test_check_lists_every_problem_it_can_find(
     assert "ok    address file: " in out and "2 customer row(s)" in out
     assert ('ok    mandant 1 templates: GS: "Ihr Dokument {docno}", RE: "Ihre Rechnung'
             ' {docno}" (GS without a [templates.…] of its own: the general text)') in out
+
+
+def test_check_right_after_init_lists_the_missing_password_among_everything_else(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(tmp_path), "check", "--smtp"]) == 1
+    fails = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert fails[0] == "FAIL  secret [smtp] password: is missing: store it with `tikos-outbox" \
+        " secret set`"
+    for words in ("mandant 1 folder:", "[smtp] host: smtp.example.com is still the example",
+                  "[sender] address: rechnung@example.com", "[sender] reply_to: info@"):
+        assert any(words in f for f in fails), words
+    assert not any("SMTP smtp.example.com" in f for f in fails)  # no login tried without it
+    assert main(["--config", str(tmp_path), "status"]) == 2  # other commands still refuse
 
 
 def test_a_config_with_several_mistakes_names_each_at_once_and_touches_nothing(
@@ -407,11 +424,9 @@ def test_a_config_with_several_mistakes_names_each_at_once_and_touches_nothing(
 
 def test_the_service_purges_old_copies_itself_and_the_file_shrinks(
         tmp_path: Path, cert: object) -> None:
-    import threading
     from datetime import UTC, datetime, timedelta
 
     from tests.helpers import FakeClock, SmtpServer, open_outbox
-    from tikos_outbox.runner import run
     from tikos_outbox.samples import make_pdf
 
     with SmtpServer(cert, "none") as srv:  # type: ignore[arg-type]
@@ -426,18 +441,9 @@ def test_the_service_purges_old_copies_itself_and_the_file_shrinks(
         then.close()
     db = tmp_path / "outbox.db"
     before = db.stat().st_size
-    service = open_outbox(site)
-    ready = threading.Event()
-    thread = threading.Thread(target=run, args=(service, ready), daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(30)
+    with service_running(site) as service:
         view = service.store.queries.get_entry(1)
         assert view is not None and view.stored_copy is False and view.state == "sent"
-    finally:
-        service.stop.set()
-        thread.join(30)
-    service.close()
     assert db.stat().st_size < before - 2_000_000  # the space went back to the disk
 
 
@@ -631,3 +637,22 @@ def test_list_shows_brackets_in_paths_as_they_are(
     capsys.readouterr()
     assert site.cli("list") == 0
     assert "[red]x [/]/RE_1_4711.pdf" in capsys.readouterr().out
+
+
+def test_scan_since_after_the_first_start_says_it_changes_nothing_and_how_to_mail_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path)
+    old = site.mandant_folder() / "RE_1_4711.pdf"
+    from tikos_outbox.samples import make_pdf
+
+    old.write_bytes(make_pdf(["alt"]))
+    os.utime(old, (1_764_000_000, 1_764_000_000))
+    assert site.cli("scan") == 0
+    assert "1 taken as history (modified before the first start" in capsys.readouterr().out
+    assert site.cli("scan", "--since", "20.11.2025") == 0
+    captured = capsys.readouterr()
+    assert "the first start is over for every mandant" in captured.err
+    assert "tikos-outbox requeue ID" in captured.err
+    assert site.cli("show", "1") == 0
+    shown = capsys.readouterr().out
+    assert "stored copy: none (not to be mailed, so not kept)" in shown

@@ -140,7 +140,8 @@ def test_partly_refused_is_sent_and_needs_attention(
     entry = show(site, capsys)
     assert entry["state"] == "sent"
     assert entry["attention"] == (
-        f"Kunde 4711: {CUSTOMERS[1]} abgelehnt: 550 5.1.1 user unknown — in TIKOS korrigieren,"
+        f"Kunde 4711: {CUSTOMERS[1]} abgelehnt: 550 5.1.1 user unknown — in der Adressdatei"
+        " r.csv korrigieren,"
         " dann `tikos-outbox requeue 1` (die anderen Adressen haben es schon)")
     capsys.readouterr()
     assert site.cli("list", "--attention", "--json") == 0

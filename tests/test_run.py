@@ -9,10 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import Cert, FakeClock, Site, SmtpServer, open_outbox, write_site
-from tikos_outbox.runner import SendScheduler, run
+from tests.helpers import (
+    Cert,
+    FakeClock,
+    Site,
+    SmtpServer,
+    open_outbox,
+    service_running,
+    write_site,
+)
+from tikos_outbox.runner import SendScheduler
 from tikos_outbox.samples import make_pdf
 
 SETTLE = 0.4
@@ -37,20 +43,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-@contextmanager
-def running(site: Site) -> Iterator[Any]:
-    svc = open_outbox(site)
-    ready = threading.Event()
-    thread = threading.Thread(target=run, args=(svc, ready), daemon=True)
-    thread.start()
-    assert ready.wait(20)
-    try:
-        yield svc
-    finally:
-        svc.stop.set()
-        thread.join(20)
-        assert not thread.is_alive()
-        svc.store.close()
+running = service_running
 
 
 def by_path(svc: Any) -> dict[str, list[Any]]:

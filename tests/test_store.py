@@ -14,9 +14,17 @@ import pytest
 from sqlalchemy import Update, event, text
 
 from tikos_outbox.core import intake
+from tikos_outbox.core.bounces import Kind, Notice
 from tikos_outbox.core.recipients import DState, Role
 from tikos_outbox.core.states import TRANSITIONS, Event, Refusal, State, sources, target
-from tikos_outbox.core.views import Claimed, Finish, ListFilter, NewDocument, Recording
+from tikos_outbox.core.views import (
+    BouncedEntry,
+    Claimed,
+    Finish,
+    ListFilter,
+    NewDocument,
+    Recording,
+)
 from tikos_outbox.store import Store
 from tikos_outbox.store.engine import current_revision, head_revision
 
@@ -265,6 +273,11 @@ def test_every_update_of_the_state_column_is_guarded_by_the_table(store: Store) 
         assert cmd.recover(stale, NOW, "interrupted")  # INTERRUPTED
     [c3] = cmd.claim_due(NOW, "w", NOW, 1, force_before=NOW + timedelta(1))
     cmd.unclaim([c3], "w", NOW)  # UNCLAIM_RETRY
+    to = store.queries.get_entry(2).deliveries  # type: ignore[union-attr]
+    store.bounces.record(BouncedEntry(2, "4711", tuple((d.address, d.role) for d in to)),
+                         "<bounce@mx>", [Notice(d.address, Kind.FAILED, "5.1.1", "550 5.1.1")
+                                         for d in to], NOW)  # BOUNCE
+    assert store.queries.get_entry(2).state == "bounced"  # type: ignore[union-attr]
     assert seen == set(Event), set(Event) - seen
     assert {e for (_, e) in TRANSITIONS} == set(Event)
 

@@ -15,8 +15,8 @@ import pytest
 from tests.test_run import SETTLE, by_path, history, running, site_in, wait_until
 from tikos_outbox.core.settings import WatchMode
 from tikos_outbox.samples import make_pdf
-from tikos_outbox.scanner import FolderError, IncrementalScanner
-from tikos_outbox.watcher import choose_mode, is_network_path
+from tikos_outbox.scanner import FolderError, IncrementalScanner, is_network_path
+from tikos_outbox.watcher import choose_mode
 
 
 def test_auto_mode_polls_network_paths(tmp_path: Path) -> None:

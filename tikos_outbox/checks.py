@@ -19,7 +19,12 @@ from tikos_outbox.core.message import (
 )
 from tikos_outbox.core.naming import share_hint
 from tikos_outbox.core.pacing import account_of
-from tikos_outbox.core.ports import LookupUnavailable, SecretUnavailable, StoreError
+from tikos_outbox.core.ports import (
+    LookupUnavailable,
+    MailboxUnavailable,
+    SecretUnavailable,
+    StoreError,
+)
 from tikos_outbox.core.replies import RunStopped, explain, explain_stop, stop_for
 from tikos_outbox.core.settings import Auth, Config, Mandant, Security
 from tikos_outbox.credentials import KeyRing, insecure_permissions
@@ -54,6 +59,8 @@ def run_checks(config: Config, opener: Callable[[], Outbox], smtp: bool = False,
             results += _check_smtp(outbox)
         if sql:
             results.append(_check_sql(outbox))
+        if smtp and config.bounces.enabled:
+            results.append(_check_bounces(outbox))
     return results
 
 
@@ -73,6 +80,8 @@ def _key_checks(config: Config) -> list[Check]:
                                  ("OAuth2 client secret", smtp.oauth2_client_secret)):
                 if token and token not in tokens.values():
                     tokens[label + where] = token
+        if config.bounces.password:
+            tokens["bounce mailbox password"] = config.bounces.password
         for label, token in tokens.items():
             ring.decrypt(token, f"the {label}")
             out.append(Check(label, True, "stored encrypted and readable with the key"))
@@ -106,19 +115,25 @@ def _setup_checks(config: Config) -> list[Check]:
     template's example values, a password without TLS, a pattern without the
     customer, doctypes without their own text, the address file."""
     out: list[Check] = []
-    smtps = [("[smtp]", config.smtp, config.sender)] + [
-        (f"mandant {m.id}", m.smtp, m.sender) for m in config.enabled_mandants]
-    seen: set[tuple[str, str]] = set()
+    smtps = [("", config.smtp, config.sender)] + [
+        (f"mandant {m.id} ", m.smtp, m.sender) for m in config.enabled_mandants]
+    seen: set[tuple[str, str | None]] = set()
     for where, smtp, sender in smtps:
-        if (smtp.host, sender.address) in seen:
+        for key, value in ((f"{where}[smtp] host", smtp.host),
+                           (f"{where}[smtp] username", smtp.username),
+                           (f"{where}[sender] address", sender.address),
+                           (f"{where}[sender] reply_to", sender.reply_to)):
+            example = value and any(value.lower().endswith(d) for d in EXAMPLE_DOMAINS)
+            if not example or (key.split("] ")[-1], value) in seen:
+                continue
+            seen.add((key.split("] ")[-1], value))
+            out.append(Check(key.strip(), False, f"{value} is still the example from `init`:"
+                                                 " put in the laundry's own"))
+        if (smtp.server, smtp.auth) in seen:
             continue
-        seen.add((smtp.host, sender.address))
-        for what, value in (("SMTP host", smtp.host), ("sender address", sender.address)):
-            if any(value.lower().endswith(d) for d in EXAMPLE_DOMAINS):
-                out.append(Check(f"{what} ({where})", False, f"{value} is still the example"
-                                 " from `init`: put in the laundry's own"))
+        seen.add((smtp.server, smtp.auth))
         if smtp.auth is Auth.PASSWORD and smtp.security is Security.NONE:
-            out.append(Check(f"SMTP security ({where})", False,
+            out.append(Check(f"{where}[smtp] security".strip(), False,
                              f"the password would travel to {smtp.server} unencrypted"
                              " (security = \"none\"): use \"starttls\" (587) or \"ssl\" (465)"))
     for m in config.enabled_mandants:
@@ -182,7 +197,7 @@ def _check_smtp(outbox: Outbox) -> list[Check]:
                 mailer.open()
                 greeting = mailer.last_greeting
                 refused = []
-                for sender in dict.fromkeys(Address(m.sender.address).envelope
+                for sender in dict.fromkeys(_envelope_sender(outbox.config, m)
                                             for m in mandants):
                     reply = mailer.probe_sender(sender)
                     if reply.code != 250:
@@ -193,10 +208,10 @@ def _check_smtp(outbox: Outbox) -> list[Check]:
                 outbox.monitor.note_error(refused[0])
                 out.append(Check(name, False, "; ".join(refused)))
             else:
+                senders = dict.fromkeys(_envelope_sender(outbox.config, m) for m in mandants)
                 out.append(Check(name, True, f"connected ({smtp.security}), logged in"
                                              f" ({smtp.auth}) and may send as"
-                                             f" {', '.join(m.sender.address for m in mandants)};"
-                                             f" server {greeting}"))
+                                             f" {', '.join(senders)}; server {greeting}"))
         except RunStopped as exc:
             outbox.monitor.note_error(explain(exc.reply))
             out.append(Check(name, False, explain(exc.reply)))
@@ -205,8 +220,30 @@ def _check_smtp(outbox: Outbox) -> list[Check]:
     return out
 
 
+def _envelope_sender(config: Config, m: Mandant) -> str:
+    """MAIL FROM as the send run gives it: [bounces] address, else the mandant's sender."""
+    return Address(config.bounces.address or m.sender.address).envelope
+
+
+def _check_bounces(outbox: Outbox) -> Check:
+    """The bounce mailbox: TLS, login and the folder, read without touching a message."""
+    s = outbox.config.bounces
+    name = f"bounce mailbox {s.username} at {s.server}"
+    try:
+        with outbox.bounces.mailboxes(s) as box:
+            waiting = len(box.uids_after(0))
+    except (MailboxUnavailable, SecretUnavailable) as exc:
+        return Check(name, False, str(exc))
+    return Check(name, True, f"connected ({s.imap_security}), logged in ({s.auth}), folder"
+                             f" {s.folder!r} holds {waiting} message(s); read bounces go to"
+                             f" {s.processed_folder!r}")
+
+
 def _check_sql(outbox: Outbox) -> Check:
     cfg = outbox.config
+    if cfg.recipients.sql_dsn is None:
+        return Check("address lookup", True, "no SQL query configured: the addresses come"
+                                             " from the address file (see above)")
     m = next(iter(cfg.enabled_mandants), cfg.mandants[0])
     try:
         values = outbox.lookup.lookup(m.id, {"customer": "0", "docno": "0", "doctype": ""})

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tikos_outbox.config_keys import REQUIRED, ConfigError, ConfigErrors, Section, resolve_path
+from tikos_outbox.config_keys import (
+    NOT_STORED,
+    REQUIRED,
+    ConfigError,
+    ConfigErrors,
+    Section,
+    missing_secret,
+    resolve_path,
+)
+from tikos_outbox.config_sections import bounces_section, recipients_section, report_section
 from tikos_outbox.core.addresses import is_valid_address
 from tikos_outbox.core.attention import Language
 from tikos_outbox.core.naming import compile_pattern
@@ -30,8 +39,6 @@ from tikos_outbox.core.settings import (
     Config,
     Mandant,
     OutboxSettings,
-    RecipientSettings,
-    ReportSettings,
     Security,
     SenderSettings,
     SmtpSettings,
@@ -104,7 +111,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             return None
 
     known = {"outbox", "schedule", "smtp", "sender", "watch", "recipients", "mandant",
-             "templates", "report"}
+             "templates", "report", "bounces"}
     errors += [ConfigError(path, key, "is not a known section (check the spelling)")
                for key in data if key not in known]
     outbox = part(lambda: _outbox(Section(path, "outbox", data.get("outbox", {})), base))
@@ -114,9 +121,11 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     smtp = part(lambda: _smtp(Section(path, "smtp", smtp_raw), base))
     sender = part(lambda: _sender(Section(path, "sender", sender_raw)))
     watch = part(lambda: _watch(Section(path, "watch", data.get("watch", {}))))
-    recipients = part(lambda: _recipients(
+    recipients = part(lambda: recipients_section(
         Section(path, "recipients", data.get("recipients", {})), base))
-    report = part(lambda: _report(Section(path, "report", data.get("report", {}))))
+    report = part(lambda: report_section(Section(path, "report", data.get("report", {}))))
+    bounces = part(lambda: bounces_section(Section(path, "bounces", data.get("bounces", {})), base,
+                                    data.get("smtp", {})))
 
     raw_mandants = data.get("mandant")
     if raw_mandants is None:
@@ -146,10 +155,22 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     assert outbox and window and smtp and sender and watch and recipients and report
+    assert bounces is not None
     assert templates is not None
     return Config(path=path, outbox=outbox, window=window, smtp=smtp, sender=sender,
                   watch=watch, recipients=recipients, mandants=tuple(mandants),
-                  templates=templates, report=report, raw=data)
+                  templates=templates, report=report, bounces=bounces, raw=data)
+
+
+def load_config_for_check(path: Path) -> tuple[Config, list[ConfigError]]:
+    """The config as `check` reads it: with the secrets that are not stored yet
+    returned as problems beside it, not raised."""
+    noted: list[ConfigError] = []
+    token = NOT_STORED.set(noted)
+    try:
+        return load_config(path), _once(noted)
+    finally:
+        NOT_STORED.reset(token)
 
 
 def _once(errors: list[ConfigError]) -> list[ConfigError]:
@@ -240,8 +261,9 @@ def _smtp(s: Section, base: Path) -> SmtpSettings:
         if not username:
             raise s.fail("username", "is missing (auth = \"password\" needs a user name)")
         if not password:
-            raise s.fail("password", "is missing: store it with `tikos-outbox secret set`")
-        if not looks_like_token(password):
+            missing_secret(s, "password", "is missing: store it with `tikos-outbox secret"
+                                           " set`")
+        elif not looks_like_token(password):
             raise s.fail("password", "must be the encrypted token that `tikos-outbox secret"
                                      " set` writes, never the password itself")
     if auth is Auth.OAUTH2:
@@ -252,9 +274,9 @@ def _smtp(s: Section, base: Path) -> SmtpSettings:
         if not client_id:
             raise s.fail("oauth2_client_id", "is missing")
         if not client_secret:
-            raise s.fail("oauth2_client_secret",
-                         "is missing: store it with `tikos-outbox secret set client-secret`")
-        if not looks_like_token(client_secret):
+            missing_secret(s, "oauth2_client_secret", "is missing: store it with"
+                            " `tikos-outbox secret set client-secret`")
+        elif not looks_like_token(client_secret):
             raise s.fail("oauth2_client_secret", "must be the encrypted token that"
                          " `tikos-outbox secret set client-secret` writes, never the secret")
         if token_url:
@@ -306,36 +328,6 @@ def _watch(s: Section) -> WatchSettings:
     )
     s.finish()
     return w
-
-
-def _recipients(s: Section, base: Path) -> RecipientSettings:
-    dsn = s.str_("sql_dsn", None)
-    query = s.str_("sql_query", None)
-    params = s.str_list("sql_params", ["mandant", "customer"])
-    timeout = s.int_("sql_timeout_s", 15, 1, 3600)
-    csv = s.path("csv", base, None)
-    s.finish()
-    if dsn and not query:
-        raise s.fail("sql_query", "is missing (sql_dsn is set)")
-    if query and not dsn:
-        raise s.fail("sql_dsn", "is missing (sql_query is set)")
-    if query and query.count("?") != len(params):
-        raise s.fail("sql_params", f"names {len(params)} parameters but sql_query has"
-                                   f" {query.count('?')} '?' placeholders")
-    if not dsn and csv is None:
-        raise s.fail("sql_dsn", "is missing: set sql_dsn and sql_query, or csv")
-    return RecipientSettings(sql_dsn=dsn, sql_query=query, sql_params=tuple(params),
-                             sql_timeout_s=timeout, csv=csv)
-
-
-def _report(s: Section) -> ReportSettings:
-    to = s.str_list("to", []) if not isinstance(s.data.get("to"), str) else [s.data["to"]]
-    s.used.add("to")
-    for addr in to:
-        if not is_valid_address(addr):
-            raise s.fail("to", f"{addr!r} is not a valid e-mail address")
-    s.finish()
-    return ReportSettings(to=tuple(to))
 
 
 def _mandant(file: Path, i: int, raw: Any, base: Path, smtp_raw: Any, sender_raw: Any) -> Mandant:

@@ -4,6 +4,7 @@ bad key that names the file and the key."""
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,3 +133,15 @@ def resolve_path(value: str, base: Path) -> Path:
     expanded = os.path.expandvars(os.path.expanduser(value))
     p = Path(expanded)
     return p if p.is_absolute() or expanded.startswith("\\\\") else (base / p)
+
+
+#: while `check` reads the config: secrets not stored yet are noted here instead of
+#: stopping the reading, so that check lists them among everything else it finds
+NOT_STORED: ContextVar[list[ConfigError] | None] = ContextVar("not_stored", default=None)
+
+
+def missing_secret(s: Section, key: str, problem: str) -> None:
+    noted = NOT_STORED.get()
+    if noted is None:
+        raise s.fail(key, problem)
+    noted.append(s.fail(key, problem))

@@ -58,7 +58,7 @@ bcc = []                        # optional copy of every mail, e.g. ["archiv@exa
 # Geschäftsführer: Max Muster · Amtsgericht Musterstadt HRB 12345 · USt-IdNr. DE123456789"""
 #                               # after every mail's text (a GmbH's e-mails need these, §35a GmbHG)
 
-[watch]                         # form: "Archiv lokal oder auf einer Netzwerkfreigabe"
+[watch]                         # form: "Archiv lokal oder im Netzwerk"
 mode = "auto"                   # "events" | "polling" | "auto" (polling on network shares)
 poll_interval_s = 10
 settle_s = 5                    # a file must be unchanged this long before it is taken
@@ -82,9 +82,32 @@ folder = '\\\\fileserver\\SoCom$\\Archiv\\M1'   # or a local folder like 'D:\\So
 pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
 # [mandant.smtp] / [mandant.sender] may override any [smtp] / [sender] key for this mandant
 
+# a second mandant: the whole table again, with its own id, folder and pattern
+# [[mandant]]
+# id = 2
+# name = "Musterwäscherei Süd"
+# folder = '\\\\fileserver\\SoCom$\\Archiv\\M2'
+# pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
+
 {templates}
 # [report]
 # to = "admin@example.com"      # after the last run of the day: failed and held entries
+
+# Bounces: a mail the provider took can still come back from the customer's side
+# ("user unknown"). tikos-outbox asks for those reports (DSN) and reads them from
+# the mailbox they come back to; store its password with
+# `tikos-outbox secret set bounce-password`.
+# [bounces]
+# imap_host = "imap.example.com"  # the mailbox of [sender] address (or of address below)
+# imap_port = 993
+# imap_security = "ssl"         # "ssl" (993) | "starttls" (143)
+# auth = "password"             # "password" | "oauth2" (the [smtp] OAuth2 app)
+# username = "rechnung@example.com"
+# password = ""                 # written by `tikos-outbox secret set bounce-password`
+# folder = "INBOX"              # where the reports arrive
+# processed_folder = "tikos-outbox/verarbeitet"  # read bounces are moved here, never deleted
+# poll_minutes = 15
+# address = "bounces@example.com"  # optional: MAIL FROM for every mail, if not the sender
 '''
 
 

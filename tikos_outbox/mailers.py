@@ -1,13 +1,15 @@
-"""The MailerFactory: SMTP mailers with their secrets decrypted only when one is
-made, and one OAuth2 token cache per account, shared by every run."""
+"""The MailerFactory and the MailboxFactory: SMTP mailers and IMAP sessions with
+their secrets decrypted only when one is made, and one OAuth2 token cache per
+account, shared by every run (the bounce mailbox uses the [smtp] OAuth2 app)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tikos_outbox.core.ports import Clock, TokenSource
-from tikos_outbox.core.settings import Auth, SmtpSettings
+from tikos_outbox.core.settings import Auth, BounceSettings, SmtpSettings
 from tikos_outbox.credentials import KeyRing, SecretText
+from tikos_outbox.imap import ImapMailbox
 from tikos_outbox.oauth2 import token_source_for
 from tikos_outbox.smtp import Mailer
 
@@ -42,3 +44,19 @@ class Mailers:
             password = self.keyring.decrypt(smtp.password, "the SMTP password")
         tokens = self.tokens(smtp) if smtp.auth is Auth.OAUTH2 else None
         return Mailer(smtp, password=password, token_source=tokens)
+
+
+class Mailboxes:
+    """The bounce mailbox's sessions, with its password decrypted per session."""
+
+    def __init__(self, mailers: Mailers, smtp: SmtpSettings) -> None:
+        self.mailers = mailers
+        self.smtp = smtp
+
+    def __call__(self, settings: BounceSettings) -> ImapMailbox:
+        password: SecretText | None = None
+        if settings.auth is Auth.PASSWORD and settings.password:
+            password = self.mailers.keyring.decrypt(settings.password,
+                                                    "the bounce mailbox password")
+        tokens = self.mailers.tokens(self.smtp) if settings.auth is Auth.OAUTH2 else None
+        return ImapMailbox(settings, password=password, tokens=tokens)

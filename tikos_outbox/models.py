@@ -92,6 +92,23 @@ class Delivery(SQLModel, table=True):
     at: datetime | None = _when()
 
 
+class Bounce(SQLModel, table=True):
+    """One recipient in one report from the bounce mailbox (read once: unique by the
+    report's Message-ID and the address)."""
+
+    __tablename__ = "bounce"
+    __table_args__ = (UniqueConstraint("source", "address", name="uq_bounce_report"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="entry.id", index=True)
+    address: str
+    kind: str  # failed | delayed
+    status: str  # RFC 3463, e.g. 5.1.1; "" when the report gives none
+    diagnostic: str  # the remote server's words
+    source: str = Field(max_length=400)  # the report's Message-ID
+    at: datetime = _when(nullable=False)  # when it was read
+
+
 class Blob(SQLModel, table=True):
     """The outbox's own copy of a document's bytes, by content."""
 

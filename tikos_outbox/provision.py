@@ -16,7 +16,10 @@ from tikos_outbox.init_template import TEMPLATE
 from tikos_outbox.providers import PROVIDERS, Provider
 
 #: Config keys that hold Fernet tokens, and what `secret set` calls them.
-SECRET_KEYS = {"password": "password", "client-secret": "oauth2_client_secret"}
+SECRET_KEYS = {"password": "password", "client-secret": "oauth2_client_secret",
+               "bounce-password": "password"}
+#: the table each secret lives in ([smtp], or a mandant's [mandant.smtp])
+SECRET_TABLES = {"password": "smtp", "client-secret": "smtp", "bounce-password": "bounces"}
 
 
 def init_dir(folder: Path, provider: str = "custom") -> list[Path]:
@@ -79,12 +82,18 @@ def _write_doc(config: Path, doc: tomlkit.TOMLDocument) -> None:
     replace_keeping_owner(config, tomlkit.dumps(doc).encode("utf-8"))
 
 
+#: `auth_of`'s "mandant" for the bounce mailbox's login
+BOUNCES = -1
+
+
 def auth_of(config: Path, mandant: int | None = None) -> str:
     """The `auth` a secret would be for, as the file says (the config may not load yet:
     its password is what is being stored)."""
     doc = _load_doc(config)
     smtp: Any = doc.get("smtp", {})
     auth = str(smtp.get("auth", "anonymous"))
+    if mandant == BOUNCES:
+        return str(doc.get("bounces", {}).get("auth", "password"))
     for m in doc.get("mandant", []) or []:
         if mandant is not None and m.get("id") == mandant:
             auth = str(m.get("smtp", {}).get("auth", auth))
@@ -96,23 +105,26 @@ def set_secret(config: Path, which: str, plaintext: str, mandant: int | None = N
     `mandant` (its own login); returns the key name written."""
     doc = _load_doc(config)
     ring = KeyRing(_key_file(config, doc))
-    key = SECRET_KEYS[which]
+    key, table = SECRET_KEYS[which], SECRET_TABLES[which]
     owner: Any = doc
+    if mandant is not None and table == "bounces":
+        raise ConfigError(config, "bounces", "the bounce mailbox is one for all mandants:"
+                          " store its password without --mandant")
     if mandant is not None:
         tables = [m for m in doc.get("mandant", []) or [] if m.get("id") == mandant]
         if not tables:
             raise ConfigError(config, "mandant", f"no [[mandant]] with id = {mandant}")
         owner = tables[0]
-    if "smtp" not in owner:
-        owner["smtp"] = tomlkit.table()
-    smtp: Any = owner["smtp"]
-    smtp[key] = ring.encrypt(plaintext)
+    if table not in owner:
+        owner[table] = tomlkit.table()
+    section: Any = owner[table]
+    section[key] = ring.encrypt(plaintext)
     _write_doc(config, doc)
     return key
 
 
 def _secret_tables(doc: Any) -> list[Any]:
-    tables = [doc.get("smtp")]
+    tables = [doc.get("smtp"), doc.get("bounces")]
     for m in doc.get("mandant", []) or []:
         tables.append(m.get("smtp"))
     return [t for t in tables if t is not None]
@@ -124,7 +136,7 @@ def rotate_key(config: Path) -> int:
     ring = KeyRing(_key_file(config, doc))
     plain: list[tuple[Any, str, str]] = []
     for table in _secret_tables(doc):
-        for key in SECRET_KEYS.values():
+        for key in dict.fromkeys(SECRET_KEYS.values()):
             if key in table:
                 plain.append((table, key, ring.decrypt(str(table[key]), f"[smtp] {key}")))
     new_ring, _ = ring.rotate()  # the old keys stay: the old config stays readable

@@ -84,6 +84,26 @@ class SendScheduler:
             self.thread.join(timeout)
 
 
+class Background:
+    """A job that may take long (reading the bounce mailbox over a slow line) in its
+    own thread, so that recording and the heartbeat go on; one at a time."""
+
+    def __init__(self, name: str, job: Callable[[], Any]) -> None:
+        self.name = name
+        self.job = _guarded(name, job)
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        self.thread = threading.Thread(target=self.job, name=self.name, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
 class BackwardsGuard:
     """Notices the local wall clock going back (the end of summer time, or an admin
     setting the clock). The `schedule` library keeps naive local times: after
@@ -131,17 +151,26 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
     report = outbox.scan(scanners=watcher.scanners,
                          progress=lambda _: monitor.heartbeat())  # alive during a long pass
     watcher.track(report.waiting_files)  # still being written: taken once they settle
+    for mandant, why in report.unavailable.items():
+        watcher.mark_unavailable(mandant, why)  # in status, and retried with back-off
     log.info("start-up pass: %d files seen, recorded %s", report.files_seen,
              report.recorded or "nothing new")
     _guarded("purge", outbox.admin.purge)()  # and daily after: the outbox does not grow
     sender = SendScheduler(outbox)
+    bounces = Background("bounce mailbox", outbox.bounces.run)
+    if cfg.bounces.enabled:
+        bounces.start()  # at start, then every poll_minutes
     next_run = (cfg.window.next_slot(outbox.clock.now()).astimezone(cfg.window.tz)
                 .strftime("%Y-%m-%d %H:%M %Z"))
     log.info("next send run at %s", next_run)
     if announce is not None:
-        watched = "; ".join(f"mandant {st.mandant.id} {st.mandant.folder} ({st.mode})"
-                            for st in watcher.folders.values()) or "no enabled mandant"
-        announce(f"tikos-outbox runs: watching {watched}; next send run {next_run}")
+        watched = "; ".join(
+            f"mandant {st.mandant.id} {st.mandant.folder} ({st.mode}"
+            f"{'' if st.available else ', NOT READABLE now: retried, see status'})"
+            for st in watcher.folders.values()) or "no enabled mandant"
+        reading = (f"; bounce mailbox {cfg.bounces.username} at {cfg.bounces.server}, every"
+                   f" {cfg.bounces.poll_minutes:g} min" if cfg.bounces.enabled else "")
+        announce(f"tikos-outbox runs: watching {watched}; next send run {next_run}{reading}")
 
     def reconcile() -> None:
         """Events can be lost: compare every folder with the outbox (cheap: only
@@ -175,6 +204,8 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
         every(TICK_S, "send schedule", sender.tick)
         every(5, "hand back", outbox.delivery.hand_back)
         every(24 * 3600, "daily purge", outbox.admin.purge)  # keep_days, then compacted
+        if cfg.bounces.enabled:
+            every(cfg.bounces.poll_minutes * 60, "bounce mailbox", bounces.start)
 
     plan()
     clock_guard = BackwardsGuard()
@@ -189,9 +220,13 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
             idle = jobs.idle_seconds
             outbox.stop.wait(TICK_S if idle is None else max(0.05, min(TICK_S, idle)))
     finally:
-        log.info("stopping: waiting for a send run in progress to reach a safe point")
+        if sender.busy:
+            log.info("stopping: waiting for the send run in progress to reach a safe point")
+        else:
+            log.info("stopping")
         watcher.stop()
         sender.join(timeout=cfg.smtp.timeout_s + 5)
+        bounces.join(timeout=cfg.bounces.timeout_s + 5)
         monitor.heartbeat(running=False)
         log.info("stopped")
         if announce is not None:

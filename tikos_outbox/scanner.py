@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +224,39 @@ class IncrementalScanner:
         for gone in set(self._dirs) - seen_dirs:
             del self._dirs[gone]
         self.listed_all = not from_cache
+
+
+# (with SMB through FUSE, smbnetfs and gvfs: inotify sees nothing other machines write)
+NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ncpfs",
+              "fuse.rclone", "davfs", "fuse.davfs2", "fuse.smbnetfs", "fuse.gvfsd-fuse",
+              "fuse.gvfs-fuse-daemon"}
+
+
+def is_network_path(path: Path, mounts_file: str = "/proc/mounts") -> bool:
+    """UNC paths, mapped network drives (Windows) and cifs/smb/nfs mounts (Linux)."""
+    text = str(path)
+    if text.startswith(("\\\\", "//")):
+        return True
+    if sys.platform == "win32":
+        drive = os.path.splitdrive(os.path.abspath(text))[0]
+        if drive:
+            import ctypes
+
+            DRIVE_REMOTE = 4
+            return bool(ctypes.windll.kernel32.GetDriveTypeW(drive + "\\") == DRIVE_REMOTE)  # type: ignore[attr-defined]
+        return False
+    try:
+        with open(mounts_file, encoding="utf-8") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return False
+    target = os.path.realpath(text)
+    best, best_fs = "", ""
+    for parts in mounts:
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_fs = mount_point, parts[2]
+    return best_fs in NETWORK_FS

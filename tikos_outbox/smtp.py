@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import Sequence
 
+from tikos_outbox.core.bounces import xtext
 from tikos_outbox.core.ports import TokenSource
 from tikos_outbox.core.replies import (
     Reply,
@@ -29,6 +30,7 @@ from tikos_outbox.core.replies import (
 )
 from tikos_outbox.core.settings import Security, SmtpSettings
 from tikos_outbox.smtp_login import login, lost_reply, reply_text
+from tikos_outbox.tls import tls_context as shared_tls_context
 
 log = logging.getLogger("tikos_outbox.smtp")
 
@@ -53,15 +55,7 @@ def default_helo_name() -> str | None:
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     """The system's trusted CAs plus `ca_file`; no checks only if verify_tls = false."""
-    ctx = ssl.create_default_context()
-    if settings.ca_file is not None:
-        ctx.load_verify_locations(cafile=str(settings.ca_file))
-    if not settings.verify_tls:
-        log.warning("TLS certificate checks are off for %s (verify_tls = false in the config)",
-                    settings.server)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    return shared_tls_context(settings.ca_file, settings.verify_tls, settings.server)
 
 
 class Mailer:
@@ -226,7 +220,7 @@ class Mailer:
         return True
 
     def send(self, sender: str, recipients: Sequence[str], message: bytes,
-             smtputf8: bool = False) -> SendResult:
+             smtputf8: bool = False, envid: str | None = None) -> SendResult:
         """Hand one message over (`smtputf8`: its headers are UTF-8, RFC 6532). Raises
         RunStopped only if (re)connecting fails.
 
@@ -234,7 +228,7 @@ class Mailer:
         is opened anew and the mail goes again on it, once."""
         conn = self._connection()
         reused = self._sent_on_conn > 0
-        result = self._transaction(conn, sender, recipients, message, smtputf8)
+        result = self._transaction(conn, sender, recipients, message, smtputf8, envid)
         if reused and result.reply.stage is Stage.MAIL and closes_connection(result.reply) \
                 and stop_for(result.reply) is not Stop.THROTTLE:
             log.info("the connection to %s was lost before MAIL FROM (%s); sending again on"
@@ -242,7 +236,7 @@ class Mailer:
             self.reconnects += 1
             self.close()
             conn = self._connection()
-            result = self._transaction(conn, sender, recipients, message, smtputf8)
+            result = self._transaction(conn, sender, recipients, message, smtputf8, envid)
         self._sent_on_conn += 1
         if closes_connection(result.reply):
             self.close()
@@ -257,7 +251,7 @@ class Mailer:
 
     def _transaction(
         self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes,
-        smtputf8: bool,
+        smtputf8: bool, envid: str | None = None,
     ) -> SendResult:
         stage = Stage.MAIL
         utf8 = conn.has_extn("smtputf8")
@@ -279,6 +273,9 @@ class Mailer:
                 if not conn.has_extn("8bitmime"):  # the caller builds 7-bit ones for these
                     return SendResult(Reply(Stage.DATA, 554, NO_8BITMIME))
                 options.append("BODY=8BITMIME")  # RFC 6152
+            dsn = envid is not None and conn.has_extn("dsn")
+            if dsn:  # RFC 3461: bounces name the mail (ENVID) and return headers only
+                options += ["RET=HDRS", f"ENVID={xtext(envid or '')}"]
             code, resp = conn.mail(sender, options)
             if code != 250:
                 return SendResult(Reply(Stage.MAIL, code, reply_text(resp)))
@@ -288,7 +285,7 @@ class Mailer:
             for rcpt in recipients:
                 if rcpt in refused:
                     continue
-                code, resp = conn.rcpt(rcpt)
+                code, resp = conn.rcpt(rcpt, _notify(rcpt) if dsn else ())
                 if code in (250, 251):
                     accepted.append(rcpt)
                 else:
@@ -311,6 +308,12 @@ class Mailer:
             return SendResult(lost_reply(stage, exc))
         except smtplib.SMTPResponseException as exc:
             return SendResult(Reply(stage, exc.smtp_code, reply_text(exc.smtp_error)))
+
+
+def _notify(rcpt: str) -> list[str]:
+    """A failure or a delay is reported back (never a success: RFC 3461 NOTIFY), with
+    the address as we gave it (ORCPT; an address in UTF-8 goes without, RFC 6533)."""
+    return ["NOTIFY=FAILURE,DELAY"] + ([f"ORCPT=rfc822;{xtext(rcpt)}"] if rcpt.isascii() else [])
 
 
 NO_8BITMIME = ("5.6.3 this server does not take 8-bit messages (no 8BITMIME); the message"

@@ -13,7 +13,6 @@ import logging
 import os
 import queue
 import stat as stat_mode
-import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -30,6 +29,7 @@ from tikos_outbox.scanner import (
     FileSeen,
     FolderError,
     IncrementalScanner,
+    is_network_path,
     outside_target,
     reachable,
     rel_path,
@@ -38,43 +38,9 @@ from tikos_outbox.usecases.intake import BATCH_FILES, NOT_READY, Intake
 
 log = logging.getLogger("tikos_outbox.watcher")
 
-# (with SMB through FUSE, smbnetfs and gvfs: inotify sees nothing other machines write)
-NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ncpfs",
-              "fuse.rclone", "davfs", "fuse.davfs2", "fuse.smbnetfs", "fuse.gvfsd-fuse",
-              "fuse.gvfs-fuse-daemon"}
 RETRY_FIRST_S = 1.0  # an unreadable settled file: tried after 1 s, doubling to 5 min
 RETRY_MAX_S = 300.0
 HELD_WATCH_S = 24 * 3600.0
-
-
-def is_network_path(path: Path, mounts_file: str = "/proc/mounts") -> bool:
-    """UNC paths, mapped network drives (Windows) and cifs/smb/nfs mounts (Linux)."""
-    text = str(path)
-    if text.startswith(("\\\\", "//")):
-        return True
-    if sys.platform == "win32":
-        drive = os.path.splitdrive(os.path.abspath(text))[0]
-        if drive:
-            import ctypes
-
-            DRIVE_REMOTE = 4
-            return bool(ctypes.windll.kernel32.GetDriveTypeW(drive + "\\") == DRIVE_REMOTE)  # type: ignore[attr-defined]
-        return False
-    try:
-        with open(mounts_file, encoding="utf-8") as f:
-            mounts = [line.split() for line in f]
-    except OSError:
-        return False
-    target = os.path.realpath(text)
-    best, best_fs = "", ""
-    for parts in mounts:
-        if len(parts) < 3:
-            continue
-        mount_point = parts[1].replace("\\040", " ")
-        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_fs = mount_point, parts[2]
-    return best_fs in NETWORK_FS
 
 
 def choose_mode(configured: WatchMode, folder: Path) -> WatchMode:
@@ -227,6 +193,10 @@ class Watcher:
             self.notes.note_error(f"Archive folder of mandant {m.id} is available again")
             if st.mode is WatchMode.EVENTS:
                 self.restart_observer()
+
+    def mark_unavailable(self, mandant: int, why: str) -> None:
+        """A folder the start-up pass could not list: said and retried like an outage."""
+        self._unavailable(self.folders[mandant], why)
 
     def _unavailable(self, st: _FolderState, why: str) -> None:
         """One log line and a status entry per outage; then retries with back-off."""

@@ -22,6 +22,7 @@ from tikos_outbox.workers import worker_id
 
 if TYPE_CHECKING:
     from tikos_outbox.scanner import IncrementalScanner
+    from tikos_outbox.usecases.bounces import BounceReader
     from tikos_outbox.usecases.delivery import Delivery
     from tikos_outbox.usecases.intake import FirstPass, Intake
     from tikos_outbox.usecases.report import DailyReport
@@ -104,6 +105,18 @@ class Outbox:
         return DailyReport(self.config, self.store.queries, self.store.commands,
                            self.store.accounts, self.mailers, self.clock)
 
+    @cached_property
+    def bounces(self) -> BounceReader:
+        from tikos_outbox.dsn import Parser
+        from tikos_outbox.mailers import Mailboxes, Mailers
+        from tikos_outbox.usecases.bounces import BounceReader
+
+        mailers = self.mailers
+        assert isinstance(mailers, Mailers)
+        return BounceReader(self.config, self.store.queries, self.store.commands,
+                            self.store.bounces, Mailboxes(mailers, self.config.smtp),
+                            Parser(), self.clock)
+
     def scan(self, mode: FirstPass | None = None, since: datetime | None = None,
              progress: Progress | None = None,
              scanners: Mapping[int, IncrementalScanner] | None = None) -> ScanReport:
@@ -127,8 +140,10 @@ def open_outbox(config: Config, *, clock: Clock | None = None,
                 worker: str | None = None, stop: threading.Event | None = None) -> Outbox:
     """Open the outbox of a config: the database migrated if it is behind, the
     adapters ready. Raises StoreError in an administrator's words."""
+    csv = config.recipients.csv
     store = Store(config.outbox.database, config.outbox.busy_timeout_s,
-                  config.outbox.language)
+                  config.outbox.language, csv.name if csv and not config.recipients.sql_dsn
+                  else "TIKOS")
     return Outbox(config=config, store=store, clock=clock or SystemClock(),
                   worker=worker or worker_id(), stop=stop or threading.Event(),
                   lookup_override=lookup, token_source=token_source)

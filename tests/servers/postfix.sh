@@ -7,7 +7,8 @@
 # DIR becomes an alternate Postfix config directory (postfix -c DIR) with its
 # own queue, data directory, log file (DIR/maillog), Cyrus sasldb, self-signed
 # certificate and one Maildir (DIR/mail) that receives every accepted mail,
-# whatever the recipient domain. Nothing leaves the machine. The default
+# whatever the recipient domain, but kunden.test and rechnung@waescherei.test,
+# which go by LMTP to the test Dovecot (see below). Nothing leaves the machine. The default
 # instance in /etc/postfix is neither used nor started.
 #
 # SMTP services (all STARTTLS before AUTH, AUTH required to send):
@@ -30,6 +31,7 @@ readonly MYHOSTNAME=mx.tikos.test
 readonly RATE_LIMIT=10
 readonly SMTPD_TIMEOUT_S=2
 readonly MARKER=.tikos-outbox-postfix
+readonly LMTP_PORT=20024  # the test Dovecot's LMTP (tests/servers/dovecot.sh)
 # name port extra-smtpd-options
 readonly SERVICES="plain 20587 -
 limited_a 20588 smtpd_client_message_rate_limit=${RATE_LIMIT},smtpd_delay_reject=no
@@ -193,6 +195,11 @@ virtual_uid_maps = static:$uid
 virtual_gid_maps = static:$gid
 virtual_minimum_uid = $uid
 virtual_transport = virtual
+# Except: the customers' domain kunden.test and the laundry's own sender mailbox
+# go by LMTP into the test Dovecot (tests/servers/dovecot.sh), which has a mailbox
+# only for some addresses. Postfix accepts every address at RCPT, so an unknown
+# customer comes back as a real bounce (RFC 3464) into the sender's mailbox.
+transport_maps = inline:{ kunden.test=lmtp:inet:$HOST:$LMTP_PORT, rechnung@waescherei.test=lmtp:inet:$HOST:$LMTP_PORT }
 # Safety net: nothing is ever sent out.
 default_transport = error:5.7.1 outbound mail is disabled in this test instance
 relay_transport = \$default_transport
@@ -258,6 +265,7 @@ flush     unix  n       -       n       1000?   0       flush
 proxymap  unix  -       -       n       -       -       proxymap
 proxywrite unix -       -       n       -       1       proxymap
 smtp      unix  -       -       n       -       -       smtp
+lmtp      unix  -       -       n       -       -       lmtp
 relay     unix  -       -       n       -       -       smtp
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from pathlib import Path
 
-from tikos_outbox.config import find_config_path, load_config
+from tikos_outbox.config import ConfigError, find_config_path, load_config, load_config_for_check
 from tikos_outbox.core.settings import Config
 from tikos_outbox.wiring import Outbox, open_outbox
 
@@ -29,6 +29,7 @@ class Context:
         self.args = args
         self.config_path = find_config_path(args.config)
         self._outbox: Outbox | None = None
+        self.not_stored: list[ConfigError] = []  # `check`: secrets still to be stored
 
     @property
     def json(self) -> bool:
@@ -36,7 +37,10 @@ class Context:
 
     @cached_property
     def config(self) -> Config:
-        config = load_config(self.config_path)
+        if self.args.command == "check":  # a secret not stored yet is one of its findings
+            config, self.not_stored = load_config_for_check(self.config_path)
+        else:
+            config = load_config(self.config_path)
         Logs.use_zone(config.window.tz)  # one zone everywhere: the config's
         Logs.add_file(log_file_of(config))
         return config

@@ -64,6 +64,8 @@ def entry_json(view: EntryView, full: bool) -> dict[str, object]:
         data["deliveries"] = [{"address": d.address, "name": d.name, "role": d.role.value,
                                "state": d.state.value, "reply": d.reply, "at": d.at}
                               for d in view.deliveries]
+        data["bounces"] = [{"address": b.address, "kind": b.kind.value, "status": b.status,
+                            "diagnostic": b.diagnostic, "at": b.at} for b in view.bounces]
     return data
 
 

@@ -86,7 +86,7 @@ def _secret(p: argparse.ArgumentParser) -> None:
                            parser_class=Parser)
     sset = sub.add_parser("set", help="store a secret (asks without echo, or --stdin)")
     sset.add_argument("which", nargs="?", default="password",
-                      choices=["password", "client-secret"])
+                      choices=["password", "client-secret", "bounce-password"])
     sset.add_argument("--stdin", action="store_true", help="read one line from stdin")
     sset.add_argument("--mandant", type=int, metavar="N",
                       help="a mandant's own login: stored in its [mandant.smtp]")
@@ -174,6 +174,8 @@ COMMANDS: tuple[Command, ...] = (
             "tikos-outbox scan --no-baseline", _scan, json=True),
     Command("flush", "service", "one send run now, whatever the time; deferred entries too",
             "tikos-outbox flush", json=True),
+    Command("bounces", "service", "read the bounce mailbox once: mark bounced recipients",
+            "tikos-outbox bounces", json=True),
     Command("status", "inspect", "counts per state, last and next run, last error",
             "tikos-outbox status --json", json=True),
     Command("list", "inspect", "entries, newest first",

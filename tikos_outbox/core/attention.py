@@ -76,25 +76,39 @@ def _pairs(values: object, word: str) -> str:
 
 Writer = Callable[[Facts, int], str]
 
+def _in(f: Facts, file_words: str) -> str:
+    """Where the office corrects an address: TIKOS, or the address file by name."""
+    source = str(f.get("source", "TIKOS"))
+    return f"{file_words} {source}" if source != "TIKOS" else "TIKOS"
+
+
+def _de(f: Facts) -> str:
+    return _in(f, "der Adressdatei")
+
+
+def _en(f: Facts) -> str:
+    return _in(f, "the address file")
+
+
 _DE: dict[str, Writer] = {
     "no_address": lambda f, n: (
         f"Kunde {f['customer']}: keine gültige E-Mail-Adresse{_quoted(f.get('rejected'))}"
-        f" — in TIKOS eintragen oder korrigieren, dann {_cmd('requeue', n)}"),
+        f" — in {_de(f)} eintragen oder korrigieren, dann {_cmd('requeue', n)}"),
     "held": lambda f, n: (
         f"angehalten: {f['reason']} — prüfen, dann"
         f" {_cmd('release --force' if f.get('force') else 'release', n)} (oder so lassen)"),
     "failed": lambda f, n: (
-        f"Kunde {f['customer']}: nicht zugestellt: {f['reason']} — Adresse in TIKOS prüfen,"
+        f"Kunde {f['customer']}: nicht zugestellt: {f['reason']} — Adresse in {_de(f)} prüfen,"
         f" dann {_cmd('requeue', n)}"),
     "unsendable": lambda f, n: (
         f"Kunde {f['customer']}: nicht versendet: {f['reason']} — die Datei im Archiv"
         f" prüfen (oder neu erzeugen), dann {_cmd('requeue', n)}"),
     "partly_refused": lambda f, n: (
-        f"Kunde {f['customer']}: {_pairs(f.get('refused'), 'abgelehnt')} — in TIKOS"
+        f"Kunde {f['customer']}: {_pairs(f.get('refused'), 'abgelehnt')} — in {_de(f)}"
         f" korrigieren, dann {_cmd('requeue', n)} (die anderen Adressen haben es schon)"),
     "bounced": lambda f, n: (
         f"Kunde {f['customer']}: {_pairs(f.get('bounced'), 'unzustellbar')} — Adresse von"
-        f" Kunde {f['customer']} prüfen (beim Kunden erfragen), in TIKOS korrigieren, dann"
+        f" Kunde {f['customer']} prüfen (beim Kunden erfragen), in {_de(f)} korrigieren, dann"
         f" {_cmd('requeue', n)}"
         + ("" if f.get("everyone") else " (die anderen Adressen haben es bekommen)")),
 }
@@ -102,22 +116,22 @@ _DE: dict[str, Writer] = {
 _EN: dict[str, Writer] = {
     "no_address": lambda f, n: (
         f"customer {f['customer']}: no valid e-mail address{_quoted(f.get('rejected'))}"
-        f" — enter or correct it in TIKOS, then {_cmd('requeue', n)}"),
+        f" — enter or correct it in {_en(f)}, then {_cmd('requeue', n)}"),
     "held": lambda f, n: (
         f"held: {f['reason']} — check, then"
         f" {_cmd('release --force' if f.get('force') else 'release', n)} (or leave it)"),
     "failed": lambda f, n: (
         f"customer {f['customer']}: not delivered: {f['reason']} — check the address in"
-        f" TIKOS, then {_cmd('requeue', n)}"),
+        f" {_en(f)}, then {_cmd('requeue', n)}"),
     "unsendable": lambda f, n: (
         f"customer {f['customer']}: not sent: {f['reason']} — check the file in the"
         f" archive (or create it again), then {_cmd('requeue', n)}"),
     "partly_refused": lambda f, n: (
         f"customer {f['customer']}: {_pairs(f.get('refused'), 'refused')} — correct it in"
-        f" TIKOS, then {_cmd('requeue', n)} (the other addresses have it)"),
+        f" {_en(f)}, then {_cmd('requeue', n)} (the other addresses have it)"),
     "bounced": lambda f, n: (
         f"customer {f['customer']}: {_pairs(f.get('bounced'), 'undeliverable')} — check"
-        f" customer {f['customer']}'s address (ask the customer), correct it in TIKOS,"
+        f" customer {f['customer']}'s address (ask the customer), correct it in {_en(f)},"
         f" then {_cmd('requeue', n)}"
         + ("" if f.get("everyone") else " (the other addresses got it)")),
 }
@@ -125,8 +139,10 @@ _EN: dict[str, Writer] = {
 WRITERS: dict[Language, dict[str, Writer]] = {Language.DE: _DE, Language.EN: _EN}
 
 
-def for_entry(stored: str | None, entry_id: int, language: Language = Language.DE) -> str | None:
-    """The line for the office, from what was stored."""
+def for_entry(stored: str | None, entry_id: int, language: Language = Language.DE,
+              source: str = "TIKOS") -> str | None:
+    """The line for the office, from what was stored; `source` is where the office
+    corrects an address (TIKOS, or the name of the address file)."""
     if not stored:
         return None
     try:
@@ -139,6 +155,6 @@ def for_entry(stored: str | None, entry_id: int, language: Language = Language.D
     if writer is None:
         return f"{facts.get('kind')}: {stored}"
     try:
-        return writer(facts, entry_id)
+        return writer({**facts, "source": source}, entry_id)
     except KeyError:
         return stored

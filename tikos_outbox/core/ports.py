@@ -10,11 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from tikos_outbox.core.bounces import Notice, Report
 from tikos_outbox.core.pacing import AccountState, Limits, Pause, Reserved
 from tikos_outbox.core.replies import Reply, SendResult, Stop
-from tikos_outbox.core.settings import SmtpSettings
+from tikos_outbox.core.settings import BounceSettings, SmtpSettings
 from tikos_outbox.core.states import Event, MoveResult, State
 from tikos_outbox.core.views import (
+    BouncedEntry,
     Claimed,
     EntryView,
     FileSeen,
@@ -62,6 +64,10 @@ class StoreUnavailable(StoreError):
     """The outbox database cannot be opened or brought up to date at all."""
 
 
+class MailboxUnavailable(Exception):
+    """The bounce mailbox cannot be reached, logged in to or read right now."""
+
+
 class SecretUnavailable(Exception):
     """A stored secret cannot be decrypted: the key file is missing or does not fit."""
 
@@ -88,9 +94,10 @@ class Mailer(Protocol):
         ...
 
     def send(self, sender: str, recipients: Sequence[str], message: bytes,
-             smtputf8: bool = False) -> SendResult:
-        """Hand one message over (`smtputf8`: it has UTF-8 headers); raises RunStopped
-        only if (re)connecting fails."""
+             smtputf8: bool = False, envid: str | None = None) -> SendResult:
+        """Hand one message over (`smtputf8`: it has UTF-8 headers; `envid`: ask for
+        delivery status notifications naming the mail, where the server offers DSN);
+        raises RunStopped only if (re)connecting fails."""
         ...
 
     def close(self) -> None: ...
@@ -238,3 +245,47 @@ class OutboxCommands(Protocol):
     def purge(self, sent_before: datetime, now: datetime) -> int: ...
 
     def compact(self) -> None: ...
+
+
+class Mailbox(Protocol):
+    """One session with the bounce mailbox's folder (imap.ImapMailbox)."""
+
+    uidvalidity: int
+
+    def __enter__(self) -> Mailbox: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def uids_after(self, last: int) -> list[int]: ...
+
+    def headers(self, uids: Sequence[int]) -> Iterator[tuple[int, bytes]]: ...
+
+    def message(self, uid: int) -> bytes | None: ...
+
+    def move(self, uid: int, folder: str) -> None: ...
+
+
+#: a Mailbox for the [bounces] settings; raises MailboxUnavailable, SecretUnavailable
+MailboxFactory = Callable[[BounceSettings], Mailbox]
+
+
+class BounceParser(Protocol):
+    """Reads messages from the bounce mailbox (tikos_outbox.dsn)."""
+
+    def read_report(self, raw: bytes) -> Report | None:
+        """The bounce in a message, or None when it is none."""
+        ...
+
+    def looks_like_bounce(self, raw: bytes) -> bool:
+        """From a mail system or a delivery-status report (headers suffice)."""
+        ...
+
+
+class BounceRecords(Protocol):
+    """Bounces in the outbox (store.bounces)."""
+
+    def entry_for(self, envid: str | None, message_ids: Sequence[str]
+                  ) -> BouncedEntry | None: ...
+
+    def record(self, entry: BouncedEntry, source: str, notices: Sequence[Notice],
+               now: datetime) -> bool: ...

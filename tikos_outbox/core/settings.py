@@ -122,6 +122,39 @@ class OutboxSettings:
     language: Language = Language.DE  # the office's: daily report, "what to do" lines
 
 
+class ImapSecurity(StrEnum):
+    SSL = "ssl"  # implicit TLS, usually 993
+    STARTTLS = "starttls"  # usually 143
+
+
+@dataclass(frozen=True)
+class BounceSettings:
+    """`[bounces]`: where bounces come back to, and the mailbox they are read from
+    (None: no mailbox to read; `address` alone still sets the envelope sender)."""
+
+    address: str | None = None  # the envelope sender (MAIL FROM); None: the sender's
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_security: ImapSecurity = ImapSecurity.SSL
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    auth: Auth = Auth.PASSWORD  # password | oauth2 (the [smtp] app's client credentials)
+    username: str | None = None
+    password: str | None = None  # a Fernet token
+    folder: str = "INBOX"
+    processed_folder: str = "tikos-outbox/verarbeitet"
+    poll_minutes: float = 15
+    timeout_s: float = 60
+
+    @property
+    def enabled(self) -> bool:
+        return self.imap_host is not None
+
+    @property
+    def server(self) -> str:
+        return f"{self.imap_host}:{self.imap_port}"
+
+
 @dataclass(frozen=True)
 class ReportSettings:
     to: tuple[str, ...]
@@ -139,6 +172,7 @@ class Config:
     mandants: tuple[Mandant, ...]
     templates: Mapping[str, Template]
     report: ReportSettings
+    bounces: BounceSettings = field(default_factory=BounceSettings)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
     digest: str = ""  # of the file as read: a running service knows its config is older
 

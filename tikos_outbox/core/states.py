@@ -19,6 +19,7 @@ class State(StrEnum):
     FAILED = "failed"
     HELD = "held"
     SKIPPED = "skipped"
+    BOUNCED = "bounced"  # sent, then every customer address bounced
 
 
 class Event(StrEnum):
@@ -34,6 +35,7 @@ class Event(StrEnum):
     RELEASE = "release"
     REQUEUE = "requeue"
     SKIP = "skip"  # no address, mandant disabled, superseded, duplicate
+    BOUNCE = "bounce"  # every customer address reported back as undeliverable
 
 
 S, E = State, Event
@@ -59,6 +61,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.HELD, E.REQUEUE): S.PENDING,
     (S.SKIPPED, E.REQUEUE): S.PENDING,
     (S.SENT, E.REQUEUE): S.PENDING,
+    (S.BOUNCED, E.REQUEUE): S.PENDING,
+    (S.SENT, E.BOUNCE): S.BOUNCED,
     (S.PENDING, E.SKIP): S.SKIPPED,
     (S.DEFERRED, E.SKIP): S.SKIPPED,
     (S.HELD, E.SKIP): S.SKIPPED,

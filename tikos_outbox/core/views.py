@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tikos_outbox.core.bounces import Kind
 from tikos_outbox.core.intake import Decision, Prior
-from tikos_outbox.core.recipients import Recipient
+from tikos_outbox.core.recipients import Recipient, Role
 from tikos_outbox.core.states import State
 
 
@@ -91,6 +92,26 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class BounceView:
+    """One recipient in one report read from the bounce mailbox."""
+
+    at: datetime
+    address: str
+    kind: Kind
+    status: str
+    diagnostic: str
+
+
+@dataclass(frozen=True)
+class BouncedEntry:
+    """The entry a bounce is about: its customer and its recipients' addresses."""
+
+    id: int
+    customer: str
+    recipients: tuple[tuple[str, Role], ...]
+
+
+@dataclass(frozen=True)
 class AttemptView:
     at: datetime
     server: str
@@ -130,6 +151,7 @@ class EntryView:
     attempts: list[AttemptView] = field(default_factory=list)
     deliveries: list[Recipient] = field(default_factory=list)
     stored_copy: bool = False
+    bounces: list[BounceView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tikos_outbox.core.attention import Language
 from tikos_outbox.core.ports import StoreError, StoreUnavailable
 from tikos_outbox.store.accounts import Accounts
+from tikos_outbox.store.bounces import Bounces
 from tikos_outbox.store.commands import Commands
 from tikos_outbox.store.engine import (
     SQLITE_BUSY_TIMEOUT_S,
@@ -27,7 +28,7 @@ class Store:
     """One outbox database: `queries` read, `commands` write."""
 
     def __init__(self, url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
-                 language: Language = Language.DE) -> None:
+                 language: Language = Language.DE, address_source: str = "TIKOS") -> None:
         self.url = url
         try:
             self.engine = make_engine(url, busy_timeout_s)
@@ -42,9 +43,10 @@ class Store:
             raise StoreUnavailable(f"the outbox database {safe_url(url)} cannot be used:"
                              f" {str(exc).removeprefix('the outbox database failed: ')}"
                              ) from None
-        self.queries = Queries(self.engine, self.tables, language)
+        self.queries = Queries(self.engine, self.tables, language, address_source)
         self.commands = Commands(self.engine, self.tables)
         self.accounts = Accounts(self.engine, self.tables)
+        self.bounces = Bounces(self.engine, self.tables)
 
     def close(self) -> None:
         self.engine.dispose()

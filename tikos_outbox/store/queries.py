@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, func, select
 
 from tikos_outbox.core import attention
+from tikos_outbox.core.bounces import Kind
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import State
 from tikos_outbox.core.views import (
     AttemptView,
+    BounceView,
     EntryView,
     ListFilter,
     StaleClaim,
@@ -30,9 +32,11 @@ class Queries:
     """The outbox's reads (OutboxQueries)."""
 
     def __init__(self, engine: Engine, tables: Tables,
-                 language: attention.Language = attention.Language.DE) -> None:
+                 language: attention.Language = attention.Language.DE,
+                 address_source: str = "TIKOS") -> None:
         self.engine = engine
         self.language = language
+        self.address_source = address_source  # where the "what to do" lines send the office
         self.t = tables
         self.E = tables.entry.c
 
@@ -155,7 +159,7 @@ class Queries:
             counts: dict[int, int] = {r[0]: r[1] for r in conn.execute(
                 select(A.entry_id, func.count()).where(A.entry_id.in_(ids))
                 .group_by(A.entry_id))} if ids else {}
-        return [_view(r, counts.get(r.id, 0), self.language) for r in rows]
+        return [_view(r, counts.get(r.id, 0), self.language, self.address_source) for r in rows]
 
     @mapped
     def get_entry(self, entry_id: int) -> EntryView | None:
@@ -172,10 +176,15 @@ class Queries:
             D = self.t.delivery.c
             deliveries = conn.execute(select(self.t.delivery).where(D.entry_id == entry_id)
                                       .order_by(D.id)).all()
-        view = _view(row, len(attempts), self.language)
+            B = self.t.bounce.c
+            bounces = conn.execute(select(self.t.bounce).where(B.entry_id == entry_id)
+                                   .order_by(B.id)).all()
+        view = _view(row, len(attempts), self.language, self.address_source)
         view.stored_copy = bool(has_copy)
         view.deliveries = [Recipient(d.address, Role(d.role), DState(d.state), d.reply, d.at,
                                      d.name) for d in deliveries]
+        view.bounces = [BounceView(b.at, b.address, Kind(b.kind), b.status, b.diagnostic)
+                        for b in bounces]
         view.attempts = [
             AttemptView(at=a.at, server=a.server, outcome=a.outcome, code=a.code,
                         reply=a.reply, refused=json.loads(a.refused_json)
@@ -189,7 +198,8 @@ def _plain(stored: list[str]) -> list[str]:
     return [str(a) for a in map(parse_address, stored) if a is not None]
 
 
-def _view(r: Row[Any], attempt_count: int, language: attention.Language) -> EntryView:
+def _view(r: Row[Any], attempt_count: int, language: attention.Language,
+          source: str) -> EntryView:
     return EntryView(
         id=r.id, state=r.state, mandant=r.mandant, path=r.path, file_name=r.file_name,
         sha256=r.sha256, size=r.size, doctype=r.doctype, docno=r.docno, customer=r.customer,
@@ -198,6 +208,6 @@ def _view(r: Row[Any], attempt_count: int, language: attention.Language) -> Entr
         reason=r.reason, last_error=r.last_error, message_id=r.message_id,
         created_at=r.created_at, updated_at=r.updated_at, sent_at=r.sent_at,
         next_attempt_at=r.next_attempt_at, attempt_count=attempt_count,
-        attention=attention.for_entry(r.attention, r.id, language), problem=r.problem,
+        attention=attention.for_entry(r.attention, r.id, language, source), problem=r.problem,
         needs_force=bool(r.needs_force),
     )

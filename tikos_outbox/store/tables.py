@@ -26,6 +26,7 @@ class Tables:
     delivery: Table
     account: Table
     account_send: Table
+    bounce: Table
 
 
 def _utc(_inspector: Inspector, _table: Table, column: Any) -> None:
@@ -38,8 +39,8 @@ def reflect(engine: Engine) -> Tables:
     event.listen(metadata, "column_reflect", _utc)
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         metadata.reflect(conn, only=["entry", "attempt", "blob", "meta", "delivery",
-                                       "account", "account_send"])
+                                       "account", "account_send", "bounce"])
     t = metadata.tables
     return Tables(entry=t["entry"], attempt=t["attempt"], blob=t["blob"], meta=t["meta"],
                   delivery=t["delivery"], account=t["account"],
-                  account_send=t["account_send"])
+                  account_send=t["account_send"], bounce=t["bounce"])

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.addresses import Address
+from tikos_outbox.core.bounces import envid_for
 from tikos_outbox.core.pacing import Limits, Pause, PauseKind, Reserved, account_limits, account_of
 from tikos_outbox.core.ports import (
     Clock,
@@ -347,8 +348,9 @@ class Delivery:
             if isinstance(rebuilt, str):  # gone meanwhile: the reason, not "8-bit"
                 raise Unsendable(rebuilt)
             built = rebuilt
-        return run.mailer.send(Address(run.m.sender.address).envelope, due, built.data,
-                               smtputf8=built.smtputf8)
+        return run.mailer.send(Address(self.config.bounces.address or run.m.sender.address)
+                               .envelope, due, built.data, smtputf8=built.smtputf8,
+                               envid=envid_for(c.message_id))
 
     def _finish(self, run: Run, c: Claimed, verdict: Verdict, attempt: Finish) -> None:
         if verdict.event is Event.DELIVERED:

@@ -62,6 +62,7 @@ class Status:
     service: ServiceState
     first_pass_waiting: list[int]  # mandants whose folder was never listed completely
     accounts: list[AccountStatus]
+    bounces: dict[str, Any]  # enabled, last_pass {at, text}, last_error (text or None)
 
     def as_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "attention": self.attention, "last_run": self.last_run,
@@ -69,6 +70,7 @@ class Status:
                 "last_error": self.last_error,
                 "first_pass_waiting": self.first_pass_waiting,
                 "accounts": [a.as_json() for a in self.accounts],
+                "bounces": self.bounces,
                 "service": {"running": self.service.running,
                             "last_seen": self.service.last_seen,
                             "worker": self.service.worker,
@@ -119,7 +121,15 @@ class Monitor:
             first_pass_waiting=[m.id for m in self.config.enabled_mandants
                                 if q.get_meta(f"first_pass:{m.id}")
                                 and not q.get_meta(f"baseline:{m.id}")],
-            accounts=self.account_statuses(now))
+            accounts=self.account_statuses(now),
+            bounces=self._bounces())
+
+    def _bounces(self) -> dict[str, Any]:
+        error = _json(self.queries.get_meta("bounces:last_error"))
+        return {"enabled": self.config.bounces.enabled,
+                "last_pass": _json(self.queries.get_meta("bounces:last_pass")),
+                "last_error": error["text"] if error else None,
+                "last_error_at": error["at"] if error else None}
 
     def account_statuses(self, now: datetime) -> list[AccountStatus]:
         """Every account the enabled mandants send with, and any other that rests."""

@@ -38,6 +38,7 @@ class ScanReport:
     history: int = 0  # recorded as history: modified before the first pass, never mailed
     new: int = 0  # recorded as new documents (to send, held or skipped for a reason)
     errors: list[str] = field(default_factory=list)
+    unavailable: dict[int, str] = field(default_factory=dict)  # mandant -> why not listed
     waiting_files: list[tuple[int, FileSeen]] = field(default_factory=list)  # (mandant, file)
 
     def count(self, seen: FileSeen, state: str | None, history: bool) -> None:
@@ -118,6 +119,7 @@ def scan(intake: Intake, clock: Clock, listers: Mapping[int, FolderLister],
                   report, progress)
         except FolderUnavailable as exc:
             report.errors.append(f"mandant {m.id} ({m.name}): {exc.strerror}")
+            report.unavailable[m.id] = exc.strerror or str(exc)
             log.error("mandant %d (%s): %s", m.id, m.name, exc.strerror)
             continue
         finally:

@@ -33,6 +33,13 @@ def run_status(ctx: Context) -> int:
     print(f"last error: {err['text']} ({fmt_time(err['at'], tz)})" if err else "last error: —")
     for acc in st.accounts:
         print(_account_line(acc, tz))
+    b = st.bounces
+    if b["enabled"]:
+        last = b["last_pass"]
+        print(f"bounces:    last read {fmt_time(last['at'], tz)}: {last['text']}" if last
+              else "bounces:    the bounce mailbox was not read yet")
+        if b["last_error"]:
+            print(f"            FAILED {fmt_time(b['last_error_at'], tz)}: {b['last_error']}")
     for mandant in st.first_pass_waiting:
         print(f"mandant {mandant}: the first complete pass over its folder is still due (it"
               " could not be listed); files modified before the first start stay history")
@@ -90,6 +97,14 @@ def _note(v: EntryView) -> str:
     return (v.last_error if v.state in ("deferred", "failed") else v.reason) or ""
 
 
+def _copy(view: EntryView) -> str:
+    if view.stored_copy:
+        return "in the outbox database"
+    if view.state == "skipped" and view.sent_at is None:
+        return "none (not to be mailed, so not kept)"
+    return "purged (past keep_days)"
+
+
 def run_show(ctx: Context) -> int:
     view = ctx.outbox.admin.entry(ctx.args.id)
     if view is None:
@@ -107,10 +122,10 @@ def run_show(ctx: Context) -> int:
         f"  document:    {view.path} (mandant {view.mandant}, {view.doctype} {view.docno},"
         f" customer {view.customer})",
         f"  archive:     {archive}",
-        f"  stored copy: {'in the outbox database' if view.stored_copy else 'purged'}"
-        f" (sha256 {view.sha256[:16]}…, {view.size} bytes)",
+        f"  stored copy: {_copy(view)} (sha256 {view.sha256[:16]}…, {view.size} bytes)",
         "  recipients:  " + (", ".join(view.recipients) if view.recipients
-                             else "— (not looked up yet)"),
+                             else "— (not looked up yet)" if view.recipients is None
+                             else "— none found"),
         f"  message-id:  {view.message_id}",
         f"  recorded:    {fmt_time(view.created_at, tz)}",
         f"  sent:        {fmt_time(view.sent_at, tz)}",
@@ -121,6 +136,9 @@ def run_show(ctx: Context) -> int:
         when = fmt_time(d.at, tz) if d.at else ""
         lines.append(f"  {d.role.value + ':':<12} {d.address}  {d.state.value}  {when}"
                      f"  {d.reply or ''}".rstrip())
+    for b in view.bounces:
+        lines.append(f"  {b.kind.value + ':':<12} {b.address}  {fmt_time(b.at, tz)}"
+                     f"  {b.diagnostic} (reported back by the customer's mail server)")
     if view.last_error:
         lines.append(f"  last error:  {view.last_error}")
     lines.append(f"  attempts:    {len(view.attempts)}")

@@ -99,6 +99,12 @@ def run_scan(ctx: Context) -> int:
     mode = (FirstPass.HISTORY if a.baseline else FirstPass.NONE if a.no_baseline
             else FirstPass.FOLLOW)
     outbox = ctx.outbox
+    first = [m for m in ctx.config.enabled_mandants if not outbox.intake.first_pass_done(m)]
+    if (a.since or a.baseline or a.no_baseline) and not first:
+        print("note: the first start is over for every mandant, so --since, --baseline and"
+              " --no-baseline change nothing now; to mail a document recorded as history:"
+              " tikos-outbox list --state skipped, then tikos-outbox requeue ID",
+              file=sys.stderr)
     if sys.stderr.isatty() and not ctx.json:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       transient=True, console=Console(stderr=True)) as bar:
@@ -118,9 +124,12 @@ def run_scan(ctx: Context) -> int:
     else:
         rec = ", ".join(f"{n} {s}" for s, n in sorted(report.recorded.items())) or "nothing new"
         print(f"{report.files_seen} files seen; recorded: {rec}")
-        if report.history:
-            print(f"{report.history} taken as history (modified before the first start; never"
-                  f" mailed), {report.new} as new")
+        if first or report.history:
+            since = ctx.since.astimezone(ctx.config.window.tz) if ctx.since else None
+            before = (f"modified before {since:%d.%m.%Y %H:%M}" if since
+                      else "modified before the first start")
+            print(f"{report.history} taken as history ({before}; never mailed),"
+                  f" {report.new} as new")
         if report.waiting:
             print(f"{report.waiting} file(s) still being written; taken at the next scan")
         for e in report.errors:
@@ -166,3 +175,23 @@ def run_flush(ctx: Context) -> int:
         for why in report.paused:
             print(f"paused: {why}", file=sys.stderr)
     return EXIT_OK if report.ok and not interrupted.is_set() else EXIT_FAILED
+
+
+def run_bounces(ctx: Context) -> int:
+    """One pass over the bounce mailbox ([bounces]); exit 1 when it could not be read."""
+    if not ctx.config.bounces.enabled:
+        raise UsageError("no bounce mailbox is configured: set [bounces] imap_host, username"
+                         " and the password (tikos-outbox secret set bounce-password)")
+    result = ctx.outbox.bounces.run()
+    if ctx.json:
+        print_json(result.as_json())
+    else:
+        print(result.error or result.summary())
+        for title, lines in (("bounced", result.bounced), ("delayed (still tried)",
+                             result.delayed), ("left in the mailbox", result.unmatched
+                                               + result.unreadable)):
+            for line in lines:
+                print(f"  {title}: {line}")
+        if result.bounced:
+            print("what to do: tikos-outbox list --attention")
+    return EXIT_FAILED if result.error else EXIT_OK

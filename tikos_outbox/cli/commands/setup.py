@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import getpass
+import shutil
 import sys
 from pathlib import Path
 
-from tikos_outbox.checks import run_checks, send_test_mail
+from tikos_outbox.checks import Check, run_checks, send_test_mail
 from tikos_outbox.cli.context import Context, UsageError
 from tikos_outbox.cli.output import print_json
 from tikos_outbox.cli.parser import EXIT_FAILED, EXIT_OK
-from tikos_outbox.provision import auth_of, init_dir, rotate_key, set_secret
+from tikos_outbox.provision import BOUNCES, auth_of, init_dir, rotate_key, set_secret
 from tikos_outbox.store import safe_url
 from tikos_outbox.store.copy import copy_outbox
 
-LABELS = {"password": "SMTP password", "client-secret": "OAuth2 client secret"}
+LABELS = {"password": "SMTP password", "client-secret": "OAuth2 client secret",
+          "bounce-password": "bounce mailbox (IMAP) password"}
 
 
 def run_init(ctx: Context) -> int:
@@ -23,8 +25,9 @@ def run_init(ctx: Context) -> int:
         print(f"wrote {path}")
     folder = Path(ctx.args.dir or ".").absolute()
     here = "" if folder == Path.cwd() else f" --config {_quoted(str(folder))}"
-    print(f"next: edit {folder / 'tikos-outbox.toml'}, then `tikos-outbox{here} secret set`"
-          f" and `tikos-outbox{here} check --smtp`")
+    prog = _program()
+    print(f"next: edit {folder / 'tikos-outbox.toml'}, then `{prog}{here} secret set`"
+          f" and `{prog}{here} check --smtp`")
     return EXIT_OK
 
 
@@ -35,7 +38,10 @@ def run_secret(ctx: Context) -> int:
         return EXIT_OK
     which = ctx.args.which
     label = LABELS[which]
-    _check_auth_wants(ctx.config_path, which, ctx.args.mandant)
+    if which == "bounce-password":
+        _check_bounce_auth(ctx.config_path)
+    else:
+        _check_auth_wants(ctx.config_path, which, ctx.args.mandant)
     if ctx.args.stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     elif not sys.stdin.isatty():
@@ -54,9 +60,22 @@ def run_secret(ctx: Context) -> int:
         raise UsageError(f"an empty {label} was not stored")
     mandant = ctx.args.mandant
     key = set_secret(ctx.config_path, which, value, mandant=mandant)
-    where = "[smtp]" if mandant is None else f"[mandant.smtp] of mandant {mandant}"
+    where = "[bounces]" if which == "bounce-password" else \
+        "[smtp]" if mandant is None else f"[mandant.smtp] of mandant {mandant}"
     print(f"stored the {label} encrypted in {ctx.config_path} ({where} {key})")
     return EXIT_OK
+
+
+def _program() -> str:
+    """How to call tikos-outbox again: its name where it is on the PATH, else the full
+    path of this one (a venv's bin or Scripts folder usually is not on the PATH)."""
+    me = Path(sys.argv[0])
+    if not me.name.lower().startswith("tikos-outbox"):
+        return "tikos-outbox"  # python -m tikos_outbox, or called from a program
+    found = shutil.which("tikos-outbox")
+    if found and Path(found).resolve() == me.resolve():
+        return "tikos-outbox"
+    return _quoted(str(me.absolute()))
 
 
 def _quoted(path: str) -> str:
@@ -73,6 +92,13 @@ def _check_auth_wants(config: Path, which: str, mandant: int | None) -> None:
                          f" secret set {wanted}")
 
 
+def _check_bounce_auth(config: Path) -> None:
+    if auth_of(config, BOUNCES) == "oauth2":
+        raise UsageError("the config says [bounces] auth = \"oauth2\", which reads the"
+                         " mailbox with the [smtp] OAuth2 app and no password; nothing was"
+                         " stored")
+
+
 def run_migrate(ctx: Context) -> int:
     outbox = ctx.outbox  # opening it migrates
     if ctx.args.copy_from:
@@ -87,7 +113,12 @@ def run_migrate(ctx: Context) -> int:
 
 
 def run_check(ctx: Context) -> int:
-    results = run_checks(ctx.config, ctx.open_outbox, smtp=ctx.args.smtp, sql=ctx.args.sql)
+    config = ctx.config
+    results = [Check(f"secret [{e.key.rsplit('.', 1)[0] if e.key else ''}]"
+                     f" {e.key.rsplit('.', 1)[-1] if e.key else ''}", False, e.problem)
+               for e in ctx.not_stored]
+    results += run_checks(config, ctx.open_outbox, smtp=ctx.args.smtp and not results,
+                          sql=ctx.args.sql)
     if ctx.json:
         print_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results])
     else:

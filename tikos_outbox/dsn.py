@@ -1,0 +1,272 @@
+"""Reading a message from the bounce mailbox: is it a bounce, for which mail, for
+which recipients, and what did the remote server say?
+
+RFC 3464 delivery-status reports are read with the email package, which parses
+`message/delivery-status` into its header blocks. The many bounces that are not
+RFC 3464 (old Exchange, Exim, qmail, and freemail providers' own formats) are
+read by flufl.bounce's detectors, a maintained library made for exactly this;
+the diagnostic and the original Message-ID are then looked for in the text.
+
+What is never a bounce, and is left where it is: an out-of-office reply or any
+other auto-reply, a read receipt (`disposition-notification`), a customer's
+answer — anything not from a mail system or without a failed recipient."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+from collections.abc import Iterator
+from email.message import EmailMessage, Message
+from email.utils import getaddresses
+
+from flufl.bounce import all_failures
+
+from tikos_outbox.core.bounces import Kind, Notice, Report, unxtext
+
+#: the senders of bounces: RFC 5321 §4.5.5 gives them the null sender, and their
+#: From names a mail system (Postfix, Exim, Exchange/Microsoft 365, Gmail, GMX,
+#: web.de, T-Online: MAILER-DAEMON, postmaster, "Mail Delivery System",
+#: "Mail Delivery Subsystem", "Microsoft Outlook" with a MicrosoftExchange… address)
+_SYSTEM_LOCAL = re.compile(r"^(mailer-daemon|mailer_daemon|mail-daemon|mailerdaemon|postmaster"
+                           r"|mdaemon|microsoftexchange[0-9a-f]*|mail\.delivery)$", re.I)
+_SYSTEM_NAME = re.compile(r"mail delivery|mailer.daemon|postmaster|microsoft outlook"
+                          r"|e-mail-zustellsystem|mail-zustellung|unzustellbar", re.I)
+_HEADER_TYPES = ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers")
+_MESSAGE_ID = re.compile(r"<([^<>\s@]{1,200}@[^<>\s]{1,200})>")
+_MID_LINE = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+>)", re.I | re.M)
+_SMTP_LINE = re.compile(r"\b([45]\d\d)[ -]+(?:#?([45]\.\d{1,3}\.\d{1,3})\b)?[^\n]*", re.M)
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+MAX_CANDIDATES = 20
+MAX_DIAGNOSTIC = 300
+
+
+def read_report(raw: bytes) -> Report | None:
+    """The bounce in a raw message, or None when it is no bounce (or tells nothing
+    to act on: a success notice, a report without a failed or delayed recipient)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    if _is_receipt(msg):
+        return None
+    source = str(msg.get("Message-ID", "")).strip() or \
+        "sha256:" + hashlib.sha256(raw).hexdigest()
+    status = _status_part(msg)
+    if status is not None:
+        envid, notices = _rfc3464(status)
+        if not notices:
+            return None
+        return Report(source, envid, _original_ids(msg), tuple(notices), standard=True)
+    if not _from_mail_system(msg):
+        return None
+    notices = _heuristic(raw, _text(msg))
+    if not notices:
+        return None
+    return Report(source, None, _original_ids(msg), tuple(notices), standard=False)
+
+
+def _is_receipt(msg: EmailMessage) -> bool:
+    return (msg.get_content_type() == "multipart/report"
+            and msg.get_param("report-type", "", header="content-type")
+            == "disposition-notification")
+
+
+def _from_mail_system(msg: EmailMessage) -> bool:
+    for name, addr in getaddresses([str(v) for v in msg.get_all("From", [])]):
+        local = addr.rsplit("@", 1)[0]
+        if _SYSTEM_LOCAL.match(local) or _SYSTEM_NAME.search(name):
+            return True
+    return False
+
+
+def _status_part(msg: EmailMessage) -> Message | None:
+    """The `message/delivery-status` part of an RFC 3464 report (the email package
+    gives it as a list of header blocks: the message's, then one per recipient)."""
+    if msg.get_content_type() != "multipart/report":
+        return None
+    for part in msg.walk():
+        if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
+            return part
+    return None
+
+
+def _blocks(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    if isinstance(payload, str):  # a malformed part the parser left as text
+        text = payload.replace("\r\n", "\n")
+        return [email.message_from_string(b.strip() + "\n", policy=email.policy.default)
+                for b in re.split(r"\n\s*\n", text) if b.strip()]
+    return []
+
+
+def _rfc3464(part: Message) -> tuple[str | None, list[Notice]]:
+    blocks = _blocks(part)
+    if not blocks:
+        return None, []
+    envid_raw = blocks[0].get("Original-Envelope-Id")
+    envid = unxtext(str(envid_raw).strip()) if envid_raw else None
+    notices = []
+    for block in blocks[1:] if len(blocks) > 1 else blocks:
+        action = str(block.get("Action", "")).strip().lower()
+        kind = {"failed": Kind.FAILED, "delayed": Kind.DELAYED}.get(action)
+        address = _typed_address(block.get("Original-Recipient")) \
+            or _typed_address(block.get("Final-Recipient"))
+        if kind is None or not address:
+            continue
+        status = str(block.get("Status", "")).strip()
+        diagnostic = _one_line(str(block.get("Diagnostic-Code", "")))
+        if ";" in diagnostic:
+            diagnostic = diagnostic.split(";", 1)[1].strip()  # "smtp; 550 …" -> "550 …"
+        notices.append(Notice(address, kind, status if _STATUS.fullmatch(status) else "",
+                              diagnostic[:MAX_DIAGNOSTIC] or _status_words(status)))
+    return envid, notices
+
+
+def _typed_address(value: object) -> str:
+    """`rfc822; user@example.org` (RFC 3464 §2.3.2) -> `user@example.org`."""
+    if value is None:
+        return ""
+    text = str(value).strip()
+    if ";" in text:
+        kind, text = text.split(";", 1)
+        if kind.strip().lower() not in ("rfc822", "utf-8"):
+            return ""
+    return unxtext(text.strip().strip("<>"))
+
+
+def _status_words(status: str) -> str:
+    return f"status {status}" if status else "no reason given"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _heuristic(raw: bytes, text: str) -> list[Notice]:
+    """A bounce that is not RFC 3464: the failed and delayed addresses as
+    flufl.bounce's detectors find them, each with the SMTP reply near it."""
+    msg = email.message_from_bytes(raw)  # flufl.bounce reads the compat32 API
+    temporary, permanent = all_failures(msg)
+    found: dict[str, Kind] = {}
+    for kind, addresses in ((Kind.DELAYED, temporary), (Kind.FAILED, permanent)):
+        for a in addresses:
+            found[a.decode("utf-8", "replace").strip("<>")] = kind
+    for header in msg.get_all("X-Failed-Recipients", []):  # Exim's, and others'
+        for _, addr in getaddresses([str(header)]):
+            found.setdefault(addr, Kind.FAILED)
+    if not found:
+        found = _address_with_reply(text, _own_addresses(msg))
+    out = []
+    for address, kind in found.items():
+        reply, status = _reply_near(text, address)
+        out.append(Notice(address, kind, status, reply or "no reason given"))
+    return out
+
+
+_ADDRESS = re.compile(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?")
+#: where a bounce's own words end and the returned mail begins
+_RETURNED = re.compile(r"copy of the message|original message|returned message|ursprüngliche"
+                       r"|kopfzeilen|^\s*(message-id|received|return-path):", re.I | re.M)
+
+
+def _own_addresses(msg: Message) -> set[str]:
+    values = [str(v) for h in ("From", "To", "Reply-To") for v in msg.get_all(h, [])]
+    return {a.lower() for _, a in getaddresses(values)}
+
+
+def _address_with_reply(text: str, own: set[str]) -> dict[str, Kind]:
+    """A mail system's bounce in any wording (German providers' own, Exchange 2007's
+    plain text): an address in the bounce's own words with an SMTP reply on its line
+    or the next three; 5xx failed, 4xx delayed. The returned mail is not read."""
+    end = _RETURNED.search(text)
+    lines = text[:end.start() if end else len(text)].splitlines()
+    found: dict[str, Kind] = {}
+    for i, line in enumerate(lines):
+        for address in _ADDRESS.findall(line):
+            if address.lower() in own or address in found:
+                continue
+            reply = _SMTP_LINE.search("\n".join(lines[i:i + 4]))
+            if reply:
+                found[address] = Kind.FAILED if reply.group(1)[0] == "5" else Kind.DELAYED
+    return found
+
+
+def _reply_near(text: str, address: str) -> tuple[str, str]:
+    """The SMTP reply on the address's line or the next three (or anywhere, failing
+    that); without one, the words after the address, with a status code near it."""
+    lines = text.splitlines()
+    named = [i for i, line in enumerate(lines) if address.lower() in line.lower()]
+    at = next((i for i in named if _STATUS.search("\n".join(lines[i:i + 4]))),
+              named[0] if named else None)
+    windows = ([lines[at:at + 4]] if at is not None else []) + [lines]
+    for window in windows:
+        m = _SMTP_LINE.search("\n".join(window))
+        if m:
+            line = _one_line(m.group(0)).rstrip(">")[:MAX_DIAGNOSTIC]
+            status = m.group(2) or ""
+            if not status and (s := _STATUS.search(line)):
+                status = s.group(0)
+            return line, status
+    if at is None:
+        return "", ""
+    near = "\n".join(lines[at:at + 4])
+    words = next((_one_line(w) for w in lines[at + 1:at + 4] if w.strip()), "")
+    status = _STATUS.search(near)
+    return words[:MAX_DIAGNOSTIC], status.group(0) if status else ""
+
+
+def looks_like_bounce(raw: bytes) -> bool:
+    """From a mail system, or a delivery-status report: a message the office should
+    hear about when `read_report` could not make sense of it."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return _from_mail_system(msg) or (
+        msg.get_content_type() == "multipart/report"
+        and msg.get_param("report-type", "", header="content-type") == "delivery-status")
+
+
+def _parts(msg: Message) -> Iterator[Message]:
+    yield from msg.walk()
+
+
+def _text(msg: EmailMessage) -> str:
+    """Every text part of the bounce, decoded (for the heuristics)."""
+    chunks = []
+    for part in _parts(msg):
+        if part.get_content_maintype() == "text" or part.get_content_type() in _HEADER_TYPES:
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                chunks.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def _original_ids(msg: EmailMessage) -> tuple[str, ...]:
+    """Candidates for the original mail's Message-ID, the most certain first: the
+    returned headers' Message-ID, a returned message's, then any Message-ID line,
+    then any <…@…> in the text (the store keeps only those it knows)."""
+    out: list[str] = []
+    for part in _parts(msg):
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                out.append(str(inner[0].get("Message-ID", "")).strip())
+        elif ctype in _HEADER_TYPES:
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                out += _MID_LINE.findall(payload.decode("utf-8", "replace"))
+    text = _text(msg)
+    out += _MID_LINE.findall(text)
+    own = str(msg.get("Message-ID", "")).strip()
+    out += [f"<{m}>" for m in _MESSAGE_ID.findall(text)]
+    unique = [m for m in dict.fromkeys(o for o in out if o.startswith("<")) if m != own]
+    return tuple(unique[:MAX_CANDIDATES])
+
+
+class Parser:
+    """The BounceParser port, for the use case."""
+
+    read_report = staticmethod(read_report)
+    looks_like_bounce = staticmethod(looks_like_bounce)
