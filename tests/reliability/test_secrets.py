@@ -15,11 +15,13 @@ import pytest
 
 from tests.helpers import Cert, SmtpServer, write_site
 from tests.test_oauth2 import CLIENT_SECRET, MAILBOX, TokenEndpoint, oauth_server
+from tikos_outbox.demo import free_port
 from tikos_outbox.samples import make_pdf
 
 pytestmark = pytest.mark.reliability
 
 PASSWORD = "Sehr-Geheim §;:@\\% Wäsche 42"
+BOUNCE_PASSWORD = "Rückläufer-Geheimnis 7 \"quoted\""
 
 
 def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
@@ -45,6 +47,10 @@ def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
             doc = _load_doc(site.config)
             ring = KeyRing(tmp_path / "tikos-outbox.key")
             doc["mandant"][1]["smtp"]["oauth2_client_secret"] = ring.encrypt(CLIENT_SECRET)  # type: ignore[index]
+            # a bounce mailbox that does not answer: its password is decrypted, never shown
+            doc["bounces"] = {"imap_host": "127.0.0.1", "imap_port": free_port(),
+                              "username": "rechnung@example.org", "timeout_s": 5,
+                              "password": ring.encrypt(BOUNCE_PASSWORD)}
             _write_doc(site.config, doc)
             for m in (1, 2):
                 (site.mandant_folder(m) / f"RE_{m}_4711.pdf").write_bytes(make_pdf([str(m)]))
@@ -56,6 +62,8 @@ def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
                 captured = capsys.readouterr()
                 outputs.extend([captured.out, captured.err])
 
+            run_cli("bounces", "--json")
+            run_cli("bounces")
             run_cli("scan", "--json")
             run_cli("flush", "--json")
             for args in (("status", "--json"), ("list", "--json"), ("show", "1", "--json"),
@@ -85,12 +93,14 @@ def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
     for path in tmp_path.rglob("*"):
         if path.is_file():
             haystacks.append(path.read_bytes())
-    for secret in (PASSWORD, CLIENT_SECRET):
+    for secret in (PASSWORD, CLIENT_SECRET, BOUNCE_PASSWORD):
         for variant in {secret.encode(), secret.encode("utf-16-le"), secret.encode("latin-1",
                                                                                    "ignore")}:
             hits = [h[:80] for h in haystacks if variant in h]
             assert hits == [], (secret, hits)
     assert any("is missing" in o for o in outputs)  # the error was shown
+    assert any("the bounce mailbox 127.0.0.1:" in o and "cannot be reached" in o
+               for o in outputs)
 
 
 def test_key_file_is_private_and_a_readable_one_is_reported(
