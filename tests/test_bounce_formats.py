@@ -92,3 +92,48 @@ def test_envid_and_xtext() -> None:
     assert xtext("a+b=c ü") == "a+2Bb+3Dc+20+FC"
     assert unxtext(xtext("kunde+rechnung=1@example.org")) == "kunde+rechnung=1@example.org"
     assert unxtext("broken+2") == "broken+2"
+
+
+def test_a_bounce_of_someone_elses_answer_to_our_mail_is_not_ours() -> None:
+    """The office answers a customer by hand (References: our mail); that answer
+    bounces. Only the returned Message-ID counts, never References or any <…@…>."""
+    raw = fixture("rfc3464_failed.eml").replace(
+        f"Message-ID: {MID}".encode(),
+        f"Message-ID: <office-reply-1@waescherei.test>\nReferences: {MID}\n"
+        f"In-Reply-To: {MID}".encode()).replace(
+        f"Original-Envelope-Id: {envid_for(MID)}\n".encode(), b"")
+    report = read_report(raw)
+    assert report is not None and report.envid is None
+    assert report.message_ids == ("<office-reply-1@waescherei.test>",)
+    exim = fixture("exim_failed.eml").replace(f"Message-ID: {MID}".encode(),
+                                              f"References: {MID}".encode())
+    exim_report = read_report(exim)
+    assert exim_report is not None and exim_report.message_ids == ()
+
+
+def test_a_customers_answer_from_a_company_named_like_a_mail_system_is_no_bounce() -> None:
+    raw = (f"From: Nordic Mail Delivery AB <buchhaltung@nordicmail.example>\n"
+           f"To: rechnung@waescherei.test\nSubject: AW: Ihre Rechnung 10023\n"
+           f"Message-ID: <answer-2@nordicmail.example>\nMIME-Version: 1.0\n"
+           f"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\n"
+           f"Bitte kuenftig an rechnung@nordicmail.example (Kostenstelle 550 - Waesche).\n"
+           f"--b\nContent-Type: message/rfc822\n\nMessage-ID: {MID}\nSubject: Ihre"
+           f" Rechnung\n\n(body)\n--b--\n").encode()
+    assert read_report(raw) is None and not looks_like_bounce(raw)
+
+
+def test_a_spam_complaint_or_dmarc_report_is_no_bounce() -> None:
+    raw = fixture("rfc3464_failed.eml").replace(b"report-type=delivery-status",
+                                                b"report-type=feedback-report")
+    assert read_report(raw) is None
+
+
+def test_an_unknown_charset_and_control_characters_are_read_safely() -> None:
+    raw = fixture("exim_failed.eml").replace(
+        b"Auto-Submitted: auto-replied",
+        b"Auto-Submitted: auto-replied\nContent-Type: text/plain; charset=unknown-8bit").replace(
+        b"550 5.2.1 Mailbox disabled", b"550 5.2.1 Mailbox\x1b[31m disabled \xfc")
+    report = read_report(raw)
+    assert report is not None
+    diagnostic = report.notices[0].diagnostic
+    assert diagnostic.startswith("550 5.2.1 Mailbox") and "\x1b" not in diagnostic

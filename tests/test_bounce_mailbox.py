@@ -127,6 +127,13 @@ def test_each_bounce_goes_to_its_entry_and_the_rest_stays_unread(
         assert [(d["address"], d["state"]) for d in three["deliveries"]] == [
             (new, "delivered")]
         assert [b["kind"] for b in three["bounces"]] == ["failed"]  # the history stays
+        # the same bounce once more (a copy left behind): what happened since stays
+        bounce_box.append(fixture("exim_failed.eml", UMLAUT.envelope, mid[3]))
+        again = cli_json(site, capsys, "bounces")
+        assert again["bounced"] == [] and again["read"] == 1
+        three = cli_json(site, capsys, "show", "3")
+        assert three["state"] == "sent" and three["attention"] is None
+        assert three["deliveries"][0]["state"] == "delivered"
 
 
 def test_starttls_works_and_a_mailbox_that_cannot_be_read_is_said_in_words(
@@ -177,3 +184,22 @@ def test_the_service_reads_the_bounce_mailbox_by_itself(
                                                                  " 1 bounced")
         assert [s for s, _ in bounce_box.messages("tikos-outbox.verarbeitet")] == [
             "Undelivered Mail Returned to Sender"]
+
+
+def test_a_message_that_breaks_the_reader_is_left_and_the_rest_is_read(
+        tmp_path: Path, cert: Cert, dovecot: dict[str, Any], bounce_box: BounceBox,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with SmtpServer(cert, "none") as srv:
+        site, mid = sent_site(tmp_path, srv, dovecot, capsys)
+        depth = 3000  # nested multiparts: deeper than Python's recursion limit
+        nested = "".join(f"Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"
+                         for i in range(depth))
+        bounce_box.append(("Return-Path: <>\nFrom: Mail Delivery System <MAILER-DAEMON@x.example>"
+                           "\nSubject: Undelivered Mail\nMessage-ID: <deep@x.example>\n"
+                           f"MIME-Version: 1.0\n{nested}\nx\n").encode())
+        bounce_box.append(fixture("rfc3464_failed.eml", "kunde@kunden.example", mid[1]))
+        result = cli_json(site, capsys, "bounces")
+        assert result["error"] is None and result["moved"] == 1
+        assert [line.split(":")[0] for line in result["bounced"]] == ["entry 1"]
+        assert len(result["unreadable"]) == 1
+        assert [s for s, _ in bounce_box.messages("INBOX")] == ["Undelivered Mail"]

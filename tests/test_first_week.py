@@ -31,6 +31,7 @@ def test_init_says_the_next_steps_with_the_config_it_wrote(
     assert main(["init", str(tmp_path / "C x")]) == 0
     out = capsys.readouterr().out
     assert f'tikos-outbox --config "{tmp_path / "C x"}" secret set' in out
+    assert 'check --smtp --sql` (--sql when the addresses come from the TIKOS database)' in out
 
 
 def test_secret_set_without_a_terminal_says_how_and_stores_nothing(
@@ -396,6 +397,7 @@ def test_check_right_after_init_lists_the_missing_password_among_everything_else
                   "[sender] address: rechnung@example.com", "[sender] reply_to: info@"):
         assert any(words in f for f in fails), words
     assert not any("SMTP smtp.example.com" in f for f in fails)  # no login tried without it
+    assert not (tmp_path / "outbox.db").exists()  # check creates nothing
     assert main(["--config", str(tmp_path), "status"]) == 2  # other commands still refuse
 
 
@@ -656,3 +658,14 @@ def test_scan_since_after_the_first_start_says_it_changes_nothing_and_how_to_mai
     assert site.cli("show", "1") == 0
     shown = capsys.readouterr().out
     assert "stored copy: none (not to be mailed, so not kept)" in shown
+
+
+def test_an_address_file_beside_an_active_sql_query_is_named_not_silently_ignored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, recipients="csv = 'recipients.csv'\nsql_dsn = 'DSN=TIKOS'\n"
+                                           "sql_query = 'SELECT EMail FROM Kunde WHERE"
+                                           " Mandant = ? AND KundenNr = ?'")
+    assert site.cli("check") == 2
+    err = capsys.readouterr().err
+    assert "key 'recipients.csv': and sql_dsn are both set" in err
+    assert "comment out sql_dsn, sql_query and sql_params to use the file" in err

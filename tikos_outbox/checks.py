@@ -6,8 +6,9 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tikos_outbox.core.addresses import Address
 from tikos_outbox.core.message import (
@@ -40,16 +41,25 @@ class Check:
     detail: str
 
 
-def run_checks(config: Config, opener: Callable[[], Outbox], smtp: bool = False,
+def run_checks(config: Config, opener: Callable[[Config], Outbox], smtp: bool = False,
                sql: bool = False) -> list[Check]:
     """Each check with ok/fail and a detail line. A bad config raised ConfigError before."""
     results = [Check("config", True, str(config.path)), *_key_checks(config)]
     outbox: Outbox | None = None
+    url = config.outbox.database
+    new_file = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
     try:
-        outbox = opener()
-        counts = outbox.store.queries.counts()
-        results.append(Check("database", True, f"{safe_url(config.outbox.database)}"
-                                               f" ({sum(counts.values())} entries)"))
+        if new_file is not None and not new_file.exists():
+            # check creates nothing: the login checks run on a database in memory
+            outbox = opener(replace(config, outbox=replace(config.outbox, database="sqlite://")))
+            results.append(Check("database", True, f"{new_file} does not exist yet: the first"
+                                                   " scan or run creates it (check creates"
+                                                   " nothing)"))
+        else:
+            outbox = opener(config)
+            counts = outbox.store.queries.counts()
+            results.append(Check("database", True, f"{safe_url(url)}"
+                                                   f" ({sum(counts.values())} entries)"))
     except StoreError as exc:
         results.append(Check("database", False, str(exc)))
     results += _folder_checks(config)
@@ -205,7 +215,7 @@ def _check_smtp(outbox: Outbox) -> list[Check]:
                         refused.append(explain(reply) if stop is None else
                                        explain_stop(stop, reply, smtp.username, sender))
             if refused:
-                outbox.monitor.note_error(refused[0])
+                outbox.monitor.note_error(f"check --smtp: {refused[0]}")
                 out.append(Check(name, False, "; ".join(refused)))
             else:
                 senders = dict.fromkeys(_envelope_sender(outbox.config, m) for m in mandants)
@@ -213,7 +223,7 @@ def _check_smtp(outbox: Outbox) -> list[Check]:
                                              f" ({smtp.auth}) and may send as"
                                              f" {', '.join(senders)}; server {greeting}"))
         except RunStopped as exc:
-            outbox.monitor.note_error(explain(exc.reply))
+            outbox.monitor.note_error(f"check --smtp: {explain(exc.reply)}")
             out.append(Check(name, False, explain(exc.reply)))
         except SecretUnavailable as exc:
             out.append(Check(name, False, str(exc)))

@@ -34,6 +34,10 @@ def recipients_section(s: Section, base: Path) -> RecipientSettings:
                                    f" {query.count('?')} '?' placeholders")
     if not dsn and csv is None:
         raise s.fail("sql_dsn", "is missing: set sql_dsn and sql_query, or csv")
+    if dsn and csv is not None:
+        raise s.fail("csv", "and sql_dsn are both set: the addresses come from one of them;"
+                            " comment out sql_dsn, sql_query and sql_params to use the file,"
+                            " or csv to use the TIKOS database")
     return RecipientSettings(sql_dsn=dsn, sql_query=query, sql_params=tuple(params),
                              sql_timeout_s=timeout, csv=csv)
 

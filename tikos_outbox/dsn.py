@@ -31,14 +31,21 @@ from tikos_outbox.core.bounces import Kind, Notice, Report, unxtext
 #: "Mail Delivery Subsystem", "Microsoft Outlook" with a MicrosoftExchange… address)
 _SYSTEM_LOCAL = re.compile(r"^(mailer-daemon|mailer_daemon|mail-daemon|mailerdaemon|postmaster"
                            r"|mdaemon|microsoftexchange[0-9a-f]*|mail\.delivery)$", re.I)
-_SYSTEM_NAME = re.compile(r"mail delivery|mailer.daemon|postmaster|microsoft outlook"
-                          r"|e-mail-zustellsystem|mail-zustellung|unzustellbar", re.I)
+#: display names of mail systems, as a whole (a company "Nordic Mail Delivery AB" is none)
+_SYSTEM_NAMES = frozenset({"mail delivery system", "mail delivery subsystem", "mailer-daemon",
+                           "mail delivery service", "microsoft outlook", "postmaster",
+                           "mail administrator", "e-mail-zustellsystem", "mail-zustellung"})
 _HEADER_TYPES = ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers")
-_MESSAGE_ID = re.compile(r"<([^<>\s@]{1,200}@[^<>\s]{1,200})>")
 _MID_LINE = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+>)", re.I | re.M)
-_SMTP_LINE = re.compile(r"\b([45]\d\d)[ -]+(?:#?([45]\.\d{1,3}\.\d{1,3})\b)?[^\n]*", re.M)
+#: an SMTP reply in a bounce's words: with an enhanced status code (RFC 3463), or after
+#: the words mail systems put before one ("said:", "reason:", "SMTP error …:", "smtp;")
+_SMTP_LINE = re.compile(r"\b([45]\d\d)[ -]#?([45]\.\d{1,3}\.\d{1,3})\b[^\n]{0,300}"
+                        r"|(?:said|reason|error[^\n]{0,60}|smtp;)\s*:?\s*([45]\d\d)\b[^\n]{0,300}",
+                        re.I)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 MAX_CANDIDATES = 20
+MAX_TEXT = 200_000  # characters of a bounce's text the heuristics read
+MAX_LINE = 1_000
 MAX_DIAGNOSTIC = 300
 
 
@@ -47,8 +54,9 @@ def read_report(raw: bytes) -> Report | None:
     to act on: a success notice, a report without a failed or delayed recipient)."""
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
-    if _is_receipt(msg):
-        return None
+    if msg.get_content_type() == "multipart/report" and \
+            msg.get_param("report-type", "", header="content-type") != "delivery-status":
+        return None  # a read receipt, a feedback (spam complaint) or a DMARC report
     source = str(msg.get("Message-ID", "")).strip() or \
         "sha256:" + hashlib.sha256(raw).hexdigest()
     status = _status_part(msg)
@@ -65,18 +73,23 @@ def read_report(raw: bytes) -> Report | None:
     return Report(source, None, _original_ids(msg), tuple(notices), standard=False)
 
 
-def _is_receipt(msg: EmailMessage) -> bool:
-    return (msg.get_content_type() == "multipart/report"
-            and msg.get_param("report-type", "", header="content-type")
-            == "disposition-notification")
-
-
 def _from_mail_system(msg: EmailMessage) -> bool:
+    """From a mail system's address or exact name, and sent as machines send bounces
+    (the null sender of RFC 5321 §4.5.5, or Auto-Submitted, or Exim's header)."""
+    by_machine = (str(msg.get("Return-Path", "")).strip() in ("<>", "")
+                  and "Return-Path" in msg) or \
+        str(msg.get("Auto-Submitted", "no")).strip().lower() != "no" or \
+        "X-Failed-Recipients" in msg
     for name, addr in getaddresses([str(v) for v in msg.get_all("From", [])]):
         local = addr.rsplit("@", 1)[0]
-        if _SYSTEM_LOCAL.match(local) or _SYSTEM_NAME.search(name):
+        if _SYSTEM_LOCAL.match(local) or (by_machine and _clean(name).lower() in _SYSTEM_NAMES):
             return True
     return False
+
+
+def _clean(text: str) -> str:
+    """One line without control characters (a header or diagnostic shown to people)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def _status_part(msg: EmailMessage) -> Message | None:
@@ -116,7 +129,7 @@ def _rfc3464(part: Message) -> tuple[str | None, list[Notice]]:
         if kind is None or not address:
             continue
         status = str(block.get("Status", "")).strip()
-        diagnostic = _one_line(str(block.get("Diagnostic-Code", "")))
+        diagnostic = _clean(str(block.get("Diagnostic-Code", "")))
         if ";" in diagnostic:
             diagnostic = diagnostic.split(";", 1)[1].strip()  # "smtp; 550 …" -> "550 …"
         notices.append(Notice(address, kind, status if _STATUS.fullmatch(status) else "",
@@ -140,10 +153,6 @@ def _status_words(status: str) -> str:
     return f"status {status}" if status else "no reason given"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _heuristic(raw: bytes, text: str) -> list[Notice]:
     """A bounce that is not RFC 3464: the failed and delayed addresses as
     flufl.bounce's detectors find them, each with the SMTP reply near it."""
@@ -165,7 +174,8 @@ def _heuristic(raw: bytes, text: str) -> list[Notice]:
     return out
 
 
-_ADDRESS = re.compile(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?")
+_ADDRESS = re.compile(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+                      r"@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63})>?")
 #: where a bounce's own words end and the returned mail begins
 _RETURNED = re.compile(r"copy of the message|original message|returned message|ursprüngliche"
                        r"|kopfzeilen|^\s*(message-id|received|return-path):", re.I | re.M)
@@ -189,8 +199,16 @@ def _address_with_reply(text: str, own: set[str]) -> dict[str, Kind]:
                 continue
             reply = _SMTP_LINE.search("\n".join(lines[i:i + 4]))
             if reply:
-                found[address] = Kind.FAILED if reply.group(1)[0] == "5" else Kind.DELAYED
+                code = _reply_of(reply)[0]
+                found[address] = Kind.FAILED if code.startswith("5") else Kind.DELAYED
     return found
+
+
+def _reply_of(m: re.Match[str]) -> tuple[str, str, str]:
+    """(code, enhanced status or "", the reply from its code on) of an _SMTP_LINE match."""
+    if m.group(1):
+        return m.group(1), m.group(2), m.group(0)
+    return m.group(3), "", m.string[m.start(3):m.end()]
 
 
 def _reply_near(text: str, address: str) -> tuple[str, str]:
@@ -204,17 +222,17 @@ def _reply_near(text: str, address: str) -> tuple[str, str]:
     for window in windows:
         m = _SMTP_LINE.search("\n".join(window))
         if m:
-            line = _one_line(m.group(0)).rstrip(">")[:MAX_DIAGNOSTIC]
-            status = m.group(2) or ""
+            _, status, reply = _reply_of(m)
+            line = _clean(reply).rstrip(">")[:MAX_DIAGNOSTIC]
             if not status and (s := _STATUS.search(line)):
                 status = s.group(0)
             return line, status
     if at is None:
         return "", ""
     near = "\n".join(lines[at:at + 4])
-    words = next((_one_line(w) for w in lines[at + 1:at + 4] if w.strip()), "")
-    status = _STATUS.search(near)
-    return words[:MAX_DIAGNOSTIC], status.group(0) if status else ""
+    words = next((_clean(w) for w in lines[at + 1:at + 4] if w.strip()), "")
+    code = _STATUS.search(near)
+    return words[:MAX_DIAGNOSTIC], code.group(0) if code else ""
 
 
 def looks_like_bounce(raw: bytes) -> bool:
@@ -232,20 +250,31 @@ def _parts(msg: Message) -> Iterator[Message]:
 
 
 def _text(msg: EmailMessage) -> str:
-    """Every text part of the bounce, decoded (for the heuristics)."""
+    """Every text part of the bounce, decoded (an unknown charset as Latin-1), at most
+    MAX_TEXT characters, lines longer than MAX_LINE cut (for the heuristics)."""
     chunks = []
     for part in _parts(msg):
         if part.get_content_maintype() == "text" or part.get_content_type() in _HEADER_TYPES:
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
-                chunks.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
-    return "\n".join(chunks)
+                chunks.append(_decode(payload, part.get_content_charset()))
+    text = "\n".join(chunks)[:MAX_TEXT]
+    return "\n".join(line[:MAX_LINE] for line in text.splitlines())
+
+
+def _decode(data: bytes, charset: str | None) -> str:
+    try:
+        return data.decode(charset or "utf-8", "replace")
+    except LookupError:  # "unknown-8bit" and other names no codec has
+        return data.decode("latin-1")
 
 
 def _original_ids(msg: EmailMessage) -> tuple[str, ...]:
-    """Candidates for the original mail's Message-ID, the most certain first: the
-    returned headers' Message-ID, a returned message's, then any Message-ID line,
-    then any <…@…> in the text (the store keeps only those it knows)."""
+    """The original mail's Message-ID as the bounce returns it, the most certain
+    first: the Message-ID field of the returned headers or message, then a
+    Message-ID line in the returned copy below the bounce's own words (Exim's "copy
+    of the message"). Never References or In-Reply-To, never any other <…@…>: a
+    bounce of someone's answer to our mail must not count as a bounce of our mail."""
     out: list[str] = []
     for part in _parts(msg):
         ctype = part.get_content_type()
@@ -256,11 +285,13 @@ def _original_ids(msg: EmailMessage) -> tuple[str, ...]:
         elif ctype in _HEADER_TYPES:
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
-                out += _MID_LINE.findall(payload.decode("utf-8", "replace"))
-    text = _text(msg)
-    out += _MID_LINE.findall(text)
+                out += _MID_LINE.findall(_decode(payload, part.get_content_charset())[:MAX_TEXT])
+    if not out and msg.get_content_maintype() == "text":
+        text = _text(msg)
+        returned = _RETURNED.search(text)
+        if returned:
+            out += _MID_LINE.findall(text[returned.start():])
     own = str(msg.get("Message-ID", "")).strip()
-    out += [f"<{m}>" for m in _MESSAGE_ID.findall(text)]
     unique = [m for m in dict.fromkeys(o for o in out if o.startswith("<")) if m != own]
     return tuple(unique[:MAX_CANDIDATES])
 

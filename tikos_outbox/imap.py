@@ -82,7 +82,7 @@ class ImapMailbox:
             self._login(conn)
             self._caps = {c.upper() for c in self._capabilities(conn)}
             self._delimiter = self._find_delimiter(conn)
-            typ, _ = conn.select(_quote(mutf7(s.folder)))
+            typ, _ = conn.select(self._name(s.folder))
             if typ != "OK":
                 raise MailboxUnavailable(f"{where}: there is no folder {s.folder!r}"
                                          " ([bounces] folder)")
@@ -189,18 +189,30 @@ class ImapMailbox:
         for i in range(0, len(uids), BATCH):
             chunk = ",".join(str(u) for u in uids[i:i + BATCH])
             _, data = self._uid("FETCH", chunk, f"(UID {what})")
-            for item in data or []:
+            items = list(data or [])
+            for i, item in enumerate(items):
                 if isinstance(item, tuple) and len(item) == 2:
-                    m = _FETCHED_UID.search(item[0])
+                    # the UID before the literal, or after it (the order is the server's)
+                    after = items[i + 1] if i + 1 < len(items) else b""
+                    m = _FETCHED_UID.search(item[0]) or _FETCHED_UID.search(
+                        after if isinstance(after, bytes) else b"")
                     if m:
                         yield int(m.group(1)), item[1]
 
+    def _name(self, folder: str) -> str:
+        """A configured folder name ("a/b") as this server writes it, quoted."""
+        return _quote(mutf7(folder.replace("/", self._delimiter)))
+
     def move(self, uid: int, folder: str) -> None:
         """Into `folder` (created if missing); never deleted outright."""
-        name = _quote(mutf7(folder.replace("/", self._delimiter)))
-        typ, _ = self.conn.create(name)  # NO when it exists: fine
-        if typ == "OK":
-            self.conn.subscribe(name)
+        name = self._name(folder)
+        try:
+            typ, _ = self.conn.create(name)  # NO when it exists: fine
+            if typ == "OK":
+                self.conn.subscribe(name)
+        except (OSError, imaplib.IMAP4.error, ssl.SSLError) as exc:
+            raise MailboxUnavailable(f"the bounce mailbox {self.s.server} cannot create the"
+                                     f" folder {folder!r}: {_words(exc)}") from None
         if "MOVE" in self._caps:
             self._uid("MOVE", str(uid), name)
             return

@@ -72,7 +72,7 @@ baseline = true                 # first start: files already there are recorded 
 sql_dsn = "Driver={ODBC Driver 18 for SQL Server};Server=tikos-sql;Database=TIKOS;Trusted_Connection=yes;TrustServerCertificate=yes;"
 sql_query = "SELECT EMail FROM Kunde WHERE Mandant = ? AND KundenNr = ?"
 sql_params = ["mandant", "customer"]
-# csv = "recipients.csv"        # instead of SQL: columns mandant;customer;email
+# csv = "recipients.csv"        # instead of SQL (comment out the three sql_ lines): columns mandant;customer;email
 
 [[mandant]]                     # form: "Welche Mandanten nehmen teil"; one table per mandant
 id = 1

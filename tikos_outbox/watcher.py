@@ -190,15 +190,15 @@ class Watcher:
             st.backoff_s = 0.0
             log.warning("mandant %d (%s): folder %s is back; catching up", m.id, m.name,
                         m.folder)
-            self.notes.note_error(f"Archive folder of mandant {m.id} is available again")
+            self.notes.resolved(f"Archive folder of mandant {m.id} unavailable")
             if st.mode is WatchMode.EVENTS:
                 self.restart_observer()
 
     def mark_unavailable(self, mandant: int, why: str) -> None:
         """A folder the start-up pass could not list: said and retried like an outage."""
-        self._unavailable(self.folders[mandant], why)
+        self._unavailable(self.folders[mandant], why, said=True)
 
-    def _unavailable(self, st: _FolderState, why: str) -> None:
+    def _unavailable(self, st: _FolderState, why: str, said: bool = False) -> None:
         """One log line and a status entry per outage; then retries with back-off."""
         m = st.mandant
         st.backoff_s = min(MAX_BACKOFF_S, st.backoff_s * 2 or self.intake.config.watch
@@ -208,7 +208,8 @@ class Watcher:
         if st.available:
             st.available = False
             why += share_hint(str(m.folder), os.name == "nt")
-            log.error("mandant %d (%s): %s; retrying until it is back", m.id, m.name, why)
+            if not said:  # (the start-up pass has logged it)
+                log.error("mandant %d (%s): %s; retrying until it is back", m.id, m.name, why)
             self.notes.note_error(f"Archive folder of mandant {m.id} unavailable: {why}")
 
     @property

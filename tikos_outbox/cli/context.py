@@ -62,8 +62,13 @@ class Context:
             self._outbox = open_outbox(self.config)
         return self._outbox
 
-    def open_outbox(self) -> Outbox:
-        return self.outbox
+    def open_outbox(self, config: Config | None = None) -> Outbox:
+        """The outbox of the config, or of `config` (check: one in memory), closed with
+        the context."""
+        if config is None or config is self.config:
+            return self.outbox
+        self._outbox = open_outbox(config)
+        return self._outbox
 
     def close(self) -> None:
         if self._outbox is not None:

@@ -23,6 +23,9 @@ class Language(StrEnum):
 
 Facts = Mapping[str, object]
 
+#: the start of the reason a document without an address is skipped with
+NO_ADDRESS_REASON = "no e-mail address found for customer"
+
 
 def _store(kind: str, **facts: object) -> str:
     return json.dumps({"kind": kind, **facts}, ensure_ascii=False, sort_keys=True)
@@ -52,11 +55,23 @@ def partly_refused(customer: str, recipients: Sequence[Recipient]) -> str | None
     return _store("partly_refused", customer=customer, refused=refused) if refused else None
 
 
-def bounced(customer: str, bounces: Sequence[tuple[str, str]], everyone: bool) -> str:
+def bounced(customer: str, bounces: Sequence[tuple[str, str]], everyone: bool,
+            refused: Sequence[tuple[str, str]] = ()) -> str:
     """Addresses whose mailbox sent the mail back after the server had accepted it
-    (`everyone`: no customer address got it)."""
+    (`everyone`: no customer address got it), and any the server refused outright."""
     return _store("bounced", customer=customer, bounced=[list(b) for b in bounces],
-                  everyone=everyone)
+                  everyone=everyone, refused=[list(r) for r in refused])
+
+
+def after_send(customer: str, recipients: Sequence[Recipient]) -> str | None:
+    """For an entry that went out: what its customer addresses need, if anything — the
+    bounced ones (reported back later) and the refused ones (at once), in one line."""
+    to = [r for r in recipients if r.role is Role.TO]
+    gone = [(r.address, r.reply or "") for r in to if r.state is DState.BOUNCED]
+    if not gone:
+        return partly_refused(customer, recipients)
+    refused = [(r.address, r.reply or "") for r in to if r.state is DState.REFUSED]
+    return bounced(customer, gone, not any(r.state is DState.DELIVERED for r in to), refused)
 
 
 def _cmd(verb: str, entry_id: int) -> str:
@@ -80,6 +95,11 @@ def _in(f: Facts, file_words: str) -> str:
     """Where the office corrects an address: TIKOS, or the address file by name."""
     source = str(f.get("source", "TIKOS"))
     return f"{file_words} {source}" if source != "TIKOS" else "TIKOS"
+
+
+def _also(f: Facts, word: str) -> str:
+    refused = _pairs(f.get("refused"), word)
+    return f"; {refused}" if refused else ""
 
 
 def _de(f: Facts) -> str:
@@ -107,7 +127,8 @@ _DE: dict[str, Writer] = {
         f"Kunde {f['customer']}: {_pairs(f.get('refused'), 'abgelehnt')} — in {_de(f)}"
         f" korrigieren, dann {_cmd('requeue', n)} (die anderen Adressen haben es schon)"),
     "bounced": lambda f, n: (
-        f"Kunde {f['customer']}: {_pairs(f.get('bounced'), 'unzustellbar')} — Adresse von"
+        f"Kunde {f['customer']}: {_pairs(f.get('bounced'), 'unzustellbar')}"
+        f"{_also(f, 'abgelehnt')} — Adresse von"
         f" Kunde {f['customer']} prüfen (beim Kunden erfragen), in {_de(f)} korrigieren, dann"
         f" {_cmd('requeue', n)}"
         + ("" if f.get("everyone") else " (die anderen Adressen haben es bekommen)")),
@@ -130,7 +151,8 @@ _EN: dict[str, Writer] = {
         f"customer {f['customer']}: {_pairs(f.get('refused'), 'refused')} — correct it in"
         f" {_en(f)}, then {_cmd('requeue', n)} (the other addresses have it)"),
     "bounced": lambda f, n: (
-        f"customer {f['customer']}: {_pairs(f.get('bounced'), 'undeliverable')} — check"
+        f"customer {f['customer']}: {_pairs(f.get('bounced'), 'undeliverable')}"
+        f"{_also(f, 'refused')} — check"
         f" customer {f['customer']}'s address (ask the customer), correct it in {_en(f)},"
         f" then {_cmd('requeue', n)}"
         + ("" if f.get("everyone") else " (the other addresses got it)")),

@@ -182,6 +182,10 @@ class Notes(Protocol):
 
     def note_error(self, text: str) -> None: ...
 
+    def resolved(self, prefix: str) -> None:
+        """The last error, if it begins with `prefix`, is over: status stops showing it."""
+        ...
+
 
 class OutboxQueries(Protocol):
     """Reads: typed views, no change."""

@@ -109,6 +109,7 @@ class BouncedEntry:
     id: int
     customer: str
     recipients: tuple[tuple[str, Role], ...]
+    by_envid: bool = False  # found by the ENVID we gave (not only by a Message-ID)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ the same pacing slot.
 from __future__ import annotations
 
 import importlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
 
@@ -31,6 +31,9 @@ from tikos_outbox.core.replies import Stop
 from tikos_outbox.store.engine import READ_ONLY, mapped
 from tikos_outbox.store.tables import Tables
 
+#: how often a process deletes an account's sends that no quota counts any more
+PRUNE_EVERY = timedelta(minutes=10)
+
 
 class Accounts:
     def __init__(self, engine: Engine, tables: Tables) -> None:
@@ -41,12 +44,16 @@ class Accounts:
         dialect = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}")
         self._ensure = dialect.insert(tables.account).on_conflict_do_nothing(
             index_elements=["name"])
+        self._pruned: dict[str, datetime] = {}  # sends older than a day: deleted now and then
 
     def _hold(self, conn: Connection, account: str, now: datetime) -> Row[tuple[object, ...]]:
         """The account's row, created if new, locked until the transaction ends."""
+        held = select(self.t.account).where(self.A.name == account).with_for_update()
+        row = conn.execute(held).first()
+        if row is not None:  # the usual case: one statement, not two
+            return row
         conn.execute(self._ensure, {"name": account, "cool_level": 0, "updated_at": now})
-        return conn.execute(select(self.t.account).where(self.A.name == account)
-                            .with_for_update()).one()
+        return conn.execute(held).one()
 
     def _paused(self, conn: Connection, row: Row[tuple[object, ...]], account: str,
                 limits: Limits, recipients: int, now: datetime, force: bool) -> Pause | None:
@@ -88,8 +95,10 @@ class Accounts:
                 updated_at=now))
             send_id = conn.execute(insert(self.t.account_send).values(
                 account=account, at=slot, recipients=recipients).returning(S.id)).scalar_one()
-            conn.execute(delete(self.t.account_send).where(
-                S.account == account, S.at < now - KEEP_SENDS))
+            if self._pruned.get(account, now - PRUNE_EVERY) <= now - PRUNE_EVERY:
+                conn.execute(delete(self.t.account_send).where(
+                    S.account == account, S.at < now - KEEP_SENDS))
+                self._pruned[account] = now
             return Reserved(send_id, account, slot, row.cool_kind is not None)
 
     @mapped

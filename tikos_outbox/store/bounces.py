@@ -15,7 +15,7 @@ from sqlalchemy import Connection, select, update
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.bounces import Kind, Notice, envid_for
-from tikos_outbox.core.recipients import DState, Role
+from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import Event, State
 from tikos_outbox.core.views import BouncedEntry
 from tikos_outbox.store.engine import READ_ONLY, mapped
@@ -35,6 +35,7 @@ class Bounces(Recorder):
                     E.message_id.like(f"<{_like(envid)}@%", escape="\\"))).first()
                 if row is not None and envid_for(row.message_id) != envid:
                     row = None
+            by_envid = row is not None
             for mid in message_ids:
                 if row is not None:
                     break
@@ -45,7 +46,7 @@ class Bounces(Recorder):
             addresses = conn.execute(select(D.address, D.role).where(D.entry_id == row.id)
                                      .order_by(D.id)).all()
         return BouncedEntry(row.id, row.customer, tuple((a.address, Role(a.role))
-                                                        for a in addresses))
+                                                        for a in addresses), by_envid)
 
     @mapped
     def record(self, entry: BouncedEntry, source: str, notices: Sequence[Notice],
@@ -61,11 +62,13 @@ class Bounces(Recorder):
                 done = conn.execute(insert.values(
                     entry_id=entry.id, address=n.address, kind=n.kind.value, status=n.status,
                     diagnostic=n.diagnostic, source=source[:400], at=now))
-                new += done.rowcount or 0
-                if n.kind is Kind.FAILED:
+                if not done.rowcount:
+                    continue  # read before: what happened since (a requeue) stays
+                new += 1
+                if n.kind is Kind.FAILED:  # only a recipient that had it can bounce
                     conn.execute(update(self.t.delivery).where(
                         D.entry_id == entry.id, D.address == n.address,
-                        D.state != DState.BOUNCED.value).values(
+                        D.state == DState.DELIVERED.value).values(
                         state=DState.BOUNCED.value, reply=n.diagnostic, at=now))
             if new:
                 self._settle(conn, entry, now)
@@ -73,17 +76,18 @@ class Bounces(Recorder):
 
     def _settle(self, conn: Connection, entry: BouncedEntry, now: datetime) -> None:
         """The entry after its recipients' bounces: `bounced` when no customer address
-        has it; otherwise sent, with the bounced ones needing attention."""
+        has it; otherwise it stays as it is, with the bounced ones needing attention
+        (an entry still being retried gets the line when its run finishes)."""
         D, E = self.t.delivery.c, self.E
-        rows = conn.execute(select(D.address, D.state, D.reply).where(
-            D.entry_id == entry.id, D.role == Role.TO.value)).all()
-        bounced = [(r.address, r.reply or "") for r in rows if r.state == DState.BOUNCED.value]
-        if not bounced:
+        rows = [Recipient(r.address, Role.TO, DState(r.state), r.reply) for r in conn.execute(
+            select(D.address, D.state, D.reply).where(D.entry_id == entry.id,
+                                                       D.role == Role.TO.value))]
+        gone = [r for r in rows if r.state is DState.BOUNCED]
+        if not gone:
             return
-        everyone = not any(r.state == DState.DELIVERED.value for r in rows)
-        line = attention.bounced(entry.customer, bounced, everyone)
-        reason = "bounced: " + "; ".join(f"{a}: {d}" for a, d in bounced)
-        if everyone:
+        line = attention.after_send(entry.customer, rows)
+        reason = "bounced: " + "; ".join(f"{r.address}: {r.reply}" for r in gone)
+        if not any(r.state is DState.DELIVERED for r in rows):
             conn.execute(self._transition(Event.BOUNCE, E.id == entry.id, updated_at=now,
                                           reason=reason, last_error=reason, attention=line))
         conn.execute(update(self.t.entry).where(

@@ -265,10 +265,11 @@ class Commands(Recorder):
                 "entry_id": claimed.id, "at": now, "server": result.server,
                 "outcome": result.outcome, "code": result.code, "reply": result.reply,
                 "refused_json": refused_json})
-            for r in result.recipients:
+            for r in result.recipients:  # (a bounce read meanwhile is newer: it stays)
                 conn.execute(update(self.t.delivery)
                              .where(D.entry_id == claimed.id, D.role == r.role.value,
-                                    D.address == r.address)
+                                    D.address == r.address,
+                                    D.state != DState.BOUNCED.value)
                              .values(state=r.state.value, reply=r.reply, at=r.at))
         return True
 

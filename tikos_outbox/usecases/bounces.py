@@ -89,7 +89,7 @@ class BounceReader:
                 holding = False  # a message before this one is not finished: keep the mark
                 for uid in uids:
                     out.read += 1
-                    finished = uid not in candidates or self._one(box, uid, out)
+                    finished = uid not in candidates or self._guarded(box, uid, out)
                     holding = holding or not finished
                     if not holding:
                         self.commands.set_meta(key, f"{box.uidvalidity}:{uid}",
@@ -108,6 +108,21 @@ class BounceReader:
     def _note(self, key: str, text: str) -> None:
         now = self.clock.now()
         self.commands.set_meta(key, json.dumps({"at": now.isoformat(), "text": text}), now)
+
+    def _guarded(self, box: Mailbox, uid: int, out: BouncePass) -> bool:
+        """One message; one that breaks the reading (a hostile or broken MIME
+        structure) is left in the mailbox and said, and the pass goes on past it."""
+        try:
+            return self._one(box, uid, out)
+        except MailboxUnavailable:
+            raise
+        except Exception as exc:  # any message: it must not stop the rest
+            log.debug("bounce message %d could not be read", uid, exc_info=True)
+            line = (f"message {uid}: could not be read ({type(exc).__name__}); left in the"
+                    " mailbox")
+            out.unreadable.append(line)
+            log.warning("bounces: %s", line)
+            return True
 
     def _one(self, box: Mailbox, uid: int, out: BouncePass) -> bool:
         """One message that may be a bounce; True when finished with (recorded and
@@ -164,14 +179,15 @@ def _key(address: str) -> str:
 
 def _ours(entry: BouncedEntry, report: Report) -> list[Notice]:
     """The report's notices for this entry's recipients, with each address as the
-    entry holds it. A report about one address that the entry does not hold (the
-    customer's server forwarded it on) is for the entry's one customer address, if
-    it has exactly one."""
+    entry holds it. An RFC 3464 report that names our ENVID and one address the entry
+    does not hold (the customer's server forwarded it on) is for the entry's one
+    customer address, if it has exactly one; nothing weaker is."""
     held = {_key(a): a for a, _ in entry.recipients}
     out = [Notice(held[_key(n.address)], n.kind, n.status, n.diagnostic)
            for n in report.notices if _key(n.address) in held]
     customers = [a for a, role in entry.recipients if role is Role.TO]
-    if not out and len(report.notices) == 1 and len(customers) == 1:
+    if not out and entry.by_envid and report.standard and len(report.notices) == 1 \
+            and len(customers) == 1:
         n = report.notices[0]
         out = [Notice(customers[0], n.kind, n.status,
                       f"{n.diagnostic} (reported for {n.address})")]
@@ -180,4 +196,6 @@ def _ours(entry: BouncedEntry, report: Report) -> list[Notice]:
 
 def _subject(raw: bytes) -> str:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    return f"\"{msg.get('Subject', '')}\" from {msg.get('From', '?')}"
+    subject, sender = (" ".join("".join(c if c.isprintable() else " " for c in str(v)).split())
+                       for v in (msg.get("Subject", ""), msg.get("From", "?")))
+    return f"\"{subject[:120]}\" from {sender[:120]}"

@@ -263,6 +263,7 @@ class Delivery:
                                             bcc=run.m.sender.bcc)
             if not batch:
                 return
+            run.leased_until = now + lease
             yield batch
 
     def _wait_until(self, at: datetime) -> bool:
@@ -335,11 +336,12 @@ class Delivery:
 
     def _offer(self, run: Run, c: Claimed, built: Built, due: list[str],
                slot: Reserved) -> SendResult | None:
-        """Wait for the slot, renew the claim, and hand the message over (7-bit for a
-        server without 8BITMIME); None if the claim was lost meanwhile."""
+        """Wait for the slot, renew the claim if its batch lease ends sooner, hand the
+        message over (7-bit without 8BITMIME); None if the claim was lost meanwhile."""
         if not self._wait_until(slot.at):
             raise Halt(None)
-        if not self.commands.renew(c, self.worker, self.clock.now() + lease_for(run.m, 1)):
+        fresh, lease = self.clock.now() + lease_for(run.m, 1), run.leased_until
+        if (lease is None or lease < fresh) and not self.commands.renew(c, self.worker, fresh):
             log.error("entry %d: its claim ran out and another process took it over; not"
                       " sent from here", c.id)
             return None
@@ -354,7 +356,7 @@ class Delivery:
 
     def _finish(self, run: Run, c: Claimed, verdict: Verdict, attempt: Finish) -> None:
         if verdict.event is Event.DELIVERED:
-            line = attention.partly_refused(c.customer, verdict.recipients)
+            line = attention.after_send(c.customer, verdict.recipients)
         elif verdict.event is Event.TRANSIENT:
             line = None
         else:

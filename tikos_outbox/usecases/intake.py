@@ -265,7 +265,7 @@ class Intake:
                         "; ".join(rejected))
         if valid:
             return Addresses(valid, invalid=tuple(rejected))
-        reason = f"no e-mail address found for customer {customer}"
+        reason = f"{attention.NO_ADDRESS_REASON} {customer}"
         if rejected:
             reason += f" (invalid: {'; '.join(rejected)})"
         return Addresses([], reason, attention.no_address(customer, rejected))

@@ -94,6 +94,11 @@ class Monitor:
         self.commands.set_meta("last_error", json.dumps({"at": now.isoformat(), "text": text}),
                                now)
 
+    def resolved(self, prefix: str) -> None:
+        last = _json(self.queries.get_meta("last_error"))
+        if last and str(last.get("text", "")).startswith(prefix):
+            self.commands.set_meta("last_error", "", self.clock.now())
+
     def heartbeat(self, running: bool = True) -> None:
         now = self.clock.now()
         self.commands.set_meta("heartbeat", json.dumps(

@@ -45,7 +45,7 @@ class SendReport:
         return data
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
     """One mandant's part of a send run."""
 
@@ -56,6 +56,7 @@ class Run:
     started: datetime
     force: bool
     report: SendReport
+    leased_until: datetime | None = None  # the current batch's claims, as claimed
 
 
 class Unsendable(Exception):
@@ -79,7 +80,8 @@ class Halt(Exception):
 
 def lease_for(m: Mandant, mails: int) -> timedelta:
     """How long a claim of `mails` entries may take before another process may
-    take them over: generous, since every mail's claim is renewed before its DATA."""
+    take them over: generous, since a mail's claim is renewed before its DATA once the
+    batch's lease would end sooner than a fresh one."""
     smtp = m.smtp
     per_mail_s = 60.0 / smtp.max_per_minute if smtp.max_per_minute else 0.0
     return timedelta(seconds=900 + mails * (per_mail_s + smtp.timeout_s))

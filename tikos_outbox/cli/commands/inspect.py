@@ -124,8 +124,9 @@ def run_show(ctx: Context) -> int:
         f"  archive:     {archive}",
         f"  stored copy: {_copy(view)} (sha256 {view.sha256[:16]}…, {view.size} bytes)",
         "  recipients:  " + (", ".join(view.recipients) if view.recipients
-                             else "— (not looked up yet)" if view.recipients is None
-                             else "— none found"),
+                             else "— none found" if view.recipients is not None
+                             or (view.attention and "E-Mail-Adresse" in view.attention)
+                             else "— (not looked up yet)"),
         f"  message-id:  {view.message_id}",
         f"  recorded:    {fmt_time(view.created_at, tz)}",
         f"  sent:        {fmt_time(view.sent_at, tz)}",

@@ -27,7 +27,8 @@ def run_init(ctx: Context) -> int:
     here = "" if folder == Path.cwd() else f" --config {_quoted(str(folder))}"
     prog = _program()
     print(f"next: edit {folder / 'tikos-outbox.toml'}, then `{prog}{here} secret set`"
-          f" and `{prog}{here} check --smtp`")
+          f" and `{prog}{here} check --smtp --sql` (--sql when the addresses come from the"
+          " TIKOS database)")
     return EXIT_OK
 
 
