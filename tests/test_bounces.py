@@ -9,8 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,22 +17,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.helpers import BounceBox, Site, open_outbox, write_site
+from tests.test_postfix import LAUNDRY, wait_for
 from tikos_outbox.core.bounces import envid_for
 from tikos_outbox.provision import set_secret
 from tikos_outbox.samples import make_pdf
 
 pytestmark = pytest.mark.slow
 
-LAUNDRY = "laundry@tikos.test"
-PROCESSED = "tikos-outbox/verarbeitet"
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout_s: float = 60) -> None:
-    """Until Postfix and Dovecot have done what they do on their own time."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_s:.0f} s"
-        time.sleep(0.05)
 
 
 def inbox_files(dovecot: dict[str, Any]) -> list[Path]:
@@ -82,7 +71,7 @@ def test_postfix_bounces_an_unknown_customer_and_the_outbox_marks_just_that_entr
     before = len(inbox_files(dovecot))
     assert site.cli("flush") == 0
     assert [e["state"] for e in cli_json(site, capsys, "list")] == ["sent"] * 5
-    wait_for("Postfix's bounce in the sender's mailbox",
+    wait_for("return the bounce to the sender's mailbox",
              lambda: len(inbox_files(dovecot)) > before)
     mid = cli_json(site, capsys, "show", "1")["message_id"]
     autoreply = (Path(__file__).parent / "bounces" / "autoreply.eml").read_text(
@@ -146,7 +135,7 @@ def test_postfix_bounces_an_unknown_customer_and_the_outbox_marks_just_that_entr
                     reports.append(msg)
         return bool(reports)
 
-    wait_for("the daily report in the office's mailbox", report_arrived)
+    wait_for("deliver the daily report to the office", report_arrived)
     body = reports[0].get_body(("plain",)).get_content()
     assert "Eintrag 5 (bounced" in body and "Kunde 4716" in body
     assert "550 5.1.1 <gibtsnicht@kunden.test> User doesn't exist" in body
