@@ -17,7 +17,6 @@ import email
 import email.policy
 import hashlib
 import re
-from collections.abc import Iterator
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 
@@ -245,15 +244,11 @@ def looks_like_bounce(raw: bytes) -> bool:
         and msg.get_param("report-type", "", header="content-type") == "delivery-status")
 
 
-def _parts(msg: Message) -> Iterator[Message]:
-    yield from msg.walk()
-
-
 def _text(msg: EmailMessage) -> str:
     """Every text part of the bounce, decoded (an unknown charset as Latin-1), at most
     MAX_TEXT characters, lines longer than MAX_LINE cut (for the heuristics)."""
     chunks = []
-    for part in _parts(msg):
+    for part in msg.walk():
         if part.get_content_maintype() == "text" or part.get_content_type() in _HEADER_TYPES:
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
@@ -276,7 +271,7 @@ def _original_ids(msg: EmailMessage) -> tuple[str, ...]:
     of the message"). Never References or In-Reply-To, never any other <…@…>: a
     bounce of someone's answer to our mail must not count as a bounce of our mail."""
     out: list[str] = []
-    for part in _parts(msg):
+    for part in msg.walk():
         ctype = part.get_content_type()
         if ctype == "message/rfc822":
             inner = part.get_payload()
