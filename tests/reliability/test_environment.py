@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from tests.helpers import write_site
 from tests.test_run import running, wait_until
 from tikos_outbox.cli import main
+from tikos_outbox.cli.context import log_file_of
+from tikos_outbox.config import load_config
 from tikos_outbox.samples import make_pdf
 
 pytestmark = pytest.mark.reliability
@@ -84,6 +86,7 @@ def test_read_only_database_is_a_clear_error(tmp_path: Path,
     assert site.cli("scan") in (1, 2)
     err = capsys.readouterr().err
     assert "readonly database" in err and "Traceback" not in err
+    assert log_file_of(load_config(site.config)) == tmp_path / "tikos-outbox.log"  # not ./file:/…
 
 
 def test_database_locked_longer_than_the_busy_timeout(tmp_path: Path,

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from tikos_outbox.config import ConfigError, find_config_path, load_config, load_config_for_check
 from tikos_outbox.core.settings import Config
 from tikos_outbox.wiring import Outbox, open_outbox
@@ -80,9 +82,10 @@ def log_file_of(cfg: Config) -> Path:
     beside the config."""
     if cfg.outbox.log_file is not None:
         return cfg.outbox.log_file
-    url = cfg.outbox.database
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):]).parent / "tikos-outbox.log"
+    url = make_url(cfg.outbox.database)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = url.database.removeprefix("file:")  # an SQLite URI (…?mode=ro&uri=true)
+        return Path(path).parent / "tikos-outbox.log"
     return cfg.base_dir / "tikos-outbox.log"
 
 
