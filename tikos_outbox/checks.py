@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tikos_outbox.core.addresses import Address
+from tikos_outbox.core.einvoice import Action
 from tikos_outbox.core.message import (
     Mail,
     build_message,
@@ -27,7 +28,7 @@ from tikos_outbox.core.ports import (
     StoreError,
 )
 from tikos_outbox.core.replies import RunStopped, explain, explain_stop, stop_for
-from tikos_outbox.core.settings import Auth, Config, Mandant, Security
+from tikos_outbox.core.settings import Auth, Config, Mandant, RecipientSource, Security
 from tikos_outbox.credentials import KeyRing, insecure_permissions
 from tikos_outbox.samples import make_pdf
 from tikos_outbox.store import safe_url
@@ -152,6 +153,7 @@ def _setup_checks(config: Config) -> list[Check]:
             out.append(Check(f"mandant {m.id} pattern", False, "has no (?P<customer>…) group:"
                              " no document can be matched to its customer's address"))
     out += _template_checks(config)
+    out += _einvoice_checks(config)
     if config.recipients.csv is not None:
         out.append(_csv_check(config))
     return out
@@ -176,6 +178,34 @@ def _template_checks(config: Config) -> list[Check]:
             detail += (f" ({', '.join(general)} without a [templates.…] of its own: the"
                        " general text)")
         out.append(Check(f"mandant {m.id} templates", True, detail))
+    return out
+
+
+def _einvoice_checks(config: Config) -> list[Check]:
+    """The e-invoice rule in words, and invoice types no pattern can give."""
+    rule = config.einvoice
+    kinds = ", ".join(rule.doctypes)
+    if rule.required_from is None:
+        out = [Check("e-invoices", True, f"recognised and counted ({kinds}); nothing held or"
+                     " flagged: set [einvoice] required_from (e.g. 2027-01-01) for the rule")]
+    else:
+        then = ("held until released" if rule.action is Action.HOLD
+                else "sent, and listed in the daily report")
+        out = [Check("e-invoices", True, f"from {rule.required_from:%d.%m.%Y}, {kinds} that"
+                     f" are not a valid e-invoice are {then}")]
+    for m in config.enabled_mandants:
+        found = _DOCTYPES.search(m.pattern.pattern)
+        names = {d.upper() for d in found.group(1).split("|")} if found else None
+        missing = [d for d in rule.doctypes if names is not None and d not in names]
+        if missing:
+            out.append(Check(f"mandant {m.id} e-invoice doctypes", False,
+                             f"[einvoice] doctypes names {', '.join(missing)}, which mandant"
+                             f" {m.id}'s pattern never gives ({'|'.join(sorted(names or []))}):"
+                             " those invoices would not be checked"))
+    if config.recipients.source is RecipientSource.EINVOICE and not (
+            config.recipients.sql_dsn or config.recipients.csv):
+        out.append(Check("addresses", True, "only from the e-invoice (BT-49): a document"
+                         " without one finds nobody and is listed for attention"))
     return out
 
 

@@ -29,7 +29,12 @@ from tikos_outbox.config_keys import (
     missing_secret,
     resolve_path,
 )
-from tikos_outbox.config_sections import bounces_section, recipients_section, report_section
+from tikos_outbox.config_sections import (
+    bounces_section,
+    einvoice_section,
+    recipients_section,
+    report_section,
+)
 from tikos_outbox.core.addresses import is_valid_address
 from tikos_outbox.core.attention import Language
 from tikos_outbox.core.naming import compile_pattern
@@ -111,7 +116,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             return None
 
     known = {"outbox", "schedule", "smtp", "sender", "watch", "recipients", "mandant",
-             "templates", "report", "bounces"}
+             "templates", "report", "bounces", "einvoice"}
     errors += [ConfigError(path, key, "is not a known section (check the spelling)")
                for key in data if key not in known]
     outbox = part(lambda: _outbox(Section(path, "outbox", data.get("outbox", {})), base))
@@ -126,6 +131,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     report = part(lambda: report_section(Section(path, "report", data.get("report", {}))))
     bounces = part(lambda: bounces_section(Section(path, "bounces", data.get("bounces", {})), base,
                                     data.get("smtp", {})))
+    einvoice = part(lambda: einvoice_section(Section(path, "einvoice",
+                                                     data.get("einvoice", {}))))
 
     raw_mandants = data.get("mandant")
     if raw_mandants is None:
@@ -155,11 +162,12 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     assert outbox and window and smtp and sender and watch and recipients and report
-    assert bounces is not None
+    assert bounces is not None and einvoice is not None
     assert templates is not None
     return Config(path=path, outbox=outbox, window=window, smtp=smtp, sender=sender,
                   watch=watch, recipients=recipients, mandants=tuple(mandants),
-                  templates=templates, report=report, bounces=bounces, raw=data)
+                  templates=templates, report=report, bounces=bounces, einvoice=einvoice,
+                  raw=data)
 
 
 def load_config_for_check(path: Path) -> tuple[Config, list[ConfigError]]:

@@ -1,18 +1,21 @@
 """The config's smaller sections: where the addresses come from, the daily report,
-the bounce mailbox (read by config.parse_config)."""
+the bounce mailbox, the e-invoice rule (read by config.parse_config)."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from tikos_outbox.config_keys import Section, missing_secret
 from tikos_outbox.core.addresses import is_valid_address
+from tikos_outbox.core.einvoice import Action, Rule
 from tikos_outbox.core.settings import (
     Auth,
     BounceSettings,
     ImapSecurity,
     RecipientSettings,
+    RecipientSource,
     ReportSettings,
 )
 from tikos_outbox.core.values import looks_like_token
@@ -24,6 +27,7 @@ def recipients_section(s: Section, base: Path) -> RecipientSettings:
     params = s.str_list("sql_params", ["mandant", "customer"])
     timeout = s.int_("sql_timeout_s", 15, 1, 3600)
     csv = s.path("csv", base, None)
+    source = s.choice("source", RecipientSource, RecipientSource.LOOKUP)
     s.finish()
     if dsn and not query:
         raise s.fail("sql_query", "is missing (sql_dsn is set)")
@@ -32,14 +36,14 @@ def recipients_section(s: Section, base: Path) -> RecipientSettings:
     if query and query.count("?") != len(params):
         raise s.fail("sql_params", f"names {len(params)} parameters but sql_query has"
                                    f" {query.count('?')} '?' placeholders")
-    if not dsn and csv is None:
+    if not dsn and csv is None and source is RecipientSource.LOOKUP:
         raise s.fail("sql_dsn", "is missing: set sql_dsn and sql_query, or csv")
     if dsn and csv is not None:
         raise s.fail("csv", "and sql_dsn are both set: the addresses come from one of them;"
                             " comment out sql_dsn, sql_query and sql_params to use the file,"
                             " or csv to use the TIKOS database")
     return RecipientSettings(sql_dsn=dsn, sql_query=query, sql_params=tuple(params),
-                             sql_timeout_s=timeout, csv=csv)
+                             sql_timeout_s=timeout, csv=csv, source=source)
 
 
 def report_section(s: Section) -> ReportSettings:
@@ -98,3 +102,35 @@ def bounces_section(s: Section, base: Path, smtp_raw: Any) -> BounceSettings:
                           timeout_s=timeout)
 
 
+
+
+def einvoice_section(s: Section) -> Rule:
+    raw = s.data.get("required_from")
+    s.used.add("required_from")
+    required_from: date | None = None
+    if isinstance(raw, date):  # TOML's own date: required_from = 2027-01-01
+        required_from = raw
+    elif isinstance(raw, str) and raw.strip():
+        required_from = _day(raw.strip())
+        if required_from is None:
+            raise s.fail("required_from", f"{raw!r} is not a date like 2027-01-01 or"
+                                          " 01.01.2027")
+    elif raw is not None and raw != "":
+        raise s.fail("required_from", "must be a date like 2027-01-01")
+    doctypes = s.str_list("doctypes", ["RE"])
+    action = s.choice("action", Action, Action.WARN)
+    s.finish()
+    if not doctypes or any(not d.strip() for d in doctypes):
+        raise s.fail("doctypes", "must name the invoice document types, e.g. [\"RE\"]")
+    return Rule(required_from=required_from, doctypes=tuple(d.strip().upper() for d in doctypes),
+                action=action)
+
+
+def _day(text: str) -> date | None:
+    try:
+        if len(text) == 10 and text[2] == "." and text[5] == ".":
+            d, m, y = text.split(".")
+            return date(int(y), int(m), int(d))
+        return date.fromisoformat(text)
+    except ValueError:
+        return None

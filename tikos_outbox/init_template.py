@@ -108,6 +108,17 @@ pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
 # processed_folder = "tikos-outbox/verarbeitet"  # read bounces are moved here, never deleted
 # poll_minutes = 15
 # address = "bounces@example.com"  # optional: MAIL FROM for every mail, if not the sender
+
+# E-invoices (E-Rechnung): ZUGFeRD, Factur-X and XRechnung are recognised in every
+# document and shown in list, show and status. From 1 Jan 2027 a business with more
+# than EUR 800,000 turnover must send B2B invoices as e-invoices (from 2028 every
+# business); a plain PDF, or ZUGFeRD MINIMUM / BASIC WL, is then no valid invoice.
+# [einvoice]
+# required_from = 2027-01-01    # from this day on, invoices must be e-invoices
+# doctypes = ["RE"]             # which document types are invoices
+# action = "warn"               # "warn": sent, listed in the daily report | "hold": held
+# An XRechnung as a file of its own: let the pattern take .xml too, e.g.
+# pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.(pdf|xml)$'
 '''
 
 

@@ -125,11 +125,20 @@ class CsvLookup:
         pass
 
 
-def make_lookup(settings: RecipientSettings) -> SqlLookup | CsvLookup:
+class NoLookup:
+    """`source = "einvoice"` without TIKOS or an address file: only the e-invoice's
+    buyer address (BT-49) is used; a document without one finds nobody."""
+
+    def lookup(self, mandant: int, fields: dict[str, str]) -> list[str]:
+        return []
+
+
+def make_lookup(settings: RecipientSettings) -> SqlLookup | CsvLookup | NoLookup:
     if settings.sql_dsn and settings.sql_query:
         return SqlLookup(settings.sql_dsn, settings.sql_query, settings.sql_params,
                          settings.sql_timeout_s)
-    assert settings.csv is not None
+    if settings.csv is None:
+        return NoLookup()
     return CsvLookup(settings.csv)
 
 

@@ -59,6 +59,12 @@ class Entry(SQLModel, table=True):
     # empty, a link out of the folder, encrypted); kept when an admin holds/releases
     problem: str | None = None
     needs_force: bool = False  # `release` needs --force: the file is not a mailable PDF
+    # the document's e-invoice data as JSON (core.einvoice.EInvoice); None: a plain PDF
+    einvoice: str | None = None
+    einvoice_valid: bool | None = None  # its verdict alone, for the counts in `status`
+    # what the office should know about an entry that goes out anyway (JSON list of
+    # facts, worded when read): not a valid e-invoice, another buyer address in it
+    notices: str | None = None
 
 
 class Attempt(SQLModel, table=True):

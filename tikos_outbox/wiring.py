@@ -82,10 +82,11 @@ class Outbox:
 
     @cached_property
     def intake(self) -> Intake:
+        from tikos_outbox.einvoices import EInvoiceReader
         from tikos_outbox.usecases.intake import Intake
 
         return Intake(self.config, self.store.queries, self.store.commands, self.lookup,
-                      self.files, self.clock, self.monitor)
+                      self.files, self.clock, self.monitor, EInvoiceReader())
 
     @cached_property
     def delivery(self) -> Delivery:

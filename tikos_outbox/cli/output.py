@@ -58,6 +58,8 @@ def entry_json(view: EntryView, full: bool) -> dict[str, object]:
         "updated_at": view.updated_at, "sent_at": view.sent_at,
         "next_attempt_at": view.next_attempt_at, "message_id": view.message_id,
         "attention": view.attention, "problem": view.problem,
+        "einvoice": view.einvoice.as_contract() if view.einvoice else None,
+        "notices": view.notices,
     }
     if full:
         data["stored_copy"] = view.stored_copy
@@ -67,6 +69,14 @@ def entry_json(view: EntryView, full: bool) -> dict[str, object]:
         data["bounces"] = [{"address": b.address, "kind": b.kind.value, "status": b.status,
                             "diagnostic": b.diagnostic, "at": b.at} for b in view.bounces]
     return data
+
+
+def einvoice_text(view: EntryView) -> str:
+    """The e-invoice data in a few words: "ZUGFeRD EN 16931 ✓", "Factur-X MINIMUM ✗", "—"."""
+    e = view.einvoice
+    if e is None:
+        return "—"
+    return f"{e.format} {e.profile} {'✓' if e.valid_invoice else '✗'}"
 
 
 def move_json(results: dict[int, MoveResult]) -> dict[str, object]:

@@ -74,6 +74,23 @@ def after_send(customer: str, recipients: Sequence[Recipient]) -> str | None:
     return bounced(customer, gone, not any(r.state is DState.DELIVERED for r in to), refused)
 
 
+def einvoice_held(customer: str, docno: str, since: str, why: Facts) -> str:
+    """An invoice held because it is not a valid e-invoice (`[einvoice] action = "hold"`)."""
+    return _store("einvoice", customer=customer, docno=docno, since=since, **why)
+
+
+def einvoice_sent(customer: str, docno: str, since: str, why: Facts) -> str:
+    """A notice: the invoice goes out, but it is not a valid e-invoice."""
+    return _store("einvoice_sent", customer=customer, docno=docno, since=since, **why)
+
+
+def buyer_mismatch(customer: str, docno: str, buyer: str, found: Sequence[str],
+                   used: str) -> str:
+    """A notice: the e-invoice names another buyer address (BT-49) than the lookup."""
+    return _store("buyer_mismatch", customer=customer, docno=docno, buyer=buyer,
+                  found=list(found), used=used)
+
+
 def _cmd(verb: str, entry_id: int) -> str:
     return f"`tikos-outbox {verb} {entry_id}`"
 
@@ -81,6 +98,10 @@ def _cmd(verb: str, entry_id: int) -> str:
 def _quoted(values: object) -> str:
     items = [str(v) for v in values] if isinstance(values, list) else []
     return f" ({', '.join(f'`{v}`' for v in items)})" if items else ""
+
+
+def _joined(values: object) -> str:
+    return ", ".join(str(v) for v in values) if isinstance(values, list) else ""
 
 
 def _pairs(values: object, word: str) -> str:
@@ -104,6 +125,26 @@ def _also(f: Facts, word: str) -> str:
 
 def _de(f: Facts) -> str:
     return _in(f, "der Adressdatei")
+
+
+def _day(f: Facts) -> str:
+    y, m, d = [*str(f.get("since", "")).split("-"), "", "", ""][:3]
+    return f"{d}.{m}.{y}" if d else str(f.get("since", ""))
+
+
+_WHY_DE = {"plain": "nur PDF, ohne E-Rechnungsdaten (kein ZUGFeRD, keine XRechnung)",
+           "profile": "{profile} ist keine E-Rechnung nach EN 16931",
+           "schema": "{profile}, aber das XML besteht die Schemaprüfung nicht: {detail}",
+           "unreadable": "{profile}, aber das XML ist nicht lesbar: {detail}"}
+_WHY_EN = {"plain": "a PDF only, without e-invoice data (no ZUGFeRD, no XRechnung)",
+           "profile": "{profile} is no e-invoice after EN 16931",
+           "schema": "{profile}, but its XML fails the schema check: {detail}",
+           "unreadable": "{profile}, but its XML cannot be read: {detail}"}
+
+
+def _why(f: Facts, words: dict[str, str]) -> str:
+    text = words.get(str(f.get("why")), words["profile"])
+    return text.format(profile=f.get("profile", "?"), detail=f.get("detail", ""))
 
 
 def _en(f: Facts) -> str:
@@ -132,6 +173,21 @@ _DE: dict[str, Writer] = {
         f" Kunde {f['customer']} prüfen (beim Kunden erfragen), in {_de(f)} korrigieren, dann"
         f" {_cmd('requeue', n)}"
         + ("" if f.get("everyone") else " (die anderen Adressen haben es bekommen)")),
+    "einvoice": lambda f, n: (
+        f"Rechnung {f['docno']}, Kunde {f['customer']}: keine gültige E-Rechnung"
+        f" ({_why(f, _WHY_DE)}), ab {_day(f)} Pflicht — in TIKOS als E-Rechnung (ZUGFeRD"
+        " ab Profil BASIC oder XRechnung) neu erzeugen: die neue Datei geht von selbst"
+        f" hinaus; oder {_cmd('release', n)}, um sie trotzdem so zu senden"),
+    "einvoice_sent": lambda f, n: (
+        f"Rechnung {f['docno']}, Kunde {f['customer']}: als keine gültige E-Rechnung"
+        f" versendet ({_why(f, _WHY_DE)}), ab {_day(f)} Pflicht — in TIKOS als E-Rechnung"
+        " neu erzeugen; die neue Datei wartet dann als geänderte Fassung auf"
+        " `tikos-outbox release`"),
+    "buyer_mismatch": lambda f, n: (
+        f"Dokument {f['docno']}, Kunde {f['customer']}: die E-Rechnung nennt"
+        f" {f['buyer']} als Adresse des Käufers (BT-49), {_de(f)} hat"
+        f" {_joined(f.get('found')) or 'keine'}; gesendet an {f['used']}"
+        f" — die Adresse in {_de(f)} oder in der Rechnung berichtigen"),
 }
 
 _EN: dict[str, Writer] = {
@@ -156,6 +212,21 @@ _EN: dict[str, Writer] = {
         f" customer {f['customer']}'s address (ask the customer), correct it in {_en(f)},"
         f" then {_cmd('requeue', n)}"
         + ("" if f.get("everyone") else " (the other addresses got it)")),
+    "einvoice": lambda f, n: (
+        f"invoice {f['docno']}, customer {f['customer']}: not a valid e-invoice"
+        f" ({_why(f, _WHY_EN)}), required from {f.get('since')} — create it again in TIKOS"
+        " as an e-invoice (ZUGFeRD from profile BASIC, or XRechnung): the new file goes"
+        f" out by itself; or {_cmd('release', n)} to send it as it is"),
+    "einvoice_sent": lambda f, n: (
+        f"invoice {f['docno']}, customer {f['customer']}: sent, but not a valid e-invoice"
+        f" ({_why(f, _WHY_EN)}), required from {f.get('since')} — create it again in TIKOS"
+        " as an e-invoice; the new file then waits as a changed version for"
+        " `tikos-outbox release`"),
+    "buyer_mismatch": lambda f, n: (
+        f"document {f['docno']}, customer {f['customer']}: the e-invoice names"
+        f" {f['buyer']} as the buyer's address (BT-49), {_en(f)} has"
+        f" {_joined(f.get('found')) or 'none'}; sent to {f['used']}"
+        f" — correct the address in {_en(f)} or in the invoice"),
 }
 
 WRITERS: dict[Language, dict[str, Writer]] = {Language.DE: _DE, Language.EN: _EN}
@@ -180,3 +251,18 @@ def for_entry(stored: str | None, entry_id: int, language: Language = Language.D
         return writer({**facts, "source": source}, entry_id)
     except KeyError:
         return stored
+
+
+def notices_for(stored: str | None, entry_id: int, language: Language = Language.DE,
+                source: str = "TIKOS") -> list[str]:
+    """The notices of an entry that went out (or goes out) anyway, worded."""
+    try:
+        items = json.loads(stored) if stored else []
+    except ValueError:
+        items = []
+    lines = []
+    for item in items if isinstance(items, list) else []:
+        line = for_entry(json.dumps(item, ensure_ascii=False), entry_id, language, source)
+        if line:
+            lines.append(line)
+    return lines

@@ -14,6 +14,16 @@ from tikos_outbox.core.states import State
 _DELIVERED_OR_IN_FLIGHT = frozenset({State.SENT, State.SENDING})
 #: States of an earlier version that a newer version replaces.
 _REPLACEABLE = frozenset({State.PENDING, State.DEFERRED, State.HELD, State.FAILED})
+#: The start of the reason a document is held for that a new version of the file may
+#: cure, though the file could be mailed (release without --force): TIKOS writes it
+#: again as an e-invoice, or without the password.
+EINVOICE_REASON = "not a valid e-invoice"
+ENCRYPTED_REASON = "encrypted PDF"
+
+
+def curable(problem: str | None, needs_force: bool) -> bool:
+    """Whether an entry held with this problem was held only for its file."""
+    return needs_force or (problem or "").startswith((EINVOICE_REASON, ENCRYPTED_REASON))
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ def decide(
     problem_blocks: bool = False,
     no_address: str | None = None,
     no_address_attention: str | None = None,
+    problem_attention: str | None = None,
 ) -> Decision | None:
     """What a settled file becomes; None when it is already recorded as it is.
 
@@ -54,7 +65,8 @@ def decide(
     an entry of the same mandant with the same bytes under another path;
     `problem`: why the file should not be mailed as it is (`problem_blocks`: it is
     not a complete, mailable PDF at all); `no_address`: why there is no one to
-    mail it to, when the lookup found nobody.
+    mail it to, when the lookup found nobody; `problem_attention`: the office's line
+    for the problem, when it is not the general "held: …, check, release".
     """
     if any(p.sha256 == sha256 for p in same_path):
         return None
@@ -62,7 +74,7 @@ def decide(
         return Decision(State.SKIPPED, "baseline: in the archive before the first start")
     replaceable = tuple(p.id for p in same_path if p.state in _REPLACEABLE and not p.reached)
     if problem is not None:
-        return _held(problem, replaceable, problem_blocks)
+        return _held(problem, replaceable, problem_blocks, problem_attention)
     if same_content is not None:
         return Decision(State.SKIPPED, f"duplicate of entry {same_content.id}")
     delivered = [p for p in same_path if p.state in _DELIVERED_OR_IN_FLIGHT or p.reached]
@@ -80,9 +92,11 @@ def decide(
     return Decision(State.PENDING, None, replaceable)
 
 
-def _held(reason: str, supersede: tuple[int, ...], blocks: bool = False) -> Decision:
-    return Decision(State.HELD, reason, supersede, attention=attention.held(reason, blocks),
-                    problem=reason, needs_force=blocks)
+def _held(reason: str, supersede: tuple[int, ...], blocks: bool = False,
+          line: str | None = None) -> Decision:
+    return Decision(State.HELD, reason, supersede,
+                    attention=line or attention.held(reason, blocks), problem=reason,
+                    needs_force=blocks)
 
 
 def sha256_of(data: bytes) -> str:
@@ -91,12 +105,14 @@ def sha256_of(data: bytes) -> str:
 
 def bind(*, sha256: str, baseline: bool, problem: str | None, problem_blocks: bool = False,
          no_address: str | None = None, no_address_attention: str | None = None,
+         problem_attention: str | None = None,
          ) -> Callable[[list[Prior], Prior | None], Decision | None]:
     """The rules for one file, waiting for what the outbox holds for it."""
 
     def decide_here(same_path: list[Prior], same_content: Prior | None) -> Decision | None:
         return decide(sha256=sha256, same_path=same_path, same_content=same_content,
                       baseline=baseline, problem=problem, problem_blocks=problem_blocks,
-                      no_address=no_address, no_address_attention=no_address_attention)
+                      no_address=no_address, no_address_attention=no_address_attention,
+                      problem_attention=problem_attention)
 
     return decide_here

@@ -132,7 +132,9 @@ def build_message(mail: Mail, seven_bit: bool = False) -> EmailMessage:
     if mail.pdf is None:
         return msg
     filename = header_text(mail.filename) or "document.pdf"
-    msg.add_attachment(mail.pdf, maintype="application", subtype="pdf", filename=filename)
+    # an XRechnung file goes as what it is (RFC 7303), base64 like the PDF: byte for byte
+    subtype = "xml" if filename.lower().endswith(".xml") else "pdf"
+    msg.add_attachment(mail.pdf, maintype="application", subtype=subtype, filename=filename)
     part = list(msg.iter_attachments())[-1]
     # older Outlook reads only Content-Type's name, and an umlaut there only as an
     # encoded word (what Outlook and Thunderbird send themselves); the message's own
@@ -142,8 +144,8 @@ def build_message(mail: Mail, seven_bit: bool = False) -> EmailMessage:
     raw = {k.lower(): v for k, v in part.raw_items()}
     for key in list(raw):
         del part[key]
-    part.set_raw("Content-Type", 'application/pdf; name="{}"'.format(
-        name.replace("\\", "\\\\").replace('"', '\\"')))
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    part.set_raw("Content-Type", f'application/{subtype}; name="{quoted}"')
     part.set_raw("Content-Transfer-Encoding", raw["content-transfer-encoding"])
     part.set_raw("Content-Disposition", raw["content-disposition"])
     return msg

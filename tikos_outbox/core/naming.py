@@ -26,9 +26,14 @@ def is_ignored(name: str) -> bool:
 
 
 def is_candidate(name: str) -> bool:
-    """Whether a file name may be a document at all: a `.pdf` (any case), not hidden
-    or temporary. The mandant's pattern decides the rest."""
-    return name.lower().endswith(".pdf") and not is_ignored(name)
+    """Whether a file name may be a document at all: a `.pdf` or an e-invoice's `.xml`
+    (any case), not hidden or temporary. The mandant's pattern decides the rest."""
+    return name.lower().endswith((".pdf", ".xml")) and not is_ignored(name)
+
+
+def is_xml_name(name: str) -> bool:
+    """An XML document (an XRechnung file of its own), not a PDF."""
+    return name.lower().endswith(".xml")
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:

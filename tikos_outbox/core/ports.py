@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tikos_outbox.core.bounces import Notice, Report
+from tikos_outbox.core.einvoice import EInvoice
 from tikos_outbox.core.pacing import AccountState, Limits, Pause, Reserved
 from tikos_outbox.core.replies import Reply, SendResult, Stop
 from tikos_outbox.core.settings import BounceSettings, SmtpSettings
@@ -163,6 +164,18 @@ class DocumentFiles(Protocol):
         ...
 
 
+class EInvoices(Protocol):
+    """Reading a document's e-invoice data (ZUGFeRD, Factur-X, XRechnung)."""
+
+    def in_pdf(self, data: bytes, name: str = "") -> EInvoice | None:
+        """The e-invoice embedded in a complete PDF, or None for a plain PDF."""
+        ...
+
+    def in_xml(self, data: bytes) -> tuple[EInvoice | None, str | None]:
+        """An e-invoice XML file's data, or why the file is not one."""
+        ...
+
+
 class FolderUnavailable(OSError):
     """The mandant folder itself cannot be read (gone, no permission, network down)."""
 
@@ -209,6 +222,8 @@ class OutboxQueries(Protocol):
     def counts(self) -> dict[str, int]: ...
 
     def attention_count(self) -> int: ...
+
+    def einvoice_counts(self, since: datetime, doctypes: Sequence[str]) -> dict[str, int]: ...
 
     def list_entries(self, flt: ListFilter) -> list[EntryView]: ...
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tikos_outbox.core.attention import Language
+from tikos_outbox.core.einvoice import Rule
 from tikos_outbox.core.retry import RetryPolicy
 from tikos_outbox.core.window import SendWindow
 
@@ -85,6 +86,11 @@ class WatchSettings:
         return int(self.max_size_mb * 1024 * 1024)
 
 
+class RecipientSource(StrEnum):
+    LOOKUP = "lookup"  # TIKOS (sql_dsn) or the address file (csv)
+    EINVOICE = "einvoice"  # the e-invoice's buyer address (BT-49), else the lookup
+
+
 @dataclass(frozen=True)
 class RecipientSettings:
     sql_dsn: str | None
@@ -92,6 +98,7 @@ class RecipientSettings:
     sql_params: tuple[str, ...]
     sql_timeout_s: int
     csv: Path | None
+    source: RecipientSource = RecipientSource.LOOKUP
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,7 @@ class Config:
     templates: Mapping[str, Template]
     report: ReportSettings
     bounces: BounceSettings = field(default_factory=BounceSettings)
+    einvoice: Rule = field(default_factory=Rule)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
     digest: str = ""  # of the file as read: a running service knows its config is older
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tikos_outbox.core.bounces import Kind
+from tikos_outbox.core.einvoice import EInvoice
 from tikos_outbox.core.intake import Decision, Prior
 from tikos_outbox.core.recipients import Recipient, Role
 from tikos_outbox.core.states import State
@@ -40,6 +41,7 @@ class NewDocument:
     customer: str
     fields: dict[str, str]
     data: bytes | None  # None: no copy is kept (too large, or not read)
+    einvoice: EInvoice | None = None  # its e-invoice data; None: a plain PDF (or not read)
 
 
 #: decide(same_path, same_content) -> Decision | None: the identity rules, bound to one file
@@ -54,6 +56,7 @@ class Recording:
     decide: Decide
     message_id: str
     recipients: list[str] | None = None
+    notices: tuple[str, ...] = ()  # what the office should know if it goes out (facts)
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class EntryView:
     deliveries: list[Recipient] = field(default_factory=list)
     stored_copy: bool = False
     bounces: list[BounceView] = field(default_factory=list)
+    einvoice: EInvoice | None = None
+    notices: list[str] = field(default_factory=list)  # worded, in the config's language
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,7 @@ class ListFilter:
     docno: str | None = None
     changed_since: datetime | None = None
     attention: bool = False  # only entries that need attention
+    noticed: bool = False  # only entries with notices (sent anyway, but look at them)
     limit: int = 50
 
 
@@ -183,6 +189,7 @@ class Unresolved:
     entry_id: int
     mandant: int
     fields: dict[str, str]
+    buyer_email: str | None = None  # the e-invoice's BT-49 ([recipients] source)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, Row, func, select
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.bounces import Kind
+from tikos_outbox.core.einvoice import EInvoice
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import State
 from tikos_outbox.core.views import (
@@ -73,10 +74,12 @@ class Queries:
         E = self.E
         with self._read() as conn:
             rows = conn.execute(
-                select(E.id, E.mandant, E.fields_json)
+                select(E.id, E.mandant, E.fields_json, E.einvoice)
                 .where(E.state == State.PENDING.value, E.recipients_json.is_(None))
                 .order_by(E.id).limit(limit)).all()
-        return [Unresolved(r.id, r.mandant, json.loads(r.fields_json)) for r in rows]
+        return [Unresolved(r.id, r.mandant, json.loads(r.fields_json),
+                           found.buyer_email if (found := EInvoice.from_json(r.einvoice))
+                           else None) for r in rows]
 
     @mapped
     def ids_in_state(self, state: State, since: datetime | None = None) -> list[int]:
@@ -136,6 +139,22 @@ class Queries:
         return counts
 
     @mapped
+    def einvoice_counts(self, since: datetime, doctypes: Sequence[str]) -> dict[str, int]:
+        """Documents of these types recorded since then (not skipped), by their
+        e-invoice data: "valid", "invalid" (e-invoice data, but no valid invoice),
+        "none" (a plain PDF)."""
+        E = self.E
+        out = {"valid": 0, "invalid": 0, "none": 0}
+        with self._read() as conn:
+            for valid, n in conn.execute(
+                    select(E.einvoice_valid, func.count())
+                    .where(E.created_at >= since, E.doctype.in_(list(doctypes)),
+                           E.state != State.SKIPPED.value)
+                    .group_by(E.einvoice_valid)):
+                out["none" if valid is None else "valid" if valid else "invalid"] += n
+        return out
+
+    @mapped
     def list_entries(self, flt: ListFilter) -> list[EntryView]:
         E, A = self.E, self.t.attempt.c
         q = select(self.t.entry)
@@ -153,6 +172,8 @@ class Queries:
             q = q.where(E.updated_at >= flt.changed_since)
         if flt.attention:
             q = q.where(E.attention.is_not(None))
+        if flt.noticed:
+            q = q.where(E.notices.is_not(None))
         with self._read() as conn:
             rows = conn.execute(q.order_by(E.id.desc()).limit(flt.limit)).all()
             ids = [r.id for r in rows]
@@ -209,5 +230,6 @@ def _view(r: Row[Any], attempt_count: int, language: attention.Language,
         created_at=r.created_at, updated_at=r.updated_at, sent_at=r.sent_at,
         next_attempt_at=r.next_attempt_at, attempt_count=attempt_count,
         attention=attention.for_entry(r.attention, r.id, language, source), problem=r.problem,
-        needs_force=bool(r.needs_force),
+        needs_force=bool(r.needs_force), einvoice=EInvoice.from_json(r.einvoice),
+        notices=attention.notices_for(r.notices, r.id, language, source),
     )

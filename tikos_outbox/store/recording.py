@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from tikos_outbox.core.intake import Prior
+from tikos_outbox.core.intake import Prior, curable
 from tikos_outbox.core.ports import StoreError
 from tikos_outbox.core.recipients import DState, Role
 from tikos_outbox.core.states import Event, State, sources, target
@@ -59,9 +59,9 @@ class Recorder:
                                       D.state == DState.DELIVERED.value)
                    .exists().label("reached"))  # a customer address already has it
         self._priors = union_all(
-            select(E.id, E.state, E.sha256, E.path, E.needs_force, reached)
+            select(E.id, E.state, E.sha256, E.path, E.needs_force, E.problem, reached)
             .where(E.mandant == bindparam("m"), E.path == bindparam("p")),
-            select(E.id, E.state, E.sha256, E.path, E.needs_force, reached)
+            select(E.id, E.state, E.sha256, E.path, E.needs_force, E.problem, reached)
             .where(E.mandant == bindparam("m"), E.sha256 == bindparam("h")),
         ).order_by("id")
         self._insert_entry = insert(tables.entry).returning(E.id)
@@ -101,7 +101,8 @@ class Recorder:
         doc = item.doc
         rows = conn.execute(self._priors, {"m": doc.mandant, "p": doc.path,
                                            "h": doc.sha256}).all()
-        same_path = [Prior(r.id, State(r.state), r.sha256, bool(r.needs_force), bool(r.reached))
+        same_path = [Prior(r.id, State(r.state), r.sha256,
+                           curable(r.problem, bool(r.needs_force)), bool(r.reached))
                      for r in rows if r.path == doc.path]
         dup = next((r for r in rows if r.path != doc.path), None)
         same_content = Prior(dup.id, State(dup.state), dup.sha256) if dup else None
@@ -125,6 +126,11 @@ class Recorder:
             "message_id": item.message_id, "created_at": now, "updated_at": now,
             "transient_failures": 0, "attention": decision.attention,
             "problem": decision.problem, "needs_force": decision.needs_force,
+            "einvoice": doc.einvoice.to_json() if doc.einvoice else None,
+            "einvoice_valid": doc.einvoice.valid_invoice if doc.einvoice else None,
+            "notices": (json.dumps([json.loads(n) for n in item.notices], ensure_ascii=False)
+                        if item.notices and decision.state in (State.PENDING, State.HELD)
+                        else None),
         }).scalar_one()
         if decision.supersede:
             n = conn.execute(self._transition(Event.SKIP, self.E.id.in_(decision.supersede),

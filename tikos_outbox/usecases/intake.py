@@ -12,20 +12,22 @@ from enum import StrEnum
 
 from tikos_outbox.core import attention
 from tikos_outbox.core import intake as rules
-from tikos_outbox.core.addresses import parse_addresses
+from tikos_outbox.core.addresses import parse_address, parse_addresses
+from tikos_outbox.core.einvoice import Action, EInvoice, shortfall, shortfall_facts
 from tikos_outbox.core.message import make_message_id
-from tikos_outbox.core.naming import parse_name
+from tikos_outbox.core.naming import is_xml_name, parse_name
 from tikos_outbox.core.pdf import encrypted_reason, incomplete_reason
 from tikos_outbox.core.ports import (
     Clock,
     DocumentFiles,
+    EInvoices,
     LookupUnavailable,
     Notes,
     OutboxCommands,
     OutboxQueries,
     RecipientLookup,
 )
-from tikos_outbox.core.settings import Config, Mandant
+from tikos_outbox.core.settings import Config, Mandant, RecipientSource
 from tikos_outbox.core.states import Event, State
 from tikos_outbox.core.views import FileSeen, NewDocument, Recording
 
@@ -73,7 +75,7 @@ class Addresses:
 class Intake:
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
                  lookup: RecipientLookup, files: DocumentFiles, clock: Clock,
-                 notes: Notes) -> None:
+                 notes: Notes, einvoices: EInvoices) -> None:
         self.config = config
         self.queries = queries
         self.commands = commands
@@ -81,6 +83,7 @@ class Intake:
         self.files = files
         self.clock = clock
         self.notes = notes
+        self.einvoices = einvoices
         self._cutoffs: dict[int, float | None] = {}
         self._done: set[int] = set()
         self._unreadable: set[str] = set()  # said once each, until it can be read
@@ -210,6 +213,7 @@ class Intake:
             return None
         watch = self.config.watch
         data: bytes | None = None
+        einvoice: EInvoice | None = None
         if seen.link_target is not None:  # never read: it may be any file on the server
             problem: str | None = (f"a link to a file outside the mandant folder"
                                    f" ({seen.link_target}); it is not read and not mailed:"
@@ -225,23 +229,78 @@ class Intake:
         else:
             data = self.files.read(seen, watch.max_size_bytes, mandant.folder)
             sha = rules.sha256_of(data)
-            problem = incomplete_reason(data)
-            blocks = problem is not None
-            problem = problem or encrypted_reason(data)
-        found = (self.addresses(mandant.id, doc.fields) if not baseline and problem is None
-                 else Addresses([]))
+            if baseline:  # history: recorded as skipped, never looked into
+                problem = None
+            elif is_xml_name(seen.name):  # an XRechnung file of its own
+                einvoice, problem = (self.einvoices.in_xml(data) if data
+                                     else (None, "the file is empty"))
+            else:
+                problem = incomplete_reason(data)
+                if problem is None and (problem := encrypted_reason(data)) is None:
+                    einvoice = self.einvoices.in_pdf(data, seen.rel_path)
+            blocks = problem is not None and not problem.startswith(rules.ENCRYPTED_REASON)
+        notices: list[str] = []
+        line = None
+        if problem is None and not baseline:
+            problem, line = self._einvoice_rule(doc.doctype, doc.docno, doc.customer,
+                                                einvoice, notices)
+        found = (self.addresses_for(mandant.id, doc.fields,
+                                    einvoice.buyer_email if einvoice else None, notices)
+                 if not baseline and problem is None else Addresses([]))
         new = NewDocument(
             mandant=mandant.id, path=seen.rel_path, file_name=seen.name, sha256=sha,
             size=seen.size, mtime_ns=seen.mtime_ns, doctype=doc.doctype, docno=doc.docno,
-            customer=doc.customer, fields=doc.fields, data=data,
+            customer=doc.customer, fields=doc.fields, data=data, einvoice=einvoice,
         )
         decide = rules.bind(sha256=sha, baseline=baseline, problem=problem,
                             problem_blocks=blocks, no_address=found.no_address,
-                            no_address_attention=found.attention)
+                            no_address_attention=found.attention, problem_attention=line)
         message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
-        return Recording(new, decide, message_id, found.stored or None)
+        return Recording(new, decide, message_id, found.stored or None, tuple(notices))
+
+    def _einvoice_rule(self, doctype: str, docno: str, customer: str,
+                       einvoice: EInvoice | None, notices: list[str],
+                       ) -> tuple[str | None, str | None]:
+        """`[einvoice]`: an invoice that must be an e-invoice and is none is held (the
+        reason and the office's line returned) or goes out with a notice."""
+        rule = self.config.einvoice
+        today = self.clock.now().astimezone(self.config.window.tz).date()
+        if (einvoice is not None and einvoice.valid_invoice) or not rule.applies(doctype, today):
+            return None, None
+        assert rule.required_from is not None
+        since, why = rule.required_from.isoformat(), shortfall_facts(einvoice)
+        if rule.action is Action.HOLD:
+            return (f"{rules.EINVOICE_REASON}: {shortfall(einvoice)}",
+                    attention.einvoice_held(customer, docno, since, why))
+        log.warning("%s %s of customer %s is %s, but goes out ([einvoice] action = warn)",
+                    doctype, docno, customer, shortfall(einvoice))
+        notices.append(attention.einvoice_sent(customer, docno, since, why))
+        return None, None
 
     # -- addresses --------------------------------------------------------------------------
+
+    def addresses_for(self, mandant_id: int, fields: dict[str, str], buyer: str | None,
+                      notices: list[str] | None = None) -> Addresses:
+        """The addresses to mail a document to: the e-invoice's buyer address (BT-49)
+        with `[recipients] source = "einvoice"`, else (or without a usable one) the
+        lookup's; a BT-49 that the lookup does not have is noted."""
+        buyer_address = parse_address(buyer) if buyer else None
+        if buyer and buyer_address is None:
+            log.warning("customer %s: the e-invoice's buyer address %r is no valid e-mail"
+                        " address", fields.get("customer", "?"), buyer)
+        if buyer_address and self.config.recipients.source is RecipientSource.EINVOICE:
+            return Addresses([buyer_address.display])
+        found = self.addresses(mandant_id, fields)
+        known = {a.addr.casefold() for a in parse_addresses(found.valid)[0]}
+        if buyer_address and found.valid and buyer_address.addr.casefold() not in known:
+            if notices is not None:
+                notices.append(attention.buyer_mismatch(
+                    fields.get("customer", "?"), fields.get("docno", "?"), buyer_address.addr,
+                    sorted(known), ", ".join(found.valid)))
+            log.warning("customer %s: the e-invoice names %s as the buyer's address (BT-49),"
+                        " the lookup %s", fields.get("customer", "?"), buyer_address.addr,
+                        ", ".join(found.valid))
+        return found
 
     def addresses(self, mandant_id: int, fields: dict[str, str]) -> Addresses:
         """The customer's valid addresses, why there are none, or neither when the
@@ -277,7 +336,7 @@ class Intake:
         done = 0
         while batch := self.queries.unresolved():
             for item in batch:
-                found = self.addresses(item.mandant, item.fields)
+                found = self.addresses_for(item.mandant, item.fields, item.buyer_email)
                 if found.unavailable:
                     return done
                 now = self.clock.now()

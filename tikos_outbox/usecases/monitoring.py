@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +63,7 @@ class Status:
     first_pass_waiting: list[int]  # mandants whose folder was never listed completely
     accounts: list[AccountStatus]
     bounces: dict[str, Any]  # enabled, last_pass {at, text}, last_error (text or None)
+    einvoice: dict[str, Any] = field(default_factory=dict)  # this month's invoices by kind
 
     def as_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "attention": self.attention, "last_run": self.last_run,
@@ -70,7 +71,7 @@ class Status:
                 "last_error": self.last_error,
                 "first_pass_waiting": self.first_pass_waiting,
                 "accounts": [a.as_json() for a in self.accounts],
-                "bounces": self.bounces,
+                "bounces": self.bounces, "einvoice": self.einvoice,
                 "service": {"running": self.service.running,
                             "last_seen": self.service.last_seen,
                             "worker": self.service.worker,
@@ -127,7 +128,17 @@ class Monitor:
                                 if q.get_meta(f"first_pass:{m.id}")
                                 and not q.get_meta(f"baseline:{m.id}")],
             accounts=self.account_statuses(now),
-            bounces=self._bounces())
+            bounces=self._bounces(), einvoice=self._einvoices(now))
+
+    def _einvoices(self, now: datetime) -> dict[str, Any]:
+        """The invoices recorded this (local) month by their e-invoice data, and the rule."""
+        rule = self.config.einvoice
+        local = now.astimezone(self.config.window.tz)
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        counts = self.queries.einvoice_counts(start, rule.doctypes)
+        return {"month": f"{local:%Y-%m}", "doctypes": list(rule.doctypes), **counts,
+                "required_from": rule.required_from.isoformat() if rule.required_from
+                else None, "action": rule.action.value}
 
     def _bounces(self) -> dict[str, Any]:
         error = _json(self.queries.get_meta("bounces:last_error"))

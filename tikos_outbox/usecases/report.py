@@ -7,7 +7,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, tzinfo
+from datetime import date, datetime, time, tzinfo
 
 from tikos_outbox.core.attention import Language
 from tikos_outbox.core.message import Mail, build_message, envelope, make_message_id
@@ -54,10 +54,14 @@ class DailyReport:
             return False
         rows = self.problems()
         now = self.clock.now()
+        tz = self.config.window.tz
+        start = datetime.combine(day, time(0), tz)
+        noticed = sorted(self.queries.list_entries(ListFilter(
+            noticed=True, since=start, limit=MAX_LISTED)), key=lambda v: v.id)
         states = self.accounts.states(now)
         paused = [(a.name, pause) for a in states if (pause := a.pause(now)) is not None]
         stopped = [(a.name, a.problem) for a in states if a.problem is not None]
-        if not rows and not paused and not stopped:
+        if not rows and not paused and not stopped and not noticed:
             self.commands.set_meta(key, "nothing to report", now)
             return False
         sender = self.config.sender
@@ -65,8 +69,7 @@ class DailyReport:
         mail = Mail(sender_address=sender.address, sender_name=sender.name or "tikos-outbox",
                     reply_to=None, to=tuple(to),
                     subject=report_subject(day, rows, language),
-                    body=report_text(day, rows, self.config.window.tz, paused, stopped,
-                                     language),
+                    body=report_text(day, rows, tz, paused, stopped, language, noticed),
                     filename="",
                     pdf=None,
                     message_id=make_message_id(uuid.uuid4().hex, sender.address),
@@ -100,6 +103,7 @@ class Wording:
     stopped: str
     blocked: str
     paused: str
+    noticed: str
     entry: str
     rest: str
     outro: str
@@ -120,6 +124,7 @@ WORDING: dict[Language, Wording] = {
                 " danach tikos-outbox flush. Antwort des Servers: {reason}",
         paused="Versand mit {name} pausiert bis {until} (geht danach von selbst weiter):"
                " {reason}",
+        noticed="Heute aufgenommen und versendet, aber bitte prüfen ({n}):",
         entry="- Eintrag {id} ({state}, aufgenommen {created}), Mandant {mandant}, {path}:",
         rest="- … und weitere: tikos-outbox list --attention --limit 1000",
         outro="Einzelheiten: tikos-outbox show NR; alle offenen: tikos-outbox list"
@@ -138,6 +143,7 @@ WORDING: dict[Language, Wording] = {
                 " (Microsoft 365: Defender portal, Restricted entities); then tikos-outbox"
                 " flush. The server's reply: {reason}",
         paused="Sending with {name} paused until {until} (resumes by itself): {reason}",
+        noticed="Recorded today and sent, but please check ({n}):",
         entry="- Entry {id} ({state}, recorded {created}), mandant {mandant}, {path}:",
         rest="- … and more: tikos-outbox list --attention --limit 1000",
         outro="Details: tikos-outbox show NO; all open ones: tikos-outbox list --attention."
@@ -154,9 +160,11 @@ def report_subject(day: date, rows: list[EntryView], language: Language = Langua
 def report_text(day: date, rows: list[EntryView], tz: tzinfo,
                 paused: Sequence[tuple[str, Pause]] = (),
                 stopped: Sequence[tuple[str, str]] = (),
-                language: Language = Language.DE) -> str:
+                language: Language = Language.DE,
+                noticed: Sequence[EntryView] = ()) -> str:
     """The report's body, for the office: the sending accounts that wait (a block for
-    spam first), then each entry with what to do."""
+    spam first), then each entry with what to do, then the day's entries that went
+    out with a notice (not a valid e-invoice, another buyer address)."""
     w = WORDING[language]
     lines = [w.intro.format(host=socket.gethostname(), day=f"{day:%d.%m.%Y}",
                             n=_count(rows, w.more)), ""]
@@ -166,11 +174,17 @@ def report_text(day: date, rows: list[EntryView], tz: tzinfo,
         until = f"{pause.until.astimezone(tz):%d.%m.%Y %H:%M}"
         line = w.blocked if pause.blocked else w.paused
         lines += [line.format(name=name, until=until, reason=pause.reason), ""]
+    def entry(v: EntryView) -> str:
+        return w.entry.format(id=v.id, state=v.state, mandant=v.mandant, path=v.path,
+                              created=f"{v.created_at.astimezone(tz):%d.%m.%Y %H:%M}")
+
     for v in rows[:MAX_LISTED]:
-        lines.append(w.entry.format(id=v.id, state=v.state, mandant=v.mandant, path=v.path,
-                                    created=f"{v.created_at.astimezone(tz):%d.%m.%Y %H:%M}"))
-        lines.append(f"  {v.attention}")
+        lines += [entry(v), f"  {v.attention}"]
     if len(rows) > MAX_LISTED:
         lines.append(w.rest)
+    if noticed:
+        lines += ["", w.noticed.format(n=len(noticed))]
+    for v in noticed:
+        lines += [entry(v), *(f"  {line}" for line in v.notices)]
     lines += ["", w.outro]
     return "\n".join(lines) + "\n"

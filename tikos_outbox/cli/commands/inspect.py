@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from tikos_outbox.cli.context import Context, UsageError
-from tikos_outbox.cli.output import entry_json, fmt_time, print_json, table
+from tikos_outbox.cli.output import einvoice_text, entry_json, fmt_time, print_json, table
 from tikos_outbox.cli.parser import EXIT_OK
 from tikos_outbox.core.views import EntryView, ListFilter
 from tikos_outbox.usecases.monitoring import AccountStatus
@@ -40,6 +40,12 @@ def run_status(ctx: Context) -> int:
               else "bounces:    the bounce mailbox was not read yet")
         if b["last_error"]:
             print(f"            FAILED {fmt_time(b['last_error_at'], tz)}: {b['last_error']}")
+    e = st.einvoice
+    then = "held" if e["action"] == "hold" else "sent with a warning"
+    print(f"e-invoices: {e['month']} ({', '.join(e['doctypes'])}): {e['valid']} valid,"
+          f" {e['invalid']} not valid, {e['none']} PDF only; "
+          + (f"from {e['required_from']} the others are {then}" if e["required_from"]
+             else "no rule set ([einvoice] required_from)"))
     for mandant in st.first_pass_waiting:
         print(f"mandant {mandant}: the first complete pass over its folder is still due (it"
               " could not be listed); files modified before the first start stay history")
@@ -81,9 +87,11 @@ def run_list(ctx: Context) -> int:
         print("no entries match")
         return EXIT_OK
     tz = ctx.config.window.tz
-    print(table(["id", "state", "mandant", "file", "customer", "recipients", "created", "note"],
+    print(table(["id", "state", "mandant", "file", "customer", "recipients", "created",
+                 "e-invoice", "note"],
                 [[str(v.id), v.state, str(v.mandant), v.path, v.customer,
-                  ", ".join(v.recipients or []) or "—", fmt_time(v.created_at, tz), _note(v)]
+                  ", ".join(v.recipients or []) or "—", fmt_time(v.created_at, tz),
+                  einvoice_text(v), _note(v)]
                  for v in rows]))
     if a.limit and len(rows) >= a.limit:
         print(f"(the newest {a.limit} shown; there may be more: --limit 1000, or narrow with"
@@ -94,6 +102,8 @@ def run_list(ctx: Context) -> int:
 def _note(v: EntryView) -> str:
     if v.attention:
         return v.attention
+    if v.notices:
+        return "; ".join(v.notices)
     return (v.last_error if v.state in ("deferred", "failed") else v.reason) or ""
 
 
@@ -103,6 +113,17 @@ def _copy(view: EntryView) -> str:
     if view.state == "skipped" and view.sent_at is None:
         return "none (not to be mailed, so not kept)"
     return "purged (past keep_days)"
+
+
+def _einvoice_line(view: EntryView) -> str:
+    e = view.einvoice
+    if e is None:
+        return "none (a PDF without ZUGFeRD, Factur-X or XRechnung data)"
+    verdict = "a valid e-invoice" if e.valid_invoice else f"NOT a valid invoice: {e.problem}"
+    where = f", {e.attachment} in the PDF" if e.attachment else ""
+    buyer = f", buyer address (BT-49) {e.buyer_email}" if e.buyer_email else ""
+    number = f", invoice number {e.number}" if e.number else ""
+    return f"{e.format} {e.profile} ({e.syntax}{where}{number}{buyer}): {verdict}"
 
 
 def run_show(ctx: Context) -> int:
@@ -119,9 +140,11 @@ def run_show(ctx: Context) -> int:
         f"entry {view.id}: {view.state}" + (f" — {view.reason}" if view.reason else ""),
         *([f"  TO DO:       {view.attention}"] if view.attention else []),
         *([f"  held for:    {view.problem}"] if view.problem else []),
+        *[f"  NOTE:        {line}" for line in view.notices],
         f"  document:    {view.path} (mandant {view.mandant}, {view.doctype} {view.docno},"
         f" customer {view.customer})",
         f"  archive:     {archive}",
+        f"  e-invoice:   {_einvoice_line(view)}",
         f"  stored copy: {_copy(view)} (sha256 {view.sha256[:16]}…, {view.size} bytes)",
         "  recipients:  " + (", ".join(view.recipients) if view.recipients
                              else "— none found" if view.recipients is not None
