@@ -457,3 +457,36 @@ def test_a_database_url_without_its_driver_is_one_clear_error() -> None:
 
     with pytest.raises(StoreUnavailable, match=r"postgresql\+pg8000://u:\*\*\*@h/x cannot be"):
         Store("postgresql+pg8000://u:secretpw@h/x")
+
+
+def test_einvoice_facts_notices_and_counts_round_trip(store: Store) -> None:
+    from tikos_outbox.core import attention
+    from tikos_outbox.core.einvoice import Format, Syntax, judged
+
+    valid = judged(Format.FACTURX, Syntax.CII, "urn:cen.eu:en16931:2017", None,
+                   buyer_email="einkauf@hotel.example", attachment="factur-x.xml",
+                   number="7")
+    minimum = judged(Format.FACTURX, Syntax.CII, "urn:factur-x.eu:1p0:minimum", None)
+    note = attention.einvoice_sent("4711", "3", "2027-01-01", {"why": "plain"})
+    ids = []
+    for n, found, notices in [(1, valid, ()), (2, minimum, ()), (3, None, (note,))]:
+        d = replace(doc(n), einvoice=found)
+        decide = intake.bind(sha256=d.sha256, baseline=False, problem=None)
+        [rec] = store.commands.record_many([Recording(d, decide, f"<{n}@x>", None, notices)],
+                                           NOW)
+        assert rec is not None
+        ids.append(rec.entry_id)
+    ls = replace(doc(4), doctype="LS")  # not an invoice type: not counted
+    add(store, ls)
+    view = store.queries.get_entry(ids[0])
+    assert view is not None and view.einvoice == valid and view.notices == []
+    third = store.queries.get_entry(ids[2])
+    assert third is not None and third.einvoice is None
+    assert third.notices == [attention.for_entry(note, ids[2])]
+    assert [v.id for v in store.queries.list_entries(ListFilter(noticed=True))] == [ids[2]]
+    assert store.queries.einvoice_counts(NOW - timedelta(days=1), ["RE"]) == {
+        "valid": 1, "invalid": 1, "none": 1}
+    assert store.queries.einvoice_counts(NOW + timedelta(seconds=1), ["RE"]) == {
+        "valid": 0, "invalid": 0, "none": 0}
+    [unresolved] = [u for u in store.queries.unresolved() if u.entry_id == ids[0]]
+    assert unresolved.buyer_email == "einkauf@hotel.example"

@@ -69,7 +69,7 @@ def profile_of(guideline: str) -> tuple[str, bool]:
     if gid.startswith(f"{_EN16931}#compliant#"):
         return "EN 16931 (CIUS)", True  # a core invoice restricted for a community
     if gid.startswith("urn:ferd:CrossIndustryDocument:invoice:1p0:"):
-        return f"ZUGFeRD 1.0 {gid.rsplit(':', 1)[-1].upper()}", False
+        return f"1.0 {gid.rsplit(':', 1)[-1].upper()}", False
     return gid or "?", False
 
 
