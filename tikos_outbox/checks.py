@@ -28,7 +28,14 @@ from tikos_outbox.core.ports import (
     StoreError,
 )
 from tikos_outbox.core.replies import RunStopped, explain, explain_stop, stop_for
-from tikos_outbox.core.settings import Auth, Config, Mandant, RecipientSource, Security
+from tikos_outbox.core.settings import (
+    Auth,
+    Config,
+    Mandant,
+    RecipientSource,
+    Security,
+    Transport,
+)
 from tikos_outbox.credentials import KeyRing, insecure_permissions
 from tikos_outbox.samples import make_pdf
 from tikos_outbox.store import safe_url
@@ -249,6 +256,11 @@ def _check_smtp(outbox: Outbox) -> list[Check]:
                 out.append(Check(name, False, "; ".join(refused)))
             else:
                 senders = dict.fromkeys(_envelope_sender(outbox.config, m) for m in mandants)
+                if smtp.transport is Transport.GRAPH:  # Graph has no MAIL FROM to ask
+                    out.append(Check(name, True, f"{greeting}: the app's token was fetched;"
+                                     " whether it may send as the mailbox shows when a mail"
+                                     " goes: tikos-outbox test-mail ADDRESS"))
+                    continue
                 out.append(Check(name, True, f"connected ({smtp.security}), logged in"
                                              f" ({smtp.auth}) and may send as"
                                              f" {', '.join(senders)}; server {greeting}"))

@@ -26,7 +26,6 @@ from tikos_outbox.config_keys import (
     ConfigError,
     ConfigErrors,
     Section,
-    missing_secret,
     resolve_path,
 )
 from tikos_outbox.config_sections import (
@@ -35,18 +34,16 @@ from tikos_outbox.config_sections import (
     recipients_section,
     report_section,
 )
+from tikos_outbox.config_smtp import smtp_section
 from tikos_outbox.core.addresses import is_valid_address
 from tikos_outbox.core.attention import Language
 from tikos_outbox.core.naming import compile_pattern
 from tikos_outbox.core.retry import RetryPolicy
 from tikos_outbox.core.settings import (
-    Auth,
     Config,
     Mandant,
     OutboxSettings,
-    Security,
     SenderSettings,
-    SmtpSettings,
     Template,
     WatchMode,
     WatchSettings,
@@ -57,7 +54,6 @@ from tikos_outbox.core.templates import (
     TemplateError,
     template_fields,
 )
-from tikos_outbox.core.values import check_token_url, looks_like_token
 from tikos_outbox.core.window import WEEKDAYS, SendWindow, parse_hhmm
 
 __all__ = ["ConfigError", "find_config_path", "load_config", "parse_config", "resolve_path"]
@@ -123,7 +119,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     window = part(lambda: _window(Section(path, "schedule", data.get("schedule", {}))))
     smtp_raw = data.get("smtp", {})
     sender_raw = data.get("sender", {})
-    smtp = part(lambda: _smtp(Section(path, "smtp", smtp_raw), base))
+    smtp = part(lambda: smtp_section(Section(path, "smtp", smtp_raw), base))
     sender = part(lambda: _sender(Section(path, "sender", sender_raw)))
     watch = part(lambda: _watch(Section(path, "watch", data.get("watch", {}))))
     recipients = part(lambda: recipients_section(
@@ -237,79 +233,6 @@ def _window(s: Section) -> SendWindow:
                       days=frozenset(WEEKDAYS.index(d.lower()) for d in days))
 
 
-def _smtp(s: Section, base: Path) -> SmtpSettings:
-    host = s.str_("host")
-    security = s.choice("security", Security, Security.NONE)
-    default_port = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}[security]
-    port = s.int_("port", default_port, 1, 65535)
-    verify = s.bool_("verify_tls", True)
-    ca_file = s.path("ca_file", base, None)
-    auth = s.choice("auth", Auth, Auth.ANONYMOUS)
-    username = s.str_("username", None)
-    password = s.str_("password", None, empty=True) or None  # "": init's placeholder
-    tenant = s.str_("oauth2_tenant", None)
-    token_url = s.str_("oauth2_token_url", None)
-    client_id = s.str_("oauth2_client_id", None)
-    client_secret = s.str_("oauth2_client_secret", None, empty=True) or None
-    scope = s.str_("oauth2_scope", "https://outlook.office365.com/.default")
-    timeout = s.num("timeout_s", 60, 1, 3600)
-    per_minute = s.int_("max_per_minute", 30, 0, 100000)
-    per_conn = s.int_("max_per_connection", 50, 1, 100000)
-    per_hour = s.int_("max_per_hour", 0, 0, 10**7)
-    per_day = s.int_("max_per_day", 0, 0, 10**8)
-    rcpts_per_day = s.int_("max_recipients_per_day", 0, 0, 10**8)
-    helo = s.str_("helo_name", None)
-    s.finish()
-    if helo is not None:
-        helo = helo.strip()
-        if not HELO_NAME.match(helo):
-            raise s.fail("helo_name", f"{helo!r} is not a fully qualified host name (like"
-                         " \"server.waescherei.de\") nor an address literal (like \"[192.0.2.7]\")")
-    if auth is Auth.PASSWORD:
-        if not username:
-            raise s.fail("username", "is missing (auth = \"password\" needs a user name)")
-        if not password:
-            missing_secret(s, "password", "is missing: store it with `tikos-outbox secret"
-                                           " set`")
-        elif not looks_like_token(password):
-            raise s.fail("password", "must be the encrypted token that `tikos-outbox secret"
-                                     " set` writes, never the password itself")
-    if auth is Auth.OAUTH2:
-        if not username:
-            raise s.fail("username", "is missing (the mailbox that sends, for XOAUTH2)")
-        if not (tenant or token_url):
-            raise s.fail("oauth2_tenant", "is missing (or give oauth2_token_url)")
-        if not client_id:
-            raise s.fail("oauth2_client_id", "is missing")
-        if not client_secret:
-            missing_secret(s, "oauth2_client_secret", "is missing: store it with"
-                            " `tikos-outbox secret set client-secret`")
-        elif not looks_like_token(client_secret):
-            raise s.fail("oauth2_client_secret", "must be the encrypted token that"
-                         " `tikos-outbox secret set client-secret` writes, never the secret")
-        if token_url:
-            try:
-                check_token_url(token_url)
-            except ValueError as exc:
-                raise s.fail("oauth2_token_url", str(exc)) from None
-    if ca_file is not None and not ca_file.is_file():
-        raise s.fail("ca_file", f"no such file: {ca_file}")
-    return SmtpSettings(host=host.strip(), port=port, security=security, verify_tls=verify,
-                        ca_file=ca_file, auth=auth, username=username, password=password,
-                        oauth2_tenant=tenant, oauth2_token_url=token_url,
-                        oauth2_client_id=client_id, oauth2_client_secret=client_secret,
-                        oauth2_scope=scope, timeout_s=timeout, max_per_minute=per_minute,
-                        max_per_connection=per_conn, helo_name=helo, max_per_hour=per_hour,
-                        max_per_day=per_day, max_recipients_per_day=rcpts_per_day)
-
-
-#: RFC 5321 §4.1.1.1: EHLO takes the client's fully qualified domain name or an
-#: address literal.
-HELO_NAME = re.compile(r"^(?:(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-                       r"[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]|\[[0-9A-Fa-f:.]+\]|"
-                       r"\[IPv6:[0-9A-Fa-f:.]+\])$")
-
-
 def _sender(s: Section) -> SenderSettings:
     address = s.address("address")
     name = s.str_("name", "", empty=True)
@@ -356,7 +279,7 @@ def _mandant(file: Path, i: int, raw: Any, base: Path, smtp_raw: Any, sender_raw
     s.finish()
     if not isinstance(smtp_over, dict) or not isinstance(sender_over, dict):
         raise s.fail("smtp", "overrides must be tables: [mandant.smtp] / [mandant.sender]")
-    smtp = _smtp(Section(file, f"mandant[{i}].smtp", {**smtp_raw, **smtp_over}), base)
+    smtp = smtp_section(Section(file, f"mandant[{i}].smtp", {**smtp_raw, **smtp_over}), base)
     sender = _sender(Section(file, f"mandant[{i}].sender", {**sender_raw, **sender_over}))
     return Mandant(id=mid, name=name, enabled=enabled, folder=folder, pattern=pattern,
                    smtp=smtp, sender=sender)

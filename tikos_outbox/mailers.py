@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tikos_outbox.core.ports import Clock, TokenSource
-from tikos_outbox.core.settings import Auth, BounceSettings, SmtpSettings
+from tikos_outbox.core.settings import Auth, BounceSettings, SmtpSettings, Transport
 from tikos_outbox.credentials import KeyRing, SecretText
+from tikos_outbox.graph import GraphMailer
 from tikos_outbox.imap import ImapMailbox
 from tikos_outbox.oauth2 import token_source_for
 from tikos_outbox.smtp import Mailer
@@ -37,8 +38,10 @@ class Mailers:
             self._tokens[key] = token_source_for(smtp, self.keyring, self.clock)
         return self._tokens[key]
 
-    def __call__(self, smtp: SmtpSettings) -> Mailer:
+    def __call__(self, smtp: SmtpSettings) -> Mailer | GraphMailer:
         """A Mailer for these settings; raises KeyFileError (SecretUnavailable)."""
+        if smtp.transport is Transport.GRAPH:
+            return GraphMailer(smtp, self.tokens(smtp))
         password: SecretText | None = None
         if smtp.auth is Auth.PASSWORD and smtp.password:
             password = self.keyring.decrypt(smtp.password, "the SMTP password")

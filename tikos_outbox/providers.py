@@ -39,6 +39,26 @@ PROVIDERS: dict[str, Provider] = {p.key: p for p in (
         ("a young or trial tenant has lower tenant-wide limits: set max_recipients_per_day ="
          " 450 for its first two months",)),
     Provider(
+        "m365-graph", "Microsoft 365 (Microsoft Graph, no SMTP AUTH)",
+        {"transport": "graph", "auth": "oauth2",
+         "oauth2_tenant": "yourdomain.onmicrosoft.com",
+         "oauth2_client_id": "00000000-0000-0000-0000-000000000000",
+         "oauth2_scope": "https://graph.microsoft.com/.default"},
+        {"max_per_minute": 20, "max_per_hour": 0, "max_per_day": 0,
+         "max_recipients_per_day": 9000},
+        "30 messages a minute and 10,000 recipients in any 24 hours per mailbox (the same"
+        " Exchange Online limits as SMTP); Graph itself answers 429 with Retry-After",
+        "https://learn.microsoft.com/en-us/graph/throttling-limits#outlook-service-limits",
+        ("Entra ID: App registrations > New registration (this tenant only); API permissions"
+         " > Add > Microsoft Graph > Application permissions > Mail.Send; Grant admin consent",
+         "Entra ID: Certificates & secrets > New client secret; then `tikos-outbox secret set"
+         " client-secret`; put the Application (client) ID above and username = the"
+         " sending mailbox",
+         "limit the app to that mailbox (Exchange Online PowerShell):"
+         " New-ApplicationAccessPolicy -AppId <client id> -PolicyScopeGroupId"
+         " <mail-enabled group with the mailbox> -AccessRight RestrictAccess",
+         "no SMTP AUTH needed: it may stay switched off for the tenant")),
+    Provider(
         "google", "Google Workspace",
         {"host": "smtp.gmail.com", "port": 587, "security": "starttls", "auth": "password"},
         {"max_per_minute": 20, "max_per_hour": 0, "max_per_day": 1800,

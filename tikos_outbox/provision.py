@@ -54,6 +54,10 @@ def _apply(doc: tomlkit.TOMLDocument, p: Provider) -> None:
         smtp["oauth2_client_secret"].comment(
             "`tikos-outbox secret set client-secret` writes it here, encrypted")
         del smtp["password"]
+    if p.smtp.get("transport") == "graph":  # no SMTP server: its keys would mislead
+        for key in ("host", "port", "security"):
+            if key in smtp:
+                del smtp[key]
     smtp.add(tomlkit.comment(f"The limits above stay below what {p.label} publishes:"))
     smtp.add(tomlkit.comment(p.published))
     smtp.add(tomlkit.comment(f"Source: {p.source} (checked 2026-12-02)"))

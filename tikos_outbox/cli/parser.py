@@ -76,8 +76,8 @@ class Command:
 def _init(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", help="folder to write into (default: the current one)")
     p.add_argument("--provider", default="custom",
-                   choices=["m365", "google", "ionos", "t-online", "strato", "gmx", "web.de",
-                            "custom"],
+                   choices=["m365", "m365-graph", "google", "ionos", "t-online", "strato",
+                            "gmx", "web.de", "custom"],
                    help="fill in the SMTP settings and sending limits of this provider")
 
 

@@ -134,7 +134,8 @@ class SendingAccounts(Protocol):
         """The mail of this slot was not offered after all: it does not count."""
         ...
 
-    def cool(self, account: str, stop: Stop, reason: str, now: datetime) -> Pause:
+    def cool(self, account: str, stop: Stop, reason: str, now: datetime,
+             after_s: float | None = None) -> Pause:
         """The provider said slow down (or blocked the account): rest, doubling on
         repeats; a session problem is noted (status, report) until a mail goes through."""
         ...

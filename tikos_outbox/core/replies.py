@@ -40,6 +40,7 @@ class Reply:
     code: int | None
     text: str
     lost: bool = False
+    retry_after_s: float | None = None  # the server said when to try again (Graph 429)
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}" if self.code is not None else self.text
@@ -89,7 +90,8 @@ _CERTAIN = re.compile(
     r"too much mail from|Mail send limit exceeded|Transmit rate limit|thread limit"
     r"|OutboundSpam|bad outbound sender|\b5\.7\.70[58]\b|SubmissionQuotaExceeded"
     r"|QuotaExceededException|\b5\.4\.5\b|\b5\.7\.23[3-6]\b|max(?:imum)? (?:e-?mails|messages"
-    r"|recipients|defers) per (?:hour|day)|STOREDRV", re.IGNORECASE)
+    r"|recipients|defers) per (?:hour|day)|STOREDRV|Microsoft Graph: too many requests",
+    re.IGNORECASE)
 # Rate limits and deferrals that mean "this account, not this mail".
 _SLOW_DOWN = re.compile(
     r"too much mail|rate.?limit|limit exceeded|exceeded the .*limit|throttl|thread limit"
@@ -221,6 +223,8 @@ def explain(reply: Reply) -> str:
         Stage.RCPT: "The server refused the recipient",
         Stage.DATA: "The server refused the message",
     }[reply.stage]
+    if reply.text.startswith("Microsoft Graph"):
+        where = "Sending through Microsoft Graph failed"
     line = f"{where}: {reply}"
     if basic_auth_disabled(reply):
         line += (

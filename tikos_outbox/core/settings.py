@@ -28,6 +28,11 @@ class Auth(StrEnum):
     OAUTH2 = "oauth2"
 
 
+class Transport(StrEnum):
+    SMTP = "smtp"
+    GRAPH = "graph"  # Microsoft Graph sendMail, with the app's OAuth2 token
+
+
 class WatchMode(StrEnum):
     EVENTS = "events"
     POLLING = "polling"
@@ -56,9 +61,13 @@ class SmtpSettings:
     max_per_hour: int = 0  # quotas per sending account, over rolling windows; 0 = none
     max_per_day: int = 0
     max_recipients_per_day: int = 0
+    transport: Transport = Transport.SMTP
+    graph_url: str = "https://graph.microsoft.com/v1.0"
 
     @property
     def server(self) -> str:
+        if self.transport is Transport.GRAPH:
+            return f"Microsoft Graph ({self.graph_url})"
         return f"{self.host}:{self.port}"
 
 

@@ -107,15 +107,18 @@ class Accounts:
             conn.execute(delete(self.t.account_send).where(self.S.id == slot.send_id))
 
     @mapped
-    def cool(self, account: str, stop: Stop, reason: str, now: datetime) -> Pause:
+    def cool(self, account: str, stop: Stop, reason: str, now: datetime,
+             after_s: float | None = None) -> Pause:
         """A slow-down rests the account, twice as long as the last one if it came
         right after it; one that comes while it rests (a flush, another process)
-        does not raise the level again. A session problem is only noted."""
+        does not raise the level again; `after_s`: the server said how long (Graph's
+        Retry-After), and that is how long it rests. A session problem is only noted."""
         with self.engine.begin() as conn:
             row = self._hold(conn, account, now)
             resting = row.cool_until is not None and row.cool_until > now
             level = int(row.cool_level) + (0 if resting or stop is Stop.SESSION else 1)
-            until = now + cool_down(stop, max(level, 1))
+            until = now + (timedelta(seconds=after_s) if after_s is not None
+                           else cool_down(stop, max(level, 1)))
             if resting:
                 until = max(until, row.cool_until)
             conn.execute(update(self.t.account).where(self.A.name == account).values(

@@ -235,7 +235,7 @@ class Delivery:
         """The line for a reply about the account; a slow-down or a block also starts
         the account's cool-down (shared with every process sending with it)."""
         line = explain_stop(stop, reply, run.m.smtp.username, run.m.sender.address)
-        pause = self.accounts.cool(run.account, stop, line, self.clock.now())
+        pause = self.accounts.cool(run.account, stop, line, self.clock.now(), reply.retry_after_s)
         return line if stop is Stop.SESSION else f"{line}; resumes {self._local(pause.until)}"
 
     def _local(self, when: datetime) -> str:

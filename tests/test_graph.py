@@ -1,0 +1,237 @@
+"""Microsoft 365 without SMTP (#20): `[smtp] transport = "graph"` against a loopback
+HTTPS stand-in for the token endpoint and Graph (tests/graph_server.py), replying as
+Graph documents it: 202, 429 with Retry-After, 401, 403, 404, 400, 413, and the upload
+session for a large PDF. The MIME Graph receives is the one the SMTP path sends."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.graph_server import GraphState, Scripted, graph_server
+from tests.helpers import (
+    Cert,
+    FakeClock,
+    Site,
+    SmtpServer,
+    open_outbox,
+    status_json,
+    write_site,
+)
+from tikos_outbox.config import ConfigError, load_config
+from tikos_outbox.provision import set_secret
+from tikos_outbox.samples import make_pdf
+
+MAILBOX = "rechnung@musterwaescherei.example"
+T0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
+
+
+def graph_site(tmp_path: Path, cert: Cert, base: str, n: int, *,
+               sender: dict[str, Any] | None = None, **smtp: Any) -> Site:
+    site = write_site(tmp_path, smtp={
+        "host": "unused.example", "transport": "graph", "auth": "oauth2",
+        "username": MAILBOX, "oauth2_token_url": f"{base}/token",
+        "oauth2_client_id": "app-1", "oauth2_client_secret": "gAAAAAplaceholder",
+        "graph_url": f"{base}/v1.0", "ca_file": str(cert.cert), **smtp},
+        watch={"baseline": False}, sender=sender)
+    set_secret(site.config, "client-secret", "das Geheimnis der App")
+    for i in range(n):
+        (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([f"Nr. {i + 1}"]))
+    assert site.cli("scan") == 0
+    return site
+
+
+@contextmanager
+def graph(cert: Cert) -> Iterator[tuple[str, GraphState]]:
+    with graph_server(cert) as (base, state):
+        yield base, state
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def show(site: Site, capsys: pytest.CaptureFixture[str], entry_id: int) -> dict[str, Any]:
+    capsys.readouterr()
+    assert site.cli("show", str(entry_id), "--json") == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data
+
+
+def test_twenty_documents_with_a_429_in_the_middle_are_each_delivered_once(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 20, max_per_minute=0)
+        state.script[8] = Scripted(429, "ApplicationThrottled", "Application is over its"
+                                   " MailboxConcurrency limit.", {"Retry-After": "37"})
+        clock = FakeClock(T0)
+        outbox = open_outbox(site, clock)
+        report = outbox.delivery.send_due()
+        assert report.sent == 7 and "too many requests" in report.stopped[0]
+        [acc] = outbox.monitor.status().as_json()["accounts"]
+        assert acc["paused_until"] == (T0 + timedelta(seconds=37)).isoformat()
+        assert "Retry-After 37 s" in acc["paused_because"]
+        clock.advance(30)
+        assert outbox.delivery.send_due().sent == 0  # it waits as long as Graph said
+        clock.advance(7)
+        assert outbox.delivery.send_due().sent == 13
+        outbox.close()
+        ids = [parsed(m)["Message-ID"] for m in state.sent]
+        assert len(ids) == 20 and len(set(ids)) == 20  # each document once
+        assert state.tokens_issued == 1  # one token for the whole run, reused
+        for i in range(1, 21):
+            entry = show(site, capsys, i)
+            assert entry["state"] == "sent", i
+            assert [a["outcome"] for a in entry["attempts"]] == ["delivered"], i  # 429: none
+            assert entry["message_id"] in ids
+        assert state.auth_headers == {"Bearer token-1"}
+
+
+def test_graph_gets_the_mime_the_smtp_path_sends(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    pdf = make_pdf(["Rechnung 1", "Müller & Söhne"])
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path / "graph", cert, base, 0,
+                          sender={"bcc": ["archiv@musterwaescherei.example"]})
+        (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(pdf)
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+    with SmtpServer(cert, "none") as srv:
+        smtp_site = write_site(tmp_path / "smtp", smtp={"port": srv.port},
+                               watch={"baseline": False},
+                               sender={"bcc": ["archiv@musterwaescherei.example"]})
+        (smtp_site.mandant_folder() / "RE_1_4711.pdf").write_bytes(pdf)
+        assert smtp_site.cli("scan") == 0 and smtp_site.cli("flush") == 0
+        [smtp_mail] = srv.received
+    [raw] = state.sent
+    g, s = parsed(raw), parsed(smtp_mail.data)
+    for header in ("From", "To", "Reply-To", "Subject", "Auto-Submitted", "Content-Type"):
+        assert str(g[header]).split(";")[0] == str(s[header]).split(";")[0], header
+    assert g["Message-ID"] == show(site, capsys, 1)["message_id"]
+    assert g["Bcc"] == "archiv@musterwaescherei.example"  # Graph mails what the headers say
+    assert s["Bcc"] is None and smtp_mail.rcpt_tos == ["kunde@example.org",
+                                                       "archiv@musterwaescherei.example"]
+    g_body, s_body = g.get_body(("plain",)), s.get_body(("plain",))
+    assert g_body is not None and s_body is not None
+    assert g_body.get_content() == s_body.get_content()
+    [g_pdf], [s_pdf] = list(g.iter_attachments()), list(s.iter_attachments())
+    assert g_pdf.get_content() == s_pdf.get_content() == pdf
+    assert g_pdf.get_filename() == "RE_1_4711.pdf"
+    assert g_pdf["Content-Type"] == s_pdf["Content-Type"]
+
+
+@pytest.mark.parametrize(("status", "code", "words"), [
+    (401, "InvalidAuthenticationToken", "oauth2_tenant, oauth2_client_id and the client secret"),
+    (403, "ErrorAccessDenied", "Mail.Send and grant admin consent"),
+    (404, "ErrorInvalidUser", "must be the sending mailbox's address"),
+])
+def test_a_refused_app_stops_the_run_with_what_to_fix_in_entra_id(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], status: int, code: str,
+        words: str) -> None:
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 3)
+        state.always = Scripted(status, code, "Access is denied. Check credentials.")
+        capsys.readouterr()
+        assert site.cli("flush") == 1
+        err = capsys.readouterr().err
+        assert "Sending through Microsoft Graph failed" in err and words in err
+        assert code in err
+        st = status_json(site, capsys)
+        assert {k: n for k, n in st["counts"].items() if n} == {"pending": 3}
+        assert words in st["last_error"]["text"]
+        for i in (1, 2, 3):
+            assert show(site, capsys, i)["attempts"] == []  # nothing counted against them
+        assert "das Geheimnis" not in err + json.dumps(st)
+
+
+def test_a_bad_address_is_refused_and_a_too_large_mail_fails(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 2)
+        state.script[1] = Scripted(400, "ErrorInvalidRecipients", "At least one recipient is"
+                                   " not valid., Recipient 'kunde@example.org' is not resolved.")
+        state.script[2] = Scripted(413, "ErrorMessageSizeExceeded", "The message exceeds the"
+                                   " maximum supported size.")
+        assert site.cli("flush") == 1  # failures: exit 1
+        first, second = show(site, capsys, 1), show(site, capsys, 2)
+        assert first["state"] == "failed"
+        [d] = first["deliveries"]
+        assert (d["address"], d["state"]) == ("kunde@example.org", "refused")
+        assert "ErrorInvalidRecipients" in d["reply"] and "Kunde 4711" in first["attention"]
+        assert second["state"] == "failed" and "too large" in second["last_error"]
+        assert state.sent == []
+
+
+def test_a_5_mb_pdf_goes_through_a_draft_and_an_upload_session(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    big = make_pdf(["Rechnung mit Anlagen"], padding=5 * 1024 * 1024)
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 0)
+        (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(big)
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+        [draft] = state.drafts.values()
+        assert draft["upload"] == big and draft["name"] == "RE_1_4711.pdf"
+        assert draft["contentType"] == "application/pdf"
+        assert len(state.chunks) == 2 and all(c % (320 * 1024) == 0 for c in state.chunks[:-1])
+        mime = parsed(draft["mime"])
+        assert list(mime.iter_attachments()) == []  # the draft carries the text only
+        assert mime["Message-ID"] == show(site, capsys, 1)["message_id"]
+        assert show(site, capsys, 1)["state"] == "sent"
+        assert [m for _, p, _ in state.requests if (m := p.rsplit("/", 1)[-1]) == "sendMail"
+                ] == []
+
+
+def test_check_and_test_mail_work_through_graph(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 0)
+        capsys.readouterr()
+        assert site.cli("check", "--smtp") == 0
+        out = capsys.readouterr().out
+        assert "Microsoft Graph, mailbox rechnung@musterwaescherei.example: the app's token was" \
+            " fetched" in out
+        assert site.cli("test-mail", "--to", "buero@musterwaescherei.example") == 0
+        [mail] = state.sent
+        assert parsed(mail)["To"] == "buero@musterwaescherei.example"
+        state.always = Scripted(403, "ErrorAccessDenied", "Access is denied.")
+        capsys.readouterr()
+        assert site.cli("test-mail", "--to", "buero@musterwaescherei.example") == 1
+        assert "FAIL: Sending through Microsoft Graph failed" in (out := capsys.readouterr().out)
+        assert "Mail.Send and grant admin consent" in out
+
+
+def test_graph_settings_are_checked(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "a", smtp={"transport": "graph", "auth": "password",
+                                      "username": MAILBOX, "password": "gAAAAAx"})
+    with pytest.raises(ConfigError, match=r'auth.*must be "oauth2" with transport = "graph"'):
+        load_config(site.config)
+    site = write_site(tmp_path / "b", smtp={"transport": "graph", "auth": "oauth2",
+                                            "username": MAILBOX,
+                                      "oauth2_tenant": "t.onmicrosoft.com",
+                                      "oauth2_client_id": "x", "oauth2_client_secret": "gAAAAAx",
+                                      "graph_url": "http://graph.example/v1.0"})
+    with pytest.raises(ConfigError, match=r"graph_url.*must be an https:// URL"):
+        load_config(site.config)
+
+
+def test_init_m365_graph_writes_the_graph_settings_and_the_entra_steps(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tikos_outbox.cli import main
+
+    assert main(["init", str(tmp_path / "site"), "--provider", "m365-graph"]) == 0
+    text = (tmp_path / "site" / "tikos-outbox.toml").read_text(encoding="utf-8")
+    assert 'transport = "graph"' in text and 'auth = "oauth2"' in text
+    assert "https://graph.microsoft.com/.default" in text
+    assert "Mail.Send" in text and "New-ApplicationAccessPolicy" in text
+    smtp = text.split("[smtp]", 1)[1].split("[sender]", 1)[0]
+    assert not [line for line in smtp.splitlines() if line.startswith(("host", "port"))]
