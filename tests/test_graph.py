@@ -235,3 +235,26 @@ def test_init_m365_graph_writes_the_graph_settings_and_the_entra_steps(
     assert "Mail.Send" in text and "New-ApplicationAccessPolicy" in text
     smtp = text.split("[smtp]", 1)[1].split("[sender]", 1)[0]
     assert not [line for line in smtp.splitlines() if line.startswith(("host", "port"))]
+
+
+def test_one_mandant_sends_through_graph_the_other_over_smtp(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with graph(cert) as (base, state), SmtpServer(cert, "none") as srv:
+        site = write_site(tmp_path, smtp={"port": srv.port}, watch={"baseline": False},
+                          mandants=[{"id": 1, "name": "Nord"}, {"id": 2, "name": "Süd"}],
+                          extra=(  # the last [[mandant]]'s own [smtp]: mandant 2
+                              "[mandant.smtp]\ntransport = 'graph'\nauth = 'oauth2'\n"
+                              f"username = '{MAILBOX}'\noauth2_token_url = '{base}/token'\n"
+                              "oauth2_client_id = 'app-2'\n"
+                              "oauth2_client_secret = 'gAAAAAplaceholder'\n"
+                              f"graph_url = '{base}/v1.0'\nca_file = '{cert.cert}'\n"))
+        set_secret(site.config, "client-secret", "Geheimnis Süd", mandant=2)
+        (site.mandant_folder(1) / "RE_1_4711.pdf").write_bytes(make_pdf(["Nord"]))
+        (site.mandant_folder(2) / "RE_2_4711.pdf").write_bytes(make_pdf(["Süd"]))
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+        [smtp_mail], [graph_mail] = srv.received, state.sent
+        assert [p.get_filename() for p in parsed(smtp_mail.data).iter_attachments()] == [
+            "RE_1_4711.pdf"]
+        assert [p.get_filename() for p in parsed(graph_mail).iter_attachments()] == [
+            "RE_2_4711.pdf"]
+        assert parsed(graph_mail)["To"] == "kunde2@example.org"
