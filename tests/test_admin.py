@@ -41,7 +41,7 @@ def test_daily_report_after_the_last_run_lists_every_entry_that_needs_attention(
         clock = FakeClock(datetime(2026, 11, 26, 17, 59, 30, tzinfo=BERLIN))
         svc = open_outbox(site, clock)
         svc.scan(FirstPass.NONE)
-        svc.admin.hold([2])
+        svc.admin.hold([2], "test")
         sched = SendScheduler(svc)
         clock.advance(30)  # 18:00, the last slot of the day
         assert sched.tick()
@@ -63,8 +63,8 @@ def test_daily_report_after_the_last_run_lists_every_entry_that_needs_attention(
         assert not svc.report.send(clock.now().date())  # once a day
         # the office acts: once nothing is open, no report comes
         srv.behaviour.rcpt_replies.clear()
-        svc.admin.requeue([1, 3, 4])
-        svc.admin.release([2])
+        svc.admin.requeue([1, 3, 4], "test")
+        svc.admin.release([2], "test")
         (tmp_path / "recipients.csv").write_text(
             "mandant;customer;email\n1;4711;kunde@example.org\n1;4712;da@example.org\n"
             "1;4799;neu@example.org\n", encoding="utf-8")

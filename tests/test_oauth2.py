@@ -151,11 +151,11 @@ def test_an_expired_token_is_refreshed(tmp_path: Path, cert: Cert) -> None:
             site = oauth_site(tmp_path, srv, cert, tokens.url, 3)
             clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
             svc = open_outbox(site, clock)
-            svc.admin.hold([3])
+            svc.admin.hold([3], "test")
             assert svc.delivery.send_due(force=True).sent == 2
             assert len(tokens.requests) == 1
             clock.advance(3600)  # the token has expired
-            svc.admin.release([3])
+            svc.admin.release([3], "test")
             assert svc.delivery.send_due(force=True).sent == 1
             assert len(tokens.requests) == 2
             assert handler.seen[-1] == (MAILBOX, "Bearer token-2")

@@ -33,6 +33,7 @@ from tikos_outbox.config_sections import (
     einvoice_section,
     recipients_section,
     report_section,
+    web_section,
 )
 from tikos_outbox.config_smtp import smtp_section
 from tikos_outbox.core.addresses import is_valid_address
@@ -112,7 +113,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             return None
 
     known = {"outbox", "schedule", "smtp", "sender", "watch", "recipients", "mandant",
-             "templates", "report", "bounces", "einvoice"}
+             "templates", "report", "bounces", "einvoice", "web"}
     errors += [ConfigError(path, key, "is not a known section (check the spelling)")
                for key in data if key not in known]
     outbox = part(lambda: _outbox(Section(path, "outbox", data.get("outbox", {})), base))
@@ -129,6 +130,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
                                     data.get("smtp", {})))
     einvoice = part(lambda: einvoice_section(Section(path, "einvoice",
                                                      data.get("einvoice", {}))))
+    web = part(lambda: web_section(Section(path, "web", data.get("web", {})), base))
 
     raw_mandants = data.get("mandant")
     if raw_mandants is None:
@@ -158,12 +160,12 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     assert outbox and window and smtp and sender and watch and recipients and report
-    assert bounces is not None and einvoice is not None
+    assert bounces is not None and einvoice is not None and web is not None
     assert templates is not None
     return Config(path=path, outbox=outbox, window=window, smtp=smtp, sender=sender,
                   watch=watch, recipients=recipients, mandants=tuple(mandants),
                   templates=templates, report=report, bounces=bounces, einvoice=einvoice,
-                  raw=data)
+                  web=web, raw=data)
 
 
 def load_config_for_check(path: Path) -> tuple[Config, list[ConfigError]]:

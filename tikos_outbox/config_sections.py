@@ -1,5 +1,6 @@
 """The config's smaller sections: where the addresses come from, the daily report,
-the bounce mailbox, the e-invoice rule (read by config.parse_config)."""
+the bounce mailbox, the e-invoice rule, the web console (read by
+config.parse_config)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from tikos_outbox.core.settings import (
     RecipientSettings,
     RecipientSource,
     ReportSettings,
+    WebSettings,
 )
-from tikos_outbox.core.values import looks_like_token
+from tikos_outbox.core.values import looks_like_token, parse_day
 
 
 def recipients_section(s: Section, base: Path) -> RecipientSettings:
@@ -111,7 +113,7 @@ def einvoice_section(s: Section) -> Rule:
     if isinstance(raw, date):  # TOML's own date: required_from = 2027-01-01
         required_from = raw
     elif isinstance(raw, str) and raw.strip():
-        required_from = _day(raw.strip())
+        required_from = parse_day(raw.strip())
         if required_from is None:
             raise s.fail("required_from", f"{raw!r} is not a date like 2027-01-01 or"
                                           " 01.01.2027")
@@ -126,11 +128,21 @@ def einvoice_section(s: Section) -> Rule:
                 action=action)
 
 
-def _day(text: str) -> date | None:
-    try:
-        if len(text) == 10 and text[2] == "." and text[5] == ".":
-            d, m, y = text.split(".")
-            return date(int(y), int(m), int(d))
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
+def web_section(s: Section, base: Path) -> WebSettings:
+    cert = s.path("cert_file", base, None)
+    key = s.path("key_file", base, None)
+    web = WebSettings(enabled=s.bool_("enabled", False), host=s.str_("host", "127.0.0.1"),
+                      port=s.int_("port", 8025, lo=0, hi=65535), cert_file=cert, key_file=key,
+                      allow_plain_http=s.bool_("allow_plain_http", False),
+                      idle_minutes=s.int_("idle_minutes", 30, lo=1, hi=24 * 60))
+    s.finish()
+    if (cert is None) != (key is None):
+        raise s.fail("key_file" if key is None else "cert_file",
+                     "cert_file and key_file go together: the certificate and its private key")
+    for name, file in (("cert_file", cert), ("key_file", key)):
+        if file is not None and not file.is_file():
+            raise s.fail(name, f"{file} does not exist")
+    problem = web.exposure_problem()
+    if problem:
+        raise s.fail("host", problem)
+    return web

@@ -42,7 +42,7 @@ class Entry(SQLModel, table=True):
     message_id: str
     created_at: datetime = _when(nullable=False, index=True)
     updated_at: datetime = _when(nullable=False)
-    sent_at: datetime | None = _when()
+    sent_at: datetime | None = _when(index=True)
     first_attempt_at: datetime | None = _when()
     next_attempt_at: datetime | None = _when(index=True)
     transient_failures: int = 0
@@ -95,7 +95,7 @@ class Delivery(SQLModel, table=True):
     name: str = ""  # the display name in To
     state: str  # pending | deferred | delivered | refused | bounced
     reply: str | None = None
-    at: datetime | None = _when()
+    at: datetime | None = _when(index=True)
 
 
 class Bounce(SQLModel, table=True):
@@ -163,3 +163,30 @@ class AccountSend(SQLModel, table=True):
     account: str = Field(max_length=400)
     at: datetime = _when(nullable=False)
     recipients: int
+
+
+class WebUser(SQLModel, table=True):
+    """A person who may log in to the web console: a role, and a memory-hard hash of
+    the password (scrypt), never the password."""
+
+    __tablename__ = "web_user"
+
+    name: str = Field(primary_key=True, max_length=200)
+    role: str  # admin | viewer
+    password_hash: str = Field(max_length=400)
+    created_at: datetime = _when(nullable=False)
+    # sessions begun before this moment are no longer valid (new password, role change)
+    valid_from: datetime = _when(nullable=False)
+
+
+class Action(SQLModel, table=True):
+    """One administrator's move, kept for good: who, when, what, on which entry."""
+
+    __tablename__ = "action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _when(nullable=False, index=True)
+    actor: str = Field(max_length=200)  # web:anna, cli:root
+    action: str = Field(max_length=40)  # requeue | hold | release | user_add | …
+    entry_id: int | None = Field(default=None, index=True)
+    detail: str = ""

@@ -12,13 +12,16 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import schedule
 
 from tikos_outbox.usecases.intake import FirstPass
 from tikos_outbox.watcher import Watcher
 from tikos_outbox.wiring import Outbox
+
+if TYPE_CHECKING:
+    from tikos_outbox.web.server import WebServer
 
 log = logging.getLogger("tikos_outbox.run")
 
@@ -134,6 +137,23 @@ def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
     return wrapper
 
 
+def _web_console(outbox: Outbox) -> WebServer | None:
+    """The console beside the loop, with `[web] enabled = true`. A port in use is said
+    in the log and in status; the service goes on without its console."""
+    if not outbox.config.web.enabled:
+        return None
+    from tikos_outbox.web.server import WebServer
+
+    server = WebServer(outbox, outbox.config.web)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("%s; the service runs without it", exc)
+        outbox.monitor.note_error(f"{exc}; the service runs without it")
+        return None
+    return server
+
+
 def run(outbox: Outbox, ready: threading.Event | None = None,
         announce: Callable[[str], None] | None = None) -> None:
     """Watch and send until outbox.stop is set; `announce` gets the start line (what
@@ -160,6 +180,7 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
     bounces = Background("bounce mailbox", outbox.bounces.run)
     if cfg.bounces.enabled:
         bounces.start()  # at start, then every poll_minutes
+    web = _web_console(outbox)
     next_run = (cfg.window.next_slot(outbox.clock.now()).astimezone(cfg.window.tz)
                 .strftime("%Y-%m-%d %H:%M %Z"))
     log.info("next send run at %s", next_run)
@@ -170,7 +191,9 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
             for st in watcher.folders.values()) or "no enabled mandant"
         reading = (f"; bounce mailbox {cfg.bounces.username} at {cfg.bounces.server}, every"
                    f" {cfg.bounces.poll_minutes:g} min" if cfg.bounces.enabled else "")
-        announce(f"tikos-outbox runs: watching {watched}; next send run {next_run}{reading}")
+        console = f"; web console at {web.url}" if web else ""
+        announce(f"tikos-outbox runs: watching {watched}; next send run {next_run}{reading}"
+                 f"{console}")
 
     def reconcile() -> None:
         """Events can be lost: compare every folder with the outbox (cheap: only
@@ -225,6 +248,8 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
         else:
             log.info("stopping")
         watcher.stop()
+        if web is not None:
+            web.stop()
         sender.join(timeout=cfg.smtp.timeout_s + 5)
         bounces.join(timeout=cfg.bounces.timeout_s + 5)
         monitor.heartbeat(running=False)

@@ -23,10 +23,12 @@ from tikos_outbox.workers import worker_id
 if TYPE_CHECKING:
     from tikos_outbox.scanner import IncrementalScanner
     from tikos_outbox.usecases.bounces import BounceReader
+    from tikos_outbox.usecases.console import Console
     from tikos_outbox.usecases.delivery import Delivery
     from tikos_outbox.usecases.intake import FirstPass, Intake
     from tikos_outbox.usecases.report import DailyReport
     from tikos_outbox.usecases.scan import Progress, ScanReport
+    from tikos_outbox.usecases.users import Users
 
 
 class SystemClock:
@@ -63,7 +65,20 @@ class Outbox:
     @cached_property
     def admin(self) -> Administration:
         return Administration(self.config, self.store.queries, self.store.commands,
-                              self.clock)
+                              self.clock, self.store.console)
+
+    @cached_property
+    def console(self) -> Console:
+        from tikos_outbox.usecases.console import Console
+
+        return Console(self.config, self.store.queries, self.store.console, self.files,
+                       self.monitor, self.clock)
+
+    @cached_property
+    def users(self) -> Users:
+        from tikos_outbox.usecases.users import Users
+
+        return Users(self.store.console, self.clock)
 
     # The adapters and use cases below are imported on first use: `status`, `list`
     # and `show` load no SMTP, ODBC or watcher code and answer at once.

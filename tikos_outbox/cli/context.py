@@ -4,6 +4,7 @@ first use. Also the log set-up and the error the commands raise for bad usage.""
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from datetime import UTC, datetime, tzinfo
@@ -36,6 +37,14 @@ class Context:
     @property
     def json(self) -> bool:
         return bool(getattr(self.args, "json", False))
+
+    @property
+    def actor(self) -> str:
+        """Who makes a move from the command line, for the audit log: cli:<login>."""
+        try:
+            return f"cli:{getpass.getuser()}"
+        except (OSError, KeyError):  # no login name (a service account without one)
+            return "cli"
 
     @cached_property
     def config(self) -> Config:

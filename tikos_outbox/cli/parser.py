@@ -8,11 +8,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime, time
 from typing import NoReturn
 
 from tikos_outbox import __version__
 from tikos_outbox.core.states import State
+from tikos_outbox.core.values import parse_day
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STATES = tuple(s.value for s in State)
@@ -31,12 +32,10 @@ def parse_date(text: str) -> datetime:
     """'2026-11-26', '26.11.2026' or an ISO timestamp. A date is midnight and a time
     without offset is wall time, both in the config's zone: they stay naive here,
     and the command makes them an instant (Context.since)."""
+    day = parse_day(text)
+    if day is not None:
+        return datetime.combine(day, time(0))
     try:
-        if len(text) == 10 and text[2] == "." and text[5] == ".":
-            day, month, year = text.split(".")
-            return datetime(int(year), int(month), int(day))
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0))
         return datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
@@ -155,6 +154,28 @@ def _test_mail(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", required=True, metavar="ADDR")
 
 
+def _web(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="the address to serve on (default: [web] host, 127.0.0.1)")
+    p.add_argument("--port", type=positive_int, help="the port (default: [web] port, 8025)")
+
+
+def _user(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="user_command", metavar="ACTION", required=True,
+                           parser_class=Parser)
+    add = sub.add_parser("add", help="a new user of the web console (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["admin", "viewer"], required=True,
+                     help="admin: also requeue, hold, release, audit log; viewer: read only")
+    add.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    pw = sub.add_parser("password", help="a new password (ends the user's sessions)")
+    pw.add_argument("name")
+    pw.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    rm = sub.add_parser("remove", help="the user may no longer log in (sessions end)")
+    rm.add_argument("name")
+    ls = sub.add_parser("list", help="the users and their roles")
+    ls.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
 def _demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", action="store_true", help="keep the demo folder afterwards")
 
@@ -194,6 +215,10 @@ COMMANDS: tuple[Command, ...] = (
             "tikos-outbox purge --older-than 120", _purge),
     Command("test-mail", "setup", "send one test mail with the configured server",
             "tikos-outbox test-mail --to admin@example.com", _test_mail),
+    Command("web", "web", "the office's web console (search, entries, send log)",
+            "tikos-outbox web --port 8025", _web),
+    Command("user", "web", "who may log in to the web console",
+            "tikos-outbox user add anna --role admin", _user),
     Command("demo", "demo", "a self-contained demo: archive, outbox, capture server",
             "tikos-outbox demo", _demo),
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tikos_outbox.core.bounces import Notice, Report
+from tikos_outbox.core.console import ActionView, Found, Move, Search, SendLogLine, WebUser
 from tikos_outbox.core.einvoice import EInvoice
 from tikos_outbox.core.pacing import AccountState, Limits, Pause, Reserved
 from tikos_outbox.core.replies import Reply, SendResult, Stop
@@ -309,3 +310,29 @@ class BounceRecords(Protocol):
 
     def record(self, entry: BouncedEntry, source: str, notices: Sequence[Notice],
                now: datetime) -> bool: ...
+
+
+class ConsoleRecords(Protocol):
+    """The web console's users, the audit log and its reads (store.console)."""
+
+    def user(self, name: str) -> WebUser | None: ...
+
+    def users(self) -> list[WebUser]: ...
+
+    def add_user(self, user: WebUser, actor: str) -> bool: ...
+
+    def set_password(self, name: str, password_hash: str, now: datetime,
+                     actor: str) -> bool: ...
+
+    def remove_user(self, name: str, now: datetime, actor: str) -> bool: ...
+
+    def record(self, actor: str, move: Move, entry_ids: Sequence[int | None], detail: str,
+               now: datetime) -> None: ...
+
+    def actions(self, entry_id: int | None = None, limit: int = 200) -> list[ActionView]: ...
+
+    def search(self, s: Search) -> Found: ...
+
+    def sent_times(self, since: datetime) -> list[datetime]: ...
+
+    def send_log(self, since: datetime, until: datetime) -> Iterator[SendLogLine]: ...

@@ -3,6 +3,7 @@ these; everything else only reads them. Choices are enums, never bare strings.""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -176,6 +177,44 @@ class ReportSettings:
     to: tuple[str, ...]
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """`[web]`: the office's console, served by `web` or inside `run`."""
+
+    enabled: bool = False  # inside `run`
+    host: str = "127.0.0.1"
+    port: int = 8025
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    allow_plain_http: bool = False  # on an address other than loopback, without TLS
+    idle_minutes: int = 30  # a session ends after this long without a request
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+    def exposure_problem(self, host: str | None = None) -> str | None:
+        """Why serving on `host` (default: the configured one) is refused, or None."""
+        host = host or self.host
+        if self.tls or self.allow_plain_http or is_loopback(host):
+            return None
+        return (f"the console would be served on {host} without TLS: anyone on the network"
+                " could read the passwords. Set [web] cert_file and key_file (a certificate"
+                " for this server), or allow_plain_http = true if the network is trusted")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -190,6 +229,7 @@ class Config:
     report: ReportSettings
     bounces: BounceSettings = field(default_factory=BounceSettings)
     einvoice: Rule = field(default_factory=Rule)
+    web: WebSettings = field(default_factory=WebSettings)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
     digest: str = ""  # of the file as read: a running service knows its config is older
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import date
 from urllib.parse import urlsplit
 
 
@@ -29,3 +30,14 @@ FERNET_TOKEN_PREFIX = "gAAAAA"
 def looks_like_token(value: str) -> bool:
     """Whether a config value is a Fernet token (and not a secret pasted in clear)."""
     return value.startswith(FERNET_TOKEN_PREFIX)
+
+
+def parse_day(text: str) -> date | None:
+    """'2026-11-26' or '26.11.2026' (as an office writes it); None: not a date."""
+    try:
+        if len(text) == 10 and text[2] == "." and text[5] == ".":
+            day, month, year = text.split(".")
+            return date(int(year), int(month), int(day))
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None

@@ -10,6 +10,7 @@ from tikos_outbox.core.ports import StoreError, StoreUnavailable
 from tikos_outbox.store.accounts import Accounts
 from tikos_outbox.store.bounces import Bounces
 from tikos_outbox.store.commands import Commands
+from tikos_outbox.store.console import ConsoleStore
 from tikos_outbox.store.engine import (
     SQLITE_BUSY_TIMEOUT_S,
     ensure_schema,
@@ -47,6 +48,7 @@ class Store:
         self.commands = Commands(self.engine, self.tables)
         self.accounts = Accounts(self.engine, self.tables)
         self.bounces = Bounces(self.engine, self.tables)
+        self.console = ConsoleStore(self.engine, self.tables, self.queries)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -27,6 +27,8 @@ class Tables:
     account: Table
     account_send: Table
     bounce: Table
+    web_user: Table
+    action: Table
 
 
 def _utc(_inspector: Inspector, _table: Table, column: Any) -> None:
@@ -39,8 +41,9 @@ def reflect(engine: Engine) -> Tables:
     event.listen(metadata, "column_reflect", _utc)
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         metadata.reflect(conn, only=["entry", "attempt", "blob", "meta", "delivery",
-                                       "account", "account_send", "bounce"])
+                                       "account", "account_send", "bounce", "web_user", "action"])
     t = metadata.tables
     return Tables(entry=t["entry"], attempt=t["attempt"], blob=t["blob"], meta=t["meta"],
                   delivery=t["delivery"], account=t["account"],
-                  account_send=t["account_send"], bounce=t["bounce"])
+                  account_send=t["account_send"], bounce=t["bounce"],
+                  web_user=t["web_user"], action=t["action"])

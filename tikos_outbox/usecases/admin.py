@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from tikos_outbox.core import attention
+from tikos_outbox.core.console import Move
 from tikos_outbox.core.message import make_message_id
-from tikos_outbox.core.ports import Clock, OutboxCommands, OutboxQueries
+from tikos_outbox.core.ports import Clock, ConsoleRecords, OutboxCommands, OutboxQueries
 from tikos_outbox.core.settings import Config
 from tikos_outbox.core.states import Event, MoveResult, State
 from tikos_outbox.core.views import EntryView, ListFilter
@@ -17,12 +18,15 @@ from tikos_outbox.core.views import EntryView, ListFilter
 log = logging.getLogger("tikos_outbox")
 
 HELD_BY_ADMIN = "held by the administrator"
+DONE = {Move.REQUEUE: "requeued", Move.HOLD: "held", Move.RELEASE: "released",
+        Move.RELEASE_FORCED: "released despite its file problem"}
 
 
 class Administration:
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
-                 clock: Clock) -> None:
+                 clock: Clock, records: ConsoleRecords) -> None:
         self.config = config
+        self.records = records  # the audit log: who moved which entry, and when
         self.queries = queries
         self.commands = commands
         self.clock = clock
@@ -40,7 +44,7 @@ class Administration:
 
     # -- moves ------------------------------------------------------------------------------
 
-    def requeue(self, ids: Iterable[int]) -> dict[int, MoveResult]:
+    def requeue(self, ids: Iterable[int], actor: str) -> dict[int, MoveResult]:
         """Back to pending, addresses looked up again. A sent entry is a deliberate
         resend and gets a new Message-ID; attempts are kept."""
         fresh: dict[int, str] = {}
@@ -49,21 +53,24 @@ class Administration:
             m = self.config.mandant(view.mandant) if view is not None else None
             sender = m.sender.address if m else self.config.sender.address
             fresh[entry_id] = make_message_id(uuid.uuid4().hex, sender)
-        return self._logged(self.commands.requeue(fresh, self.clock.now()), "requeued")
+        return self._logged(self.commands.requeue(fresh, self.clock.now()), Move.REQUEUE,
+                            actor)
 
-    def hold(self, ids: Iterable[int]) -> dict[int, MoveResult]:
+    def hold(self, ids: Iterable[int], actor: str) -> dict[int, MoveResult]:
         """Stop entries; why they were held when recorded stays shown (`problem`)."""
         return self._logged(self.commands.move(list(ids), Event.HOLD, self.clock.now(),
                                                reason=HELD_BY_ADMIN,
                                                attention=attention.held(HELD_BY_ADMIN)),
-                            "held")
+                            Move.HOLD, actor)
 
-    def release(self, ids: Iterable[int], force: bool = False) -> dict[int, MoveResult]:
+    def release(self, ids: Iterable[int], actor: str, force: bool = False
+                ) -> dict[int, MoveResult]:
         """Let held entries be sent. One whose file is not a mailable PDF (truncated,
         not a PDF, too large, empty) is released only with `force`, and then the
         recorded bytes are sent, never others."""
         return self._logged(self.commands.move(list(ids), Event.RELEASE, self.clock.now(),
-                                               force=force), "released")
+                                               force=force),
+                            Move.RELEASE_FORCED if force else Move.RELEASE, actor)
 
     def purge(self, older_than_days: int | None = None) -> int:
         """Remove the stored copies of documents sent more than `keep_days` ago (the
@@ -76,9 +83,11 @@ class Administration:
         log.info("purged %d stored document copies older than %d days", n, days)
         return n
 
-    @staticmethod
-    def _logged(results: dict[int, MoveResult], verb: str) -> dict[int, MoveResult]:
-        for entry_id, res in results.items():
-            if res.ok:
-                log.info("entry %d %s by the administrator", entry_id, verb)
+    def _logged(self, results: dict[int, MoveResult], move: Move, actor: str
+                ) -> dict[int, MoveResult]:
+        done = [entry_id for entry_id, res in results.items() if res.ok]
+        for entry_id in done:
+            log.info("entry %d %s by the administrator (%s)", entry_id, DONE[move], actor)
+        if done:
+            self.records.record(actor, move, done, "", self.clock.now())
         return results

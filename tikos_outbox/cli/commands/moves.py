@@ -33,15 +33,16 @@ def _report(ctx: Context, verb: str, results: dict[int, MoveResult]) -> int:
 
 
 def run_requeue(ctx: Context) -> int:
-    return _report(ctx, "requeued", ctx.outbox.admin.requeue(_ids(ctx)))
+    return _report(ctx, "requeued", ctx.outbox.admin.requeue(_ids(ctx), ctx.actor))
 
 
 def run_hold(ctx: Context) -> int:
-    return _report(ctx, "held", ctx.outbox.admin.hold(_ids(ctx)))
+    return _report(ctx, "held", ctx.outbox.admin.hold(_ids(ctx), ctx.actor))
 
 
 def run_release(ctx: Context) -> int:
-    return _report(ctx, "released", ctx.outbox.admin.release(_ids(ctx), force=ctx.args.force))
+    return _report(ctx, "released", ctx.outbox.admin.release(_ids(ctx), ctx.actor,
+                                                             force=ctx.args.force))
 
 
 def run_backup(ctx: Context) -> int:
