@@ -21,6 +21,7 @@ SIZES = {
     "query": (20_000, 100_000),
     "latency": (200, 200),
     "cli": (100_000, 100_000),
+    "web_search": (100_000, 100_000),
 }
 
 GOALS = {
@@ -31,6 +32,7 @@ GOALS = {
     "query": "<= 50 ms each at 100,000 rows",
     "latency": "p95_s <= settle_s + 1",
     "cli": "status, list, show <= 0.35 s; --help <= 0.15 s (at 100,000 entries)",
+    "web_search": "server_ms <= 100 for each search at 100,000 entries",
 }
 
 

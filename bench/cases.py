@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.site import make_site, open_site, write_pdfs
+from tikos_outbox.core.console import WebRole
 from tikos_outbox.demo import free_port
 from tikos_outbox.samples import make_pdf
 
@@ -347,3 +348,96 @@ def latency(files: int = 200, settle_s: float = 1.0) -> dict[str, Any]:
     p95 = delays[max(0, round(0.95 * len(delays)) - 1)]
     return {"files": len(delays), "p50_s": round(statistics.median(delays), 3),
             "p95_s": round(p95, 3), "settle_s": settle_s}
+
+
+# -- web_search ------------------------------------------------------------------------------
+
+def _text_search(text: str) -> str:
+    """The bare SQL of the console's search for a text that is not a number."""
+    like = text.replace("_", "\\_")
+    return (f"docno = '{text}' OR customer = '{text}' OR file_name LIKE '%{like}%' ESCAPE"
+            f" '\\' OR id IN (SELECT entry_id FROM delivery WHERE address LIKE '%{like}%'"
+            " ESCAPE '\\')")
+
+
+SEARCHES = {  # what the office types, and the bare SQL of the same search (the baseline)
+    "docno": ("q=54321", "docno = '54321' OR customer = '54321'"),
+    "customer": ("q=4716", "docno = '4716' OR customer = '4716'"),
+    "address": ("q=hotel-17.example", _text_search("hotel-17.example")),
+    "file_name": ("q=RE_77777", _text_search("RE_77777")),
+    "state_and_days": ("state=sent&from=2026-01-01&to=2026-01-01",
+                       "state = 'sent' AND created_at >= '2025-12-31 23:00:00'"
+                       " AND created_at < '2026-01-01 23:00:00'"),
+    "page_20": ("page=20", "1 = 1"),
+}
+
+
+def web_search(rows: int) -> dict[str, Any]:
+    """The console's search at `rows` entries (one customer address each), asked over
+    HTTP of the real server; `server_ms` is the server's own time (its Server-Timing
+    header), the median of 7, for the slowest of the searches; the baseline runs the
+    bare SQL of each search (sqlite3, the same LIMIT) on the same database."""
+    import urllib.request
+
+    from sqlalchemy import insert
+
+    from tikos_outbox.web.server import WebServer
+
+    with workdir() as root:
+        svc = open_site(make_site(root))
+        fill_outbox(svc, rows)
+        with svc.store.engine.begin() as s:
+            for start in range(0, rows, 5000):
+                s.execute(insert(svc.store.tables.delivery), [{
+                    "entry_id": 1_000_000 + i, "role": "to", "state": "delivered",
+                    "address": f"buchhaltung-{i % 5000}@hotel-{i % 300}.example", "name": "",
+                    "reply": "250 2.0.0 Ok", "at": datetime(2026, 1, 1, tzinfo=UTC)}
+                    for i in range(start, min(rows, start + 5000))])
+        svc.users.add("bench", WebRole.VIEWER, "bench-passwort-1", "bench")
+        server = WebServer(svc, svc.config.web, port=0)
+        server.start()
+        base = server.url.rstrip("/")
+        opener = _logged_in(base, "bench", "bench-passwort-1")
+        db = sqlite3.connect(str(root / "outbox.db"))
+        figures: dict[str, Any] = {"rows": rows}
+        worst = (0.0, 0.0, "")
+        for name, (query, where) in SEARCHES.items():
+            times = []
+            for _ in range(7):
+                with opener.open(f"{base}/search?{query}", timeout=60) as r:
+                    assert r.status == 200
+                    times.append(float(r.headers["Server-Timing"].split("dur=")[1]))
+            offset = 950 if name == "page_20" else 0
+            bare = statistics.median(timed(lambda w=where, o=offset: db.execute(
+                f"SELECT * FROM entry WHERE {w} ORDER BY id DESC LIMIT 51 OFFSET {o}"
+            ).fetchall()) for _ in range(7)) * 1000
+            ms = statistics.median(times)
+            figures[f"{name}_ms"] = round(ms, 1)
+            figures[f"{name}_bare_ms"] = round(bare, 1)
+            if ms > worst[0]:
+                worst = (ms, bare, name)
+        server.stop()
+        db.close()
+        svc.store.close()
+    figures.update(server_ms=round(worst[0], 1), slowest=worst[2],
+                   baseline_ms=round(worst[1], 1),
+                   ratio=round(worst[0] / worst[1], 2) if worst[1] else None)
+    return figures
+
+
+def _logged_in(base: str, user: str, password: str) -> Any:
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(base + "/login", timeout=60) as r:
+        token = re.search(r'name="csrf" value="([^"]+)"', r.read().decode())
+    assert token
+    form = urllib.parse.urlencode({"user": user, "password": password,
+                                   "csrf": token.group(1)}).encode()
+    with opener.open(base + "/login", data=form, timeout=60) as r:
+        assert r.status == 200 and "/login" not in r.url, "the bench user could not log in"
+    return opener

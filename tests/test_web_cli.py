@@ -116,9 +116,9 @@ def test_run_serves_the_console_when_enabled(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     site = write_site(tmp_path, extra=f"[web]\nenabled = true\nport = {port}\n")
-    with service_running(site):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as r:
-            assert r.status == 200 and "Anmelden" in r.read().decode()
+    with (service_running(site),
+          urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as r):
+        assert r.status == 200 and "Anmelden" in r.read().decode()
     with pytest.raises(OSError):  # stopped with the service
         urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5)
 

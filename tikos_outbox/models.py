@@ -74,12 +74,15 @@ class Attempt(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     entry_id: int = Field(foreign_key="entry.id", index=True)
-    at: datetime = _when(nullable=False)
+    at: datetime = _when(nullable=False, index=True)
     server: str
     outcome: str  # delivered | transient | permanent | interrupted
     code: int | None = None
     reply: str = ""
     refused_json: str | None = None
+    # what this attempt settled for each recipient: JSON [[address, role, state, reply]]
+    # (the send log: a later requeue resets the deliveries, this stays)
+    recipients_json: str | None = None
 
 
 class Delivery(SQLModel, table=True):

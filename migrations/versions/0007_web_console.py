@@ -1,6 +1,8 @@
 """The web console: its users (a role and an scrypt hash each) and the log of every
-administrator's move with who made it. Indexes for the console's chart and the
-send log ("Versandnachweis"): entries by sending time, deliveries by their time.
+administrator's move with who made it; each attempt keeps what it settled for
+each recipient (the send log, "Versandnachweis", which a later requeue must not
+rewrite). Indexes for the chart and the send log: entries by sending time,
+attempts and deliveries by their time.
 
 Revision ID: 0007
 Revises: 0006
@@ -9,6 +11,7 @@ Create Date: 2026-12-03
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -42,9 +45,37 @@ def upgrade() -> None:
     op.create_index("ix_action_entry_id", "action", ["entry_id"])
     op.create_index("ix_entry_sent_at", "entry", ["sent_at"])
     op.create_index("ix_delivery_at", "delivery", ["at"])
+    with op.batch_alter_table("attempt") as batch:
+        batch.add_column(sa.Column("recipients_json", sa.String(), nullable=True))
+    op.create_index("ix_attempt_at", "attempt", ["at"])
+    _recipients_of_earlier_attempts()
+
+
+def _recipients_of_earlier_attempts() -> None:
+    """An attempt recorded before this revision gets the recipients whose delivery it
+    settled last (a delivery's time is its attempt's); what an attempt settled before a
+    later one overwrote it was not kept, and stays unknown."""
+    conn = op.get_bind()
+    attempt = sa.table("attempt", sa.column("id"), sa.column("entry_id"), sa.column("at"),
+                       sa.column("recipients_json"))
+    delivery = sa.table("delivery", sa.column("entry_id"), sa.column("at"),
+                        sa.column("address"), sa.column("role"), sa.column("state"),
+                        sa.column("reply"))
+    settled: dict[tuple[int, object], list[list[str | None]]] = {}
+    for d in conn.execute(sa.select(delivery).where(delivery.c.at.is_not(None))):
+        settled.setdefault((d.entry_id, d.at), []).append(
+            [d.address, d.role, d.state, d.reply])
+    for a in conn.execute(sa.select(attempt.c.id, attempt.c.entry_id, attempt.c.at)).all():
+        found = settled.get((a.entry_id, a.at))
+        if found:
+            conn.execute(sa.update(attempt).where(attempt.c.id == a.id)
+                         .values(recipients_json=json.dumps(found, ensure_ascii=False)))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_attempt_at", "attempt")
+    with op.batch_alter_table("attempt") as batch:
+        batch.drop_column("recipients_json")
     op.drop_index("ix_delivery_at", "delivery")
     op.drop_index("ix_entry_sent_at", "entry")
     op.drop_table("action")

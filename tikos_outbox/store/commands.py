@@ -264,7 +264,9 @@ class Commands(Recorder):
             conn.execute(self._insert_attempt, {
                 "entry_id": claimed.id, "at": now, "server": result.server,
                 "outcome": result.outcome, "code": result.code, "reply": result.reply,
-                "refused_json": refused_json})
+                "refused_json": refused_json, "recipients_json": json.dumps(
+                    [[r.address, r.role.value, r.state.value, r.reply]
+                     for r in result.recipients], ensure_ascii=False)})
             for r in result.recipients:  # (a bounce read meanwhile is newer: it stays)
                 conn.execute(update(self.t.delivery)
                              .where(D.entry_id == claimed.id, D.role == r.role.value,

@@ -4,10 +4,21 @@ send log. The entries themselves are read and moved by `queries` and `commands`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from tikos_outbox.core.console import ActionView, Found, Move, Search, SendLogLine, WebRole, WebUser
 from tikos_outbox.core.recipients import DState
@@ -111,18 +122,19 @@ class ConsoleStore:
     @mapped
     def search(self, s: Search) -> Found:
         """Newest first. The text is a document or customer number (equal), or part of
-        a file name or of a recipient's address (case does not matter)."""
+        a file name or of a recipient's address (case does not matter for A to Z; an
+        umlaut must be typed in the case it has)."""
         E, D = self.t.entry.c, self.t.delivery.c
         q = select(self.t.entry)
         text = s.text.strip()
-        if text:
-            like = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+        if text.isdigit():  # a document or customer number: two index lookups
+            q = q.where(or_(E.docno == text, E.customer == text))
+        elif text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace(
                 "_", "\\_") + "%"
             q = q.where(or_(
-                E.docno == text, E.customer == text,
-                func.lower(E.file_name).like(like, escape="\\"),
-                E.id.in_(select(D.entry_id).where(
-                    func.lower(D.address).like(like, escape="\\")))))
+                E.docno == text, E.customer == text, self._contains(E.file_name, pattern),
+                E.id.in_(select(D.entry_id).where(self._contains(D.address, pattern)))))
         if s.state:
             q = q.where(E.state == s.state)
         if s.mandant is not None:
@@ -137,6 +149,13 @@ class ConsoleStore:
         views = self.queries.views(rows[:s.per_page])
         return Found(views, len(rows) > s.per_page)
 
+    def _contains(self, column: ColumnElement[str], pattern: str) -> ColumnElement[bool]:
+        """Case-insensitive: SQLite's LIKE is so already (for ASCII letters) and reads
+        the column without a function call per row; PostgreSQL has ILIKE."""
+        if self.engine.dialect.name == "sqlite":
+            return column.like(pattern, escape="\\")
+        return column.ilike(pattern, escape="\\")
+
     @mapped
     def sent_times(self, since: datetime) -> list[datetime]:
         """When each document sent since then was sent (the chart buckets them by the
@@ -148,8 +167,9 @@ class ConsoleStore:
                 E.state.in_([State.SENT.value, State.BOUNCED.value]))))
 
     def send_log(self, since: datetime, until: datetime) -> Iterator[SendLogLine]:
-        """Every recipient whose delivery was settled (delivered, refused, bounced) in
-        the range, in time order; read in chunks, so that a year costs no memory."""
+        """What every send attempt in the range settled for each recipient (delivered,
+        refused, deferred), in time order: kept with the attempt, so a later requeue
+        or a bounce does not rewrite it. Read in chunks: a year costs no memory."""
         after: tuple[datetime, int] | None = None
         while True:
             lines, after = self._log_chunk(since, until, after)
@@ -160,18 +180,18 @@ class ConsoleStore:
     @mapped
     def _log_chunk(self, since: datetime, until: datetime, after: tuple[datetime, int] | None
                    ) -> tuple[list[SendLogLine], tuple[datetime, int] | None]:
-        E, D = self.t.entry.c, self.t.delivery.c
-        settled = [DState.DELIVERED.value, DState.REFUSED.value, DState.BOUNCED.value]
-        q = (select(D.id, D.at, D.address, D.role, D.state, D.reply, E.id.label("eid"),
-                    E.mandant, E.doctype, E.docno, E.customer, E.file_name, E.sha256,
-                    E.message_id)
-             .join(self.t.entry, E.id == D.entry_id)
-             .where(D.at >= since, D.at < until, D.state.in_(settled)))
+        E, A = self.t.entry.c, self.t.attempt.c
+        q = (select(A.id, A.at, A.recipients_json, E.id.label("eid"), E.mandant, E.doctype,
+                    E.docno, E.customer, E.file_name, E.sha256, E.message_id)
+             .join(self.t.entry, E.id == A.entry_id)
+             .where(A.at >= since, A.at < until, A.recipients_json.is_not(None)))
         if after is not None:
-            q = q.where(or_(D.at > after[0], and_(D.at == after[0], D.id > after[1])))
+            q = q.where(or_(A.at > after[0], and_(A.at == after[0], A.id > after[1])))
         with self._read() as conn:
-            rows = conn.execute(q.order_by(D.at, D.id).limit(LOG_CHUNK)).all()
+            rows = conn.execute(q.order_by(A.at, A.id).limit(LOG_CHUNK)).all()
         lines = [SendLogLine(r.at, r.eid, r.mandant, r.doctype, r.docno, r.customer,
-                             r.file_name, r.sha256, r.message_id, r.address, r.role, r.state,
-                             " ".join((r.reply or "").split())) for r in rows]
+                             r.file_name, r.sha256, r.message_id, address, role, state,
+                             " ".join((reply or "").split()))
+                 for r in rows for address, role, state, reply in json.loads(r.recipients_json)
+                 if state != DState.PENDING.value]
         return lines, ((rows[-1].at, rows[-1].id) if len(rows) == LOG_CHUNK else None)
