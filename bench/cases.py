@@ -377,7 +377,6 @@ def web_search(rows: int) -> dict[str, Any]:
     HTTP of the real server; `server_ms` is the server's own time (its Server-Timing
     header), the median of 7, for the slowest of the searches; the baseline runs the
     bare SQL of each search (sqlite3, the same LIMIT) on the same database."""
-    import urllib.request
 
     from sqlalchemy import insert
 
