@@ -95,7 +95,7 @@ def test_twenty_documents_with_a_429_in_the_middle_are_each_delivered_once(
             assert entry["state"] == "sent", i
             assert [a["outcome"] for a in entry["attempts"]] == ["delivered"], i  # 429: none
             assert entry["message_id"] in ids
-        assert state.auth_headers == {"Bearer token-1"}
+        assert state.auth_headers == {f"Bearer {state.token}"}
 
 
 def test_graph_gets_the_mime_the_smtp_path_sends(
@@ -181,6 +181,7 @@ def test_a_5_mb_pdf_goes_through_a_draft_and_an_upload_session(
         assert site.cli("scan") == 0 and site.cli("flush") == 0
         [draft] = state.drafts.values()
         assert draft["upload"] == big and draft["name"] == "RE_1_4711.pdf"
+        assert draft["status"] == "sent" and draft["attachments"] == []
         assert draft["contentType"] == "application/pdf"
         assert len(state.chunks) == 2 and all(c % (320 * 1024) == 0 for c in state.chunks[:-1])
         mime = parsed(draft["mime"])
@@ -189,6 +190,28 @@ def test_a_5_mb_pdf_goes_through_a_draft_and_an_upload_session(
         assert show(site, capsys, 1)["state"] == "sent"
         assert [m for _, p, _ in state.requests if (m := p.rsplit("/", 1)[-1]) == "sendMail"
                 ] == []
+
+
+def test_a_2_mb_pdf_is_attached_to_the_draft_in_one_request(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """Too large for sendMail (the base64 MIME is over 3 MB), too small for an upload
+    session (Graph refuses one under 3 MB): posted as a fileAttachment of the draft."""
+    pdf = make_pdf(["Rechnung mit Leistungsnachweis"], padding=2 * 1024 * 1024)
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 0)
+        (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(pdf)
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+        assert show(site, capsys, 1)["state"] == "sent"
+        [draft] = state.drafts.values()
+        assert draft["status"] == "sent" and draft["upload"] == b"" and state.chunks == []
+        assert draft["attachments"] == [{"name": "RE_1_4711.pdf",
+                                         "contentType": "application/pdf", "data": pdf}]
+        mime = parsed(draft["mime"])
+        assert list(mime.iter_attachments()) == []  # the draft carries the text only
+        assert mime["Message-ID"] == show(site, capsys, 1)["message_id"]
+        steps = [(m, p.rsplit("/", 1)[-1], s) for m, p, s in state.requests if p != "/token"]
+        assert steps == [("POST", "messages", 201), ("POST", "attachments", 201),
+                         ("POST", "send", 202)]
 
 
 def test_check_and_test_mail_work_through_graph(

@@ -4,8 +4,9 @@ message the SMTP path sends, posted to `sendMail` with the app's OAuth2 token
 app needs the `Mail.Send` application permission, limited to the sending mailbox.
 
 A message whose base64 form is larger than one request may carry goes as a draft
-(the MIME without its attachment), the attachment through an upload session, then
-`send`. Every HTTP status is turned into a :class:`Reply` here, in the classes the
+(the MIME without its attachment), then the attachment — under 3 MB as one
+fileAttachment POST, from 3 MB through an upload session (Graph refuses a session
+for less) — then `send`. Every HTTP status is turned into a :class:`Reply` here, in the classes the
 SMTP path has: 202 delivered to Microsoft; 429/503 with Retry-After the account's
 "slow down" (no attempt spent); 401/403/404 stop the run with what to fix in Entra
 ID; 400 for an address refuses that recipient; 413 is too large. Sources: Microsoft
@@ -35,6 +36,9 @@ log = logging.getLogger("tikos_outbox.graph")
 
 #: Graph takes at most 4 MB per request; the base64 MIME stays below that
 INLINE_LIMIT = 3 * 1024 * 1024
+#: Graph refuses an upload session for an attachment under 3 MB
+#: (ErrorAttachmentSizeShouldNotBeLessThanMinimumSize): smaller ones go in one POST
+UPLOAD_MINIMUM = 3 * 1024 * 1024
 #: an upload session takes chunks of a multiple of 320 KiB, below 60 MiB
 CHUNK = 320 * 1024 * 10
 #: Exchange Online's largest message
@@ -119,14 +123,30 @@ class GraphMailer:
         return self._result(status, body, headers, recipients)
 
     def _send_large(self, mime: bytes) -> tuple[int, bytes, dict[str, str]]:
-        """A draft from the MIME without its attachment, the attachment by an upload
-        session, then send: the first reply that is not a success ends it."""
+        """A draft from the MIME without its attachment, the attachment (in one POST, or
+        by an upload session from 3 MB), then send: the first reply that is not a
+        success ends it."""
         rest, name, ctype, data = split_attachment(mime)
         status, body, headers = self._call("POST", "messages", base64.b64encode(rest),
                                            "text/plain")
         if status // 100 != 2:
             return status, body, headers
         draft = str(json.loads(body).get("id", ""))
+        if len(data) < UPLOAD_MINIMUM:  # an upload session refuses it: one POST
+            item: dict[str, object] = {
+                "@odata.type": "#microsoft.graph.fileAttachment", "name": name,
+                "contentType": ctype, "contentBytes": base64.b64encode(data).decode("ascii")}
+            status, body, headers = self._call("POST", f"messages/{_q(draft)}/attachments",
+                                               json.dumps(item).encode(), "application/json")
+        else:
+            status, body, headers = self._upload(draft, name, ctype, data)
+        if status // 100 != 2:
+            return status, body, headers
+        return self._call("POST", f"messages/{_q(draft)}/send", b"", "application/json")
+
+    def _upload(self, draft: str, name: str, ctype: str, data: bytes
+                ) -> tuple[int, bytes, dict[str, str]]:
+        """An attachment of 3 MB or more: an upload session, then its ranges."""
         item = {"AttachmentItem": {"attachmentType": "file", "name": name, "size": len(data),
                                    "contentType": ctype}}
         status, body, headers = self._call(
@@ -141,8 +161,8 @@ class GraphMailer:
                 "PUT", upload_url, chunk, "application/octet-stream", token=False,
                 extra={"Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(data)}"})
             if status // 100 != 2:
-                return status, body, headers
-        return self._call("POST", f"messages/{_q(draft)}/send", b"", "application/json")
+                break
+        return status, body, headers
 
     def _call(self, method: str, path: str, data: bytes, ctype: str
               ) -> tuple[int, bytes, dict[str, str]]:
