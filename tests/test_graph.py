@@ -172,6 +172,31 @@ def test_a_bad_address_is_refused_and_a_too_large_mail_fails(
         assert state.sent == []
 
 
+@pytest.mark.parametrize("answer", [
+    Scripted(302, "", "Moved", {"Location": "/portal/login?next=graph"}),
+    Scripted(200, "", "Willkommen im Gäste-WLAN"),
+], ids=["302 to a portal", "200 instead of 202"])
+def test_a_redirect_or_an_undocumented_success_is_not_delivered(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str],
+        answer: Scripted) -> None:
+    """A proxy or a login portal between us and Microsoft: its redirect is not followed
+    (the token stays with us) and its 200 is not Graph's 202."""
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 1)
+        state.script[1] = answer
+        site.cli("flush")
+        entry = show(site, capsys, 1)
+        assert entry["state"] != "sent" and state.sent == []
+        [attempt] = entry["attempts"]
+        assert attempt["outcome"] == "transient"
+        assert state.elsewhere == []  # nothing went to the redirect's target
+        assert f"{answer.status}" in attempt["reply"]
+        if answer.status == 302:
+            assert "redirect" in attempt["reply"] and "/portal/login" in attempt["reply"]
+        assert site.cli("flush") == 0  # the next run: Graph answers as documented
+        assert show(site, capsys, 1)["state"] == "sent" and len(state.sent) == 1
+
+
 def test_a_5_mb_pdf_goes_through_a_draft_and_an_upload_session(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     big = make_pdf(["Rechnung mit Anlagen"], padding=5 * 1024 * 1024)

@@ -1,17 +1,20 @@
 """The Mailer over Microsoft Graph (`[smtp] transport = "graph"`): the same MIME
 message the SMTP path sends, posted to `sendMail` with the app's OAuth2 token
-(client credentials, the token cache XOAUTH2 uses). No SMTP AUTH is needed; the
-app needs the `Mail.Send` application permission, limited to the sending mailbox.
+(client credentials, the token cache XOAUTH2 uses, for Graph's scope). No SMTP AUTH
+is needed; the app needs the `Mail.Send` application permission, limited to the
+sending mailbox.
 
 A message whose base64 form is larger than one request may carry goes as a draft
 (the MIME without its attachment), then the attachment — under 3 MB as one
 fileAttachment POST, from 3 MB through an upload session (Graph refuses a session
-for less) — then `send`. Every HTTP status is turned into a :class:`Reply` here, in the classes the
-SMTP path has: 202 delivered to Microsoft; 429/503 with Retry-After the account's
-"slow down" (no attempt spent); 401/403/404 stop the run with what to fix in Entra
-ID; 400 for an address refuses that recipient; 413 is too large. Sources: Microsoft
-Graph v1.0 reference, user: sendMail, message: send, attachment: createUploadSession,
-and "Microsoft Graph throttling guidance" (learn.microsoft.com).
+for less) — then `send`. Every HTTP status is turned into a :class:`Reply` here, in
+the classes the SMTP path has: 202 delivered to Microsoft (only the documented
+success of each request counts: a redirect, never followed, or another 2xx is not
+delivered); 429/503 with Retry-After the account's "slow down" (no attempt spent);
+401/403/404 stop the run with what to fix in Entra ID; 400 for an address refuses
+that recipient; 413 is too large. Sources: Microsoft Graph v1.0 reference, user:
+sendMail, message: send, attachment: createUploadSession, and "Microsoft Graph
+throttling guidance" (learn.microsoft.com).
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ import json
 import logging
 import math
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
+from dataclasses import replace
 
 from tikos_outbox.core.ports import TokenSource
 from tikos_outbox.core.replies import Reply, RunStopped, SendResult, Stage
 from tikos_outbox.core.settings import SmtpSettings
+from tikos_outbox.graph_http import Answer, GraphHttp, Lost, quoted, where_to
 from tikos_outbox.graph_mime import addressed, split_attachment
 from tikos_outbox.tls import tls_context
 
@@ -66,7 +68,9 @@ class GraphMailer:
         self.settings = settings
         self.tokens = tokens
         self.mailbox = settings.username or ""
-        self._ctx = tls_context(settings.ca_file, settings.verify_tls, settings.server)
+        ctx = tls_context(settings.ca_file, settings.verify_tls, settings.server)
+        self.http = GraphHttp(f"{settings.graph_url}/users/{quoted(self.mailbox)}", tokens,
+                              ctx, settings.timeout_s)
         self._greeting = ""
 
     @property
@@ -114,92 +118,83 @@ class GraphMailer:
                                     " is larger than Exchange Online takes (150 MB)"))
         try:
             if 4 * math.ceil(len(mime) / 3) <= INLINE_LIMIT:
-                status, body, headers = self._call(
-                    "POST", "sendMail", base64.b64encode(mime), "text/plain")
+                answer = self.http.call("sendMail", "POST", "sendMail", base64.b64encode(mime),
+                                        "text/plain", ok=(202,))
             else:
-                status, body, headers = self._send_large(mime)
-        except _Lost as exc:
+                answer = self._send_large(mime)
+        except Lost as exc:
             return SendResult(Reply(Stage.DATA, None, str(exc), lost=True))
-        return self._result(status, body, headers, recipients)
+        return self._result(answer, recipients)
 
-    def _send_large(self, mime: bytes) -> tuple[int, bytes, dict[str, str]]:
+    def _send_large(self, mime: bytes) -> Answer:
         """A draft from the MIME without its attachment, the attachment (in one POST, or
-        by an upload session from 3 MB), then send: the first reply that is not a
-        success ends it."""
+        by an upload session from 3 MB), then send: the first answer that is not its
+        request's success ends it."""
         rest, name, ctype, data = split_attachment(mime)
-        status, body, headers = self._call("POST", "messages", base64.b64encode(rest),
-                                           "text/plain")
-        if status // 100 != 2:
-            return status, body, headers
-        draft = str(json.loads(body).get("id", ""))
+        made = self.http.call("the draft", "POST", "messages", base64.b64encode(rest),
+                              "text/plain", ok=(201,))
+        if not made.ok:
+            return made
+        draft = _field(made.body, "id")
+        if not draft:
+            return replace(made, ok=False, what="the draft (its answer names no id)")
+        path = f"messages/{quoted(draft)}"
         if len(data) < UPLOAD_MINIMUM:  # an upload session refuses it: one POST
             item: dict[str, object] = {
                 "@odata.type": "#microsoft.graph.fileAttachment", "name": name,
                 "contentType": ctype, "contentBytes": base64.b64encode(data).decode("ascii")}
-            status, body, headers = self._call("POST", f"messages/{_q(draft)}/attachments",
-                                               json.dumps(item).encode(), "application/json")
+            answer = self.http.call("the attachment", "POST", f"{path}/attachments",
+                                    json.dumps(item).encode(), "application/json", ok=(201,))
         else:
-            status, body, headers = self._upload(draft, name, ctype, data)
-        if status // 100 != 2:
-            return status, body, headers
-        return self._call("POST", f"messages/{_q(draft)}/send", b"", "application/json")
+            answer = self._upload(path, name, ctype, data)
+        if not answer.ok:
+            return answer
+        return self.http.call("send of the draft", "POST", f"{path}/send", b"",
+                              "application/json", ok=(202,))
 
-    def _upload(self, draft: str, name: str, ctype: str, data: bytes
-                ) -> tuple[int, bytes, dict[str, str]]:
-        """An attachment of 3 MB or more: an upload session, then its ranges."""
+    def _upload(self, path: str, name: str, ctype: str, data: bytes) -> Answer:
+        """An attachment of 3 MB or more: an upload session, then its ranges (the upload
+        URL carries its own authorisation: no token goes there)."""
         item = {"AttachmentItem": {"attachmentType": "file", "name": name, "size": len(data),
                                    "contentType": ctype}}
-        status, body, headers = self._call(
-            "POST", f"messages/{_q(draft)}/attachments/createUploadSession",
-            json.dumps(item).encode(), "application/json")
-        if status // 100 != 2:
-            return status, body, headers
-        upload_url = str(json.loads(body).get("uploadUrl", ""))
+        answer = self.http.call("the upload session", "POST",
+                                f"{path}/attachments/createUploadSession",
+                                json.dumps(item).encode(), "application/json", ok=(201,))
+        if not answer.ok:
+            return answer
+        upload_url = _field(answer.body, "uploadUrl")
+        if not upload_url.startswith("https://"):
+            return replace(answer, ok=False, what="the upload session (no https uploadUrl)")
         for start in range(0, len(data), CHUNK):
             chunk = data[start:start + CHUNK]
-            status, body, headers = self._request(
-                "PUT", upload_url, chunk, "application/octet-stream", token=False,
+            answer = self.http.request(
+                "the upload", "PUT", upload_url, chunk, "application/octet-stream",
+                ok=(200, 201),
                 extra={"Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(data)}"})
-            if status // 100 != 2:
+            if not answer.ok:
                 break
-        return status, body, headers
+        return answer
 
-    def _call(self, method: str, path: str, data: bytes, ctype: str
-              ) -> tuple[int, bytes, dict[str, str]]:
-        url = f"{self.settings.graph_url}/users/{_q(self.mailbox)}/{path}"
-        status, body, headers = self._request(method, url, data, ctype)
-        if status == 401:  # the token may have just expired: once with a fresh one
-            status, body, headers = self._request(method, url, data, ctype, force=True)
-        return status, body, headers
-
-    def _request(self, method: str, url: str, data: bytes, ctype: str, token: bool = True,
-                 force: bool = False, extra: dict[str, str] | None = None
-                 ) -> tuple[int, bytes, dict[str, str]]:
-        headers = {"Content-Type": ctype, **(extra or {})}
-        if token:
-            headers["Authorization"] = f"Bearer {self.tokens(force)}"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.settings.timeout_s,
-                                        context=self._ctx) as resp:
-                return resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
-        except urllib.error.HTTPError as exc:
-            body = exc.read() if exc.fp is not None else b""
-            return exc.code, body, {k.lower(): v for k, v in exc.headers.items()}
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Lost(f"Microsoft Graph could not be reached ({reason}); the mail may or"
-                        " may not have gone, it is tried again") from None
-
-    def _result(self, status: int, body: bytes, headers: dict[str, str],
-                recipients: Sequence[str]) -> SendResult:
-        code, message = _error(body)
-        said = f"{status} {code}: {message}".strip().rstrip(":")
-        if status // 100 == 2:
+    def _result(self, answer: Answer, recipients: Sequence[str]) -> SendResult:
+        status, what = answer.status, answer.what
+        code, message = _error(answer.body)
+        said = (f"{status} {code}: {message}" if code else f"{status} {message}").strip()
+        said = said.rstrip(":")
+        if answer.ok:
             return SendResult(Reply(Stage.DATA, 250, f"2.0.0 Microsoft Graph accepted it"
                                     f" ({status})"), accepted=list(recipients))
+        if 300 <= status < 400:
+            return SendResult(Reply(Stage.DATA, 451, f"4.4.0 not sent: {what} was answered"
+                                    f" {status} with a redirect to"
+                                    f" {where_to(answer.headers.get('location', ''))}, which"
+                                    " is not followed (a proxy or a login portal between this"
+                                    " server and Microsoft Graph?); tried again"))
+        if 200 <= status < 300:
+            return SendResult(Reply(Stage.DATA, 451, f"4.4.0 not sent: {what} was answered"
+                                    f" {status}, not Microsoft Graph's documented success"
+                                    f" ({said}); tried again"))
         if status in (429, 503, 509):
-            wait = retry_after(headers.get("retry-after"))
+            wait = retry_after(answer.headers.get("retry-after"))
             return SendResult(Reply(Stage.DATA, 451, f"4.7.0 Microsoft Graph: too many requests"
                                     f" ({said}); Retry-After {wait:g} s",
                                     retry_after_s=wait))
@@ -224,12 +219,14 @@ class GraphMailer:
         return SendResult(Reply(Stage.DATA, 451, f"4.3.0 Microsoft Graph failed ({said})"))
 
 
-class _Lost(Exception):
-    """No HTTP answer at all."""
-
-
-def _q(part: str) -> str:
-    return urllib.parse.quote(part, safe="@")
+def _field(body: bytes, name: str) -> str:
+    """A string field of a JSON answer ("" when the answer has none)."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _mb(n: int) -> str:
