@@ -36,13 +36,13 @@ T0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
 
 
 def graph_site(tmp_path: Path, cert: Cert, base: str, n: int, *,
-               sender: dict[str, Any] | None = None, **smtp: Any) -> Site:
+               sender: dict[str, Any] | None = None, extra: str = "", **smtp: Any) -> Site:
     site = write_site(tmp_path, smtp={
         "host": "unused.example", "transport": "graph", "auth": "oauth2",
         "username": MAILBOX, "oauth2_token_url": f"{base}/token",
         "oauth2_client_id": "app-1", "oauth2_client_secret": "gAAAAAplaceholder",
         "graph_url": f"{base}/v1.0", "ca_file": str(cert.cert), **smtp},
-        watch={"baseline": False}, sender=sender)
+        watch={"baseline": False}, sender=sender, extra=extra)
     set_secret(site.config, "client-secret", "das Geheimnis der App")
     for i in range(n):
         (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([f"Nr. {i + 1}"]))
