@@ -239,6 +239,62 @@ def test_a_2_mb_pdf_is_attached_to_the_draft_in_one_request(
                          ("POST", "send", 202)]
 
 
+def big_site(tmp_path: Path, cert: Cert, base: str, mb: float) -> tuple[Site, bytes]:
+    """A site with one PDF of `mb` MB scanned: over 1.7 MB it goes through a draft."""
+    pdf = make_pdf(["Rechnung mit Anlagen"], padding=int(mb * 1024 * 1024))
+    site = graph_site(tmp_path, cert, base, 0)
+    (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(pdf)
+    assert site.cli("scan") == 0
+    return site, pdf
+
+
+@pytest.mark.parametrize(("mb", "step", "answer", "outcome"), [
+    (2, "send", Scripted(429, "ApplicationThrottled", "Application is over its"
+                         " MailboxConcurrency limit.", {"Retry-After": "30"}), None),
+    (3.5, "upload", Scripted(503, "ServiceUnavailable", "Service Unavailable",
+                             {"Retry-After": "5"}), None),
+    (2, "attachments", Scripted(drop=True), "transient"),
+    (2, "send", Scripted(403, "ErrorAccessDenied", "Access is denied."), None),
+], ids=["429 on send", "503 on an upload range", "no answer to the attachment",
+        "403 on send"])
+def test_a_failure_after_the_draft_leaves_no_draft_behind(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], mb: float, step: str,
+        answer: Scripted, outcome: str | None) -> None:
+    """Each retry would otherwise add another draft copy of the invoice to the mailbox."""
+    with graph(cert) as (base, state):
+        site, _ = big_site(tmp_path, cert, base, mb)
+        state.queue[step] = [answer]
+        site.cli("flush")
+        assert state.sent == [] and show(site, capsys, 1)["state"] != "sent"
+        assert [a["outcome"] for a in show(site, capsys, 1)["attempts"]] == (
+            [outcome] if outcome else [])
+        [draft] = state.drafts.values()
+        assert draft["status"] == "deleted" and state.open_drafts() == []
+        assert [(m, s) for m, _, s in state.requests if m == "DELETE"] == [("DELETE", 204)]
+
+
+@pytest.mark.parametrize(("mb", "step"), [(3.5, "createUploadSession"), (2, "send")])
+def test_a_new_draft_that_graph_does_not_find_yet_is_tried_again(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], mb: float,
+        step: str) -> None:
+    """Graph is eventually consistent: a 404 for the draft it has just made is not "no
+    such mailbox" (which stops the run) but a try that failed."""
+    with graph(cert) as (base, state):
+        site, pdf = big_site(tmp_path, cert, base, mb)
+        state.queue[step] = [Scripted(404, "ErrorItemNotFound", "The specified object was"
+                                      " not found in the store.")]
+        capsys.readouterr()
+        site.cli("flush")
+        assert "Sending through Microsoft Graph failed" not in capsys.readouterr().err
+        [attempt] = show(site, capsys, 1)["attempts"]
+        assert attempt["outcome"] == "transient" and "ErrorItemNotFound" in attempt["reply"]
+        assert state.open_drafts() == [] and state.sent == []
+        assert site.cli("flush") == 0
+        assert show(site, capsys, 1)["state"] == "sent" and len(state.sent) == 1
+        [sent] = [d for d in state.drafts.values() if d["status"] == "sent"]
+        assert (sent["upload"] or sent["attachments"][0]["data"]) == pdf
+
+
 def test_check_and_test_mail_work_through_graph(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     with graph(cert) as (base, state):

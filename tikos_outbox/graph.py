@@ -139,6 +139,16 @@ class GraphMailer:
         if not draft:
             return replace(made, ok=False, what="the draft (its answer names no id)")
         path = f"messages/{quoted(draft)}"
+        try:
+            answer = replace(self._fill_and_send(path, name, ctype, data), in_draft=True)
+        except (Lost, RunStopped):
+            self._discard(path)
+            raise
+        if not answer.ok:
+            self._discard(path)
+        return answer
+
+    def _fill_and_send(self, path: str, name: str, ctype: str, data: bytes) -> Answer:
         if len(data) < UPLOAD_MINIMUM:  # an upload session refuses it: one POST
             item: dict[str, object] = {
                 "@odata.type": "#microsoft.graph.fileAttachment", "name": name,
@@ -151,6 +161,20 @@ class GraphMailer:
             return answer
         return self.http.call("send of the draft", "POST", f"{path}/send", b"",
                               "application/json", ok=(202,))
+
+    def _discard(self, path: str) -> None:
+        """Best effort: the draft of a failed try is deleted, or each retry would leave
+        one more copy of the invoice in the mailbox's Drafts."""
+        try:
+            answer = self.http.call("deleting the draft", "DELETE", path, None, None,
+                                    ok=(204,))
+        except (Lost, RunStopped) as exc:
+            log.warning("the draft of a failed try stays in %s's Drafts folder: %s",
+                        self.mailbox, exc)
+            return
+        if not answer.ok and answer.status != 404:  # 404: it is gone already
+            log.warning("the draft of a failed try stays in %s's Drafts folder: deleting it"
+                        " was answered %d", self.mailbox, answer.status)
 
     def _upload(self, path: str, name: str, ctype: str, data: bytes) -> Answer:
         """An attachment of 3 MB or more: an upload session, then its ranges (the upload
@@ -198,6 +222,10 @@ class GraphMailer:
             return SendResult(Reply(Stage.DATA, 451, f"4.7.0 Microsoft Graph: too many requests"
                                     f" ({said}); Retry-After {wait:g} s",
                                     retry_after_s=wait))
+        if status == 404 and answer.in_draft:  # Graph is eventually consistent
+            return SendResult(Reply(Stage.DATA, 451, f"4.4.0 not sent: Microsoft Graph did"
+                                    f" not find the draft it had just made ({what}: {said});"
+                                    " tried again"))
         if status in ENTRA_HINT:
             raise RunStopped(Reply(Stage.AUTH, 535 if status == 401 else 550,
                                    f"Microsoft Graph refused ({said}): {ENTRA_HINT[status]}"))
