@@ -98,6 +98,28 @@ def test_twenty_documents_with_a_429_in_the_middle_are_each_delivered_once(
         assert state.auth_headers == {f"Bearer {state.token}"}
 
 
+def test_a_503_with_retry_after_rests_the_account_as_a_429_does(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 3, max_per_minute=0)
+        state.script[2] = Scripted(503, "ServiceUnavailable", "The service is temporarily"
+                                   " unavailable.", {"Retry-After": "12"})
+        clock = FakeClock(T0)
+        outbox = open_outbox(site, clock)
+        report = outbox.delivery.send_due()
+        assert report.sent == 1 and "503 ServiceUnavailable" in report.stopped[0]
+        [acc] = outbox.monitor.status().as_json()["accounts"]
+        assert acc["paused_until"] == (T0 + timedelta(seconds=12)).isoformat()
+        clock.advance(11)
+        assert outbox.delivery.send_due().sent == 0
+        clock.advance(1)
+        assert outbox.delivery.send_due().sent == 2
+        outbox.close()
+        assert len({parsed(m)["Message-ID"] for m in state.sent}) == 3
+        for i in (1, 2, 3):
+            assert [a["outcome"] for a in show(site, capsys, i)["attempts"]] == ["delivered"]
+
+
 def test_graph_gets_the_mime_the_smtp_path_sends(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     pdf = make_pdf(["Rechnung 1", "Müller & Söhne"])
@@ -362,3 +384,36 @@ def test_one_mandant_sends_through_graph_the_other_over_smtp(
         assert [p.get_filename() for p in parsed(graph_mail).iter_attachments()] == [
             "RE_2_4711.pdf"]
         assert parsed(graph_mail)["To"] == "kunde2@example.org"
+
+
+def test_the_access_token_is_never_written_anywhere(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not on the screen, in the log file or in the database, whatever Graph answers
+    (run with -v: the log's details too)."""
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 3)
+        (site.mandant_folder() / "RE_9_4711.pdf").write_bytes(
+            make_pdf(["Rechnung mit Anlagen"], padding=2 * 1024 * 1024))
+        state.script[1] = Scripted(302, "", "Moved", {"Location": "/portal"})
+        state.script[3] = Scripted(400, "ErrorInvalidRecipients", "Recipient"
+                                   " 'kunde@example.org' is not resolved.")
+        state.script[4] = Scripted(429, "ApplicationThrottled", "Too many.",
+                                   {"Retry-After": "1"})
+        state.queue["send"] = [Scripted(403, "ErrorAccessDenied", "Access is denied.")]
+        said = []
+        for args in (("scan",), ("flush",), ("flush",), ("check", "--smtp"),
+                     ("test-mail", "--to", "buero@musterwaescherei.example"),
+                     ("status", "--json"), ("list", "--json"), ("show", "1", "--json")):
+            site.cli(*args, "-v")
+            out, err = capsys.readouterr()
+            said += [out, err]
+        state.always = Scripted(401, "InvalidAuthenticationToken", "Access token has expired.")
+        site.cli("flush", "-v")
+        said += list(capsys.readouterr())
+    assert state.tokens_issued >= 2 and state.sent  # tokens were used, mail went
+    assert (site.root / "tikos-outbox.log").stat().st_size > 0
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert site.root / "outbox.db" in files
+    for secret in (state.token, "das Geheimnis der App"):
+        assert secret not in "".join(said)
+        assert [p for p, data in files.items() if secret.encode() in data] == []
