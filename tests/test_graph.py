@@ -36,13 +36,13 @@ T0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
 
 
 def graph_site(tmp_path: Path, cert: Cert, base: str, n: int, *,
-               sender: dict[str, Any] | None = None, **smtp: Any) -> Site:
+               sender: dict[str, Any] | None = None, extra: str = "", **smtp: Any) -> Site:
     site = write_site(tmp_path, smtp={
         "host": "unused.example", "transport": "graph", "auth": "oauth2",
         "username": MAILBOX, "oauth2_token_url": f"{base}/token",
         "oauth2_client_id": "app-1", "oauth2_client_secret": "gAAAAAplaceholder",
         "graph_url": f"{base}/v1.0", "ca_file": str(cert.cert), **smtp},
-        watch={"baseline": False}, sender=sender)
+        watch={"baseline": False}, sender=sender, extra=extra)
     set_secret(site.config, "client-secret", "das Geheimnis der App")
     for i in range(n):
         (site.mandant_folder() / f"RE_{i + 1}_4711.pdf").write_bytes(make_pdf([f"Nr. {i + 1}"]))
@@ -95,7 +95,29 @@ def test_twenty_documents_with_a_429_in_the_middle_are_each_delivered_once(
             assert entry["state"] == "sent", i
             assert [a["outcome"] for a in entry["attempts"]] == ["delivered"], i  # 429: none
             assert entry["message_id"] in ids
-        assert state.auth_headers == {"Bearer token-1"}
+        assert state.auth_headers == {f"Bearer {state.token}"}
+
+
+def test_a_503_with_retry_after_rests_the_account_as_a_429_does(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 3, max_per_minute=0)
+        state.script[2] = Scripted(503, "ServiceUnavailable", "The service is temporarily"
+                                   " unavailable.", {"Retry-After": "12"})
+        clock = FakeClock(T0)
+        outbox = open_outbox(site, clock)
+        report = outbox.delivery.send_due()
+        assert report.sent == 1 and "503 ServiceUnavailable" in report.stopped[0]
+        [acc] = outbox.monitor.status().as_json()["accounts"]
+        assert acc["paused_until"] == (T0 + timedelta(seconds=12)).isoformat()
+        clock.advance(11)
+        assert outbox.delivery.send_due().sent == 0
+        clock.advance(1)
+        assert outbox.delivery.send_due().sent == 2
+        outbox.close()
+        assert len({parsed(m)["Message-ID"] for m in state.sent}) == 3
+        for i in (1, 2, 3):
+            assert [a["outcome"] for a in show(site, capsys, i)["attempts"]] == ["delivered"]
 
 
 def test_graph_gets_the_mime_the_smtp_path_sends(
@@ -172,6 +194,31 @@ def test_a_bad_address_is_refused_and_a_too_large_mail_fails(
         assert state.sent == []
 
 
+@pytest.mark.parametrize("answer", [
+    Scripted(302, "", "Moved", {"Location": "/portal/login?next=graph"}),
+    Scripted(200, "", "Willkommen im Gäste-WLAN"),
+], ids=["302 to a portal", "200 instead of 202"])
+def test_a_redirect_or_an_undocumented_success_is_not_delivered(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str],
+        answer: Scripted) -> None:
+    """A proxy or a login portal between us and Microsoft: its redirect is not followed
+    (the token stays with us) and its 200 is not Graph's 202."""
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 1)
+        state.script[1] = answer
+        site.cli("flush")
+        entry = show(site, capsys, 1)
+        assert entry["state"] != "sent" and state.sent == []
+        [attempt] = entry["attempts"]
+        assert attempt["outcome"] == "transient"
+        assert state.elsewhere == []  # nothing went to the redirect's target
+        assert f"{answer.status}" in attempt["reply"]
+        if answer.status == 302:
+            assert "redirect" in attempt["reply"] and "/portal/login" in attempt["reply"]
+        assert site.cli("flush") == 0  # the next run: Graph answers as documented
+        assert show(site, capsys, 1)["state"] == "sent" and len(state.sent) == 1
+
+
 def test_a_5_mb_pdf_goes_through_a_draft_and_an_upload_session(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     big = make_pdf(["Rechnung mit Anlagen"], padding=5 * 1024 * 1024)
@@ -181,6 +228,7 @@ def test_a_5_mb_pdf_goes_through_a_draft_and_an_upload_session(
         assert site.cli("scan") == 0 and site.cli("flush") == 0
         [draft] = state.drafts.values()
         assert draft["upload"] == big and draft["name"] == "RE_1_4711.pdf"
+        assert draft["status"] == "sent" and draft["attachments"] == []
         assert draft["contentType"] == "application/pdf"
         assert len(state.chunks) == 2 and all(c % (320 * 1024) == 0 for c in state.chunks[:-1])
         mime = parsed(draft["mime"])
@@ -189,6 +237,84 @@ def test_a_5_mb_pdf_goes_through_a_draft_and_an_upload_session(
         assert show(site, capsys, 1)["state"] == "sent"
         assert [m for _, p, _ in state.requests if (m := p.rsplit("/", 1)[-1]) == "sendMail"
                 ] == []
+
+
+def test_a_2_mb_pdf_is_attached_to_the_draft_in_one_request(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """Too large for sendMail (the base64 MIME is over 3 MB), too small for an upload
+    session (Graph refuses one under 3 MB): posted as a fileAttachment of the draft."""
+    pdf = make_pdf(["Rechnung mit Leistungsnachweis"], padding=2 * 1024 * 1024)
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 0)
+        (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(pdf)
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+        assert show(site, capsys, 1)["state"] == "sent"
+        [draft] = state.drafts.values()
+        assert draft["status"] == "sent" and draft["upload"] == b"" and state.chunks == []
+        assert draft["attachments"] == [{"name": "RE_1_4711.pdf",
+                                         "contentType": "application/pdf", "data": pdf}]
+        mime = parsed(draft["mime"])
+        assert list(mime.iter_attachments()) == []  # the draft carries the text only
+        assert mime["Message-ID"] == show(site, capsys, 1)["message_id"]
+        steps = [(m, p.rsplit("/", 1)[-1], s) for m, p, s in state.requests if p != "/token"]
+        assert steps == [("POST", "messages", 201), ("POST", "attachments", 201),
+                         ("POST", "send", 202)]
+
+
+def big_site(tmp_path: Path, cert: Cert, base: str, mb: float) -> tuple[Site, bytes]:
+    """A site with one PDF of `mb` MB scanned: over 1.7 MB it goes through a draft."""
+    pdf = make_pdf(["Rechnung mit Anlagen"], padding=int(mb * 1024 * 1024))
+    site = graph_site(tmp_path, cert, base, 0)
+    (site.mandant_folder() / "RE_1_4711.pdf").write_bytes(pdf)
+    assert site.cli("scan") == 0
+    return site, pdf
+
+
+@pytest.mark.parametrize(("mb", "step", "answer", "outcome"), [
+    (2, "send", Scripted(429, "ApplicationThrottled", "Application is over its"
+                         " MailboxConcurrency limit.", {"Retry-After": "30"}), None),
+    (3.5, "upload", Scripted(503, "ServiceUnavailable", "Service Unavailable",
+                             {"Retry-After": "5"}), None),
+    (2, "attachments", Scripted(drop=True), "transient"),
+    (2, "send", Scripted(403, "ErrorAccessDenied", "Access is denied."), None),
+], ids=["429 on send", "503 on an upload range", "no answer to the attachment",
+        "403 on send"])
+def test_a_failure_after_the_draft_leaves_no_draft_behind(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], mb: float, step: str,
+        answer: Scripted, outcome: str | None) -> None:
+    """Each retry would otherwise add another draft copy of the invoice to the mailbox."""
+    with graph(cert) as (base, state):
+        site, _ = big_site(tmp_path, cert, base, mb)
+        state.queue[step] = [answer]
+        site.cli("flush")
+        assert state.sent == [] and show(site, capsys, 1)["state"] != "sent"
+        assert [a["outcome"] for a in show(site, capsys, 1)["attempts"]] == (
+            [outcome] if outcome else [])
+        [draft] = state.drafts.values()
+        assert draft["status"] == "deleted" and state.open_drafts() == []
+        assert [(m, s) for m, _, s in state.requests if m == "DELETE"] == [("DELETE", 204)]
+
+
+@pytest.mark.parametrize(("mb", "step"), [(3.5, "createUploadSession"), (2, "send")])
+def test_a_new_draft_that_graph_does_not_find_yet_is_tried_again(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], mb: float,
+        step: str) -> None:
+    """Graph is eventually consistent: a 404 for the draft it has just made is not "no
+    such mailbox" (which stops the run) but a try that failed."""
+    with graph(cert) as (base, state):
+        site, pdf = big_site(tmp_path, cert, base, mb)
+        state.queue[step] = [Scripted(404, "ErrorItemNotFound", "The specified object was"
+                                      " not found in the store.")]
+        capsys.readouterr()
+        site.cli("flush")
+        assert "Sending through Microsoft Graph failed" not in capsys.readouterr().err
+        [attempt] = show(site, capsys, 1)["attempts"]
+        assert attempt["outcome"] == "transient" and "ErrorItemNotFound" in attempt["reply"]
+        assert state.open_drafts() == [] and state.sent == []
+        assert site.cli("flush") == 0
+        assert show(site, capsys, 1)["state"] == "sent" and len(state.sent) == 1
+        [sent] = [d for d in state.drafts.values() if d["status"] == "sent"]
+        assert (sent["upload"] or sent["attachments"][0]["data"]) == pdf
 
 
 def test_check_and_test_mail_work_through_graph(
@@ -258,3 +384,36 @@ def test_one_mandant_sends_through_graph_the_other_over_smtp(
         assert [p.get_filename() for p in parsed(graph_mail).iter_attachments()] == [
             "RE_2_4711.pdf"]
         assert parsed(graph_mail)["To"] == "kunde2@example.org"
+
+
+def test_the_access_token_is_never_written_anywhere(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not on the screen, in the log file or in the database, whatever Graph answers
+    (run with -v: the log's details too)."""
+    with graph(cert) as (base, state):
+        site = graph_site(tmp_path, cert, base, 3)
+        (site.mandant_folder() / "RE_9_4711.pdf").write_bytes(
+            make_pdf(["Rechnung mit Anlagen"], padding=2 * 1024 * 1024))
+        state.script[1] = Scripted(302, "", "Moved", {"Location": "/portal"})
+        state.script[3] = Scripted(400, "ErrorInvalidRecipients", "Recipient"
+                                   " 'kunde@example.org' is not resolved.")
+        state.script[4] = Scripted(429, "ApplicationThrottled", "Too many.",
+                                   {"Retry-After": "1"})
+        state.queue["send"] = [Scripted(403, "ErrorAccessDenied", "Access is denied.")]
+        said = []
+        for args in (("scan",), ("flush",), ("flush",), ("check", "--smtp"),
+                     ("test-mail", "--to", "buero@musterwaescherei.example"),
+                     ("status", "--json"), ("list", "--json"), ("show", "1", "--json")):
+            site.cli(*args, "-v")
+            out, err = capsys.readouterr()
+            said += [out, err]
+        state.always = Scripted(401, "InvalidAuthenticationToken", "Access token has expired.")
+        site.cli("flush", "-v")
+        said += list(capsys.readouterr())
+    assert state.tokens_issued >= 2 and state.sent  # tokens were used, mail went
+    assert (site.root / "tikos-outbox.log").stat().st_size > 0
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert site.root / "outbox.db" in files
+    for secret in (state.token, "das Geheimnis der App"):
+        assert secret not in "".join(said)
+        assert [p for p, data in files.items() if secret.encode() in data] == []

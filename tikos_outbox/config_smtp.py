@@ -13,6 +13,8 @@ from tikos_outbox.core.values import check_token_url, looks_like_token
 
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+#: Exchange Online's: SMTP XOAUTH2 and the bounce mailbox's IMAP XOAUTH2
+OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
 
 
 def smtp_section(s: Section, base: Path) -> SmtpSettings:
@@ -32,8 +34,7 @@ def smtp_section(s: Section, base: Path) -> SmtpSettings:
     token_url = s.str_("oauth2_token_url", None)
     client_id = s.str_("oauth2_client_id", None)
     client_secret = s.str_("oauth2_client_secret", None, empty=True) or None
-    scope = s.str_("oauth2_scope", GRAPH_SCOPE if graph
-                   else "https://outlook.office365.com/.default")
+    scope = s.str_("oauth2_scope", GRAPH_SCOPE if graph else OUTLOOK_SCOPE)
     timeout = s.num("timeout_s", 60, 1, 3600)
     per_minute = s.int_("max_per_minute", 30, 0, 100000)
     per_conn = s.int_("max_per_connection", 50, 1, 100000)

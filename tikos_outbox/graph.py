@@ -1,43 +1,46 @@
 """The Mailer over Microsoft Graph (`[smtp] transport = "graph"`): the same MIME
 message the SMTP path sends, posted to `sendMail` with the app's OAuth2 token
-(client credentials, the token cache XOAUTH2 uses). No SMTP AUTH is needed; the
-app needs the `Mail.Send` application permission, limited to the sending mailbox.
+(client credentials, the token cache XOAUTH2 uses, for Graph's scope). No SMTP AUTH
+is needed; the app needs the `Mail.Send` application permission, limited to the
+sending mailbox.
 
 A message whose base64 form is larger than one request may carry goes as a draft
-(the MIME without its attachment), the attachment through an upload session, then
-`send`. Every HTTP status is turned into a :class:`Reply` here, in the classes the
-SMTP path has: 202 delivered to Microsoft; 429/503 with Retry-After the account's
-"slow down" (no attempt spent); 401/403/404 stop the run with what to fix in Entra
-ID; 400 for an address refuses that recipient; 413 is too large. Sources: Microsoft
-Graph v1.0 reference, user: sendMail, message: send, attachment: createUploadSession,
-and "Microsoft Graph throttling guidance" (learn.microsoft.com).
+(the MIME without its attachment), then the attachment — under 3 MB as one
+fileAttachment POST, from 3 MB through an upload session (Graph refuses a session
+for less) — then `send`. Every HTTP status is turned into a :class:`Reply` here, in
+the classes the SMTP path has: 202 delivered to Microsoft (only the documented
+success of each request counts: a redirect, never followed, or another 2xx is not
+delivered); 429/503 with Retry-After the account's "slow down" (no attempt spent);
+401/403/404 stop the run with what to fix in Entra ID; 400 for an address refuses
+that recipient; 413 is too large. Sources: Microsoft Graph v1.0 reference, user:
+sendMail, message: send, attachment: createUploadSession, and "Microsoft Graph
+throttling guidance" (learn.microsoft.com).
 """
 
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import json
 import logging
 import math
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
-from email.message import EmailMessage
-from email.utils import getaddresses
+from dataclasses import replace
 
 from tikos_outbox.core.ports import TokenSource
 from tikos_outbox.core.replies import Reply, RunStopped, SendResult, Stage
 from tikos_outbox.core.settings import SmtpSettings
+from tikos_outbox.graph_http import Answer, GraphHttp, Lost, quoted, where_to
+from tikos_outbox.graph_mime import addressed, split_attachment
 from tikos_outbox.tls import tls_context
 
 log = logging.getLogger("tikos_outbox.graph")
 
 #: Graph takes at most 4 MB per request; the base64 MIME stays below that
 INLINE_LIMIT = 3 * 1024 * 1024
+#: Graph refuses an upload session for an attachment under 3 MB
+#: (ErrorAttachmentSizeShouldNotBeLessThanMinimumSize): smaller ones go in one POST
+UPLOAD_MINIMUM = 3 * 1024 * 1024
 #: an upload session takes chunks of a multiple of 320 KiB, below 60 MiB
 CHUNK = 320 * 1024 * 10
 #: Exchange Online's largest message
@@ -65,7 +68,9 @@ class GraphMailer:
         self.settings = settings
         self.tokens = tokens
         self.mailbox = settings.username or ""
-        self._ctx = tls_context(settings.ca_file, settings.verify_tls, settings.server)
+        ctx = tls_context(settings.ca_file, settings.verify_tls, settings.server)
+        self.http = GraphHttp(f"{settings.graph_url}/users/{quoted(self.mailbox)}", tokens,
+                              ctx, settings.timeout_s)
         self._greeting = ""
 
     @property
@@ -113,79 +118,114 @@ class GraphMailer:
                                     " is larger than Exchange Online takes (150 MB)"))
         try:
             if 4 * math.ceil(len(mime) / 3) <= INLINE_LIMIT:
-                status, body, headers = self._call(
-                    "POST", "sendMail", base64.b64encode(mime), "text/plain")
+                answer = self.http.call("sendMail", "POST", "sendMail", base64.b64encode(mime),
+                                        "text/plain", ok=(202,))
             else:
-                status, body, headers = self._send_large(mime)
-        except _Lost as exc:
+                answer = self._send_large(mime)
+        except Lost as exc:
             return SendResult(Reply(Stage.DATA, None, str(exc), lost=True))
-        return self._result(status, body, headers, recipients)
+        return self._result(answer, recipients)
 
-    def _send_large(self, mime: bytes) -> tuple[int, bytes, dict[str, str]]:
-        """A draft from the MIME without its attachment, the attachment by an upload
-        session, then send: the first reply that is not a success ends it."""
+    def _send_large(self, mime: bytes) -> Answer:
+        """A draft from the MIME without its attachment, the attachment (in one POST, or
+        by an upload session from 3 MB), then send: the first answer that is not its
+        request's success ends it."""
         rest, name, ctype, data = split_attachment(mime)
-        status, body, headers = self._call("POST", "messages", base64.b64encode(rest),
-                                           "text/plain")
-        if status // 100 != 2:
-            return status, body, headers
-        draft = str(json.loads(body).get("id", ""))
+        made = self.http.call("the draft", "POST", "messages", base64.b64encode(rest),
+                              "text/plain", ok=(201,))
+        if not made.ok:
+            return made
+        draft = _field(made.body, "id")
+        if not draft:
+            return replace(made, ok=False, what="the draft (its answer names no id)")
+        path = f"messages/{quoted(draft)}"
+        try:
+            answer = replace(self._fill_and_send(path, name, ctype, data), in_draft=True)
+        except (Lost, RunStopped):
+            self._discard(path)
+            raise
+        if not answer.ok:
+            self._discard(path)
+        return answer
+
+    def _fill_and_send(self, path: str, name: str, ctype: str, data: bytes) -> Answer:
+        if len(data) < UPLOAD_MINIMUM:  # an upload session refuses it: one POST
+            item: dict[str, object] = {
+                "@odata.type": "#microsoft.graph.fileAttachment", "name": name,
+                "contentType": ctype, "contentBytes": base64.b64encode(data).decode("ascii")}
+            answer = self.http.call("the attachment", "POST", f"{path}/attachments",
+                                    json.dumps(item).encode(), "application/json", ok=(201,))
+        else:
+            answer = self._upload(path, name, ctype, data)
+        if not answer.ok:
+            return answer
+        return self.http.call("send of the draft", "POST", f"{path}/send", b"",
+                              "application/json", ok=(202,))
+
+    def _discard(self, path: str) -> None:
+        """Best effort: the draft of a failed try is deleted, or each retry would leave
+        one more copy of the invoice in the mailbox's Drafts."""
+        try:
+            answer = self.http.call("deleting the draft", "DELETE", path, None, None,
+                                    ok=(204,))
+        except (Lost, RunStopped) as exc:
+            log.warning("the draft of a failed try stays in %s's Drafts folder: %s",
+                        self.mailbox, exc)
+            return
+        if not answer.ok and answer.status != 404:  # 404: it is gone already
+            log.warning("the draft of a failed try stays in %s's Drafts folder: deleting it"
+                        " was answered %d", self.mailbox, answer.status)
+
+    def _upload(self, path: str, name: str, ctype: str, data: bytes) -> Answer:
+        """An attachment of 3 MB or more: an upload session, then its ranges (the upload
+        URL carries its own authorisation: no token goes there)."""
         item = {"AttachmentItem": {"attachmentType": "file", "name": name, "size": len(data),
                                    "contentType": ctype}}
-        status, body, headers = self._call(
-            "POST", f"messages/{_q(draft)}/attachments/createUploadSession",
-            json.dumps(item).encode(), "application/json")
-        if status // 100 != 2:
-            return status, body, headers
-        upload_url = str(json.loads(body).get("uploadUrl", ""))
+        answer = self.http.call("the upload session", "POST",
+                                f"{path}/attachments/createUploadSession",
+                                json.dumps(item).encode(), "application/json", ok=(201,))
+        if not answer.ok:
+            return answer
+        upload_url = _field(answer.body, "uploadUrl")
+        if not upload_url.startswith("https://"):
+            return replace(answer, ok=False, what="the upload session (no https uploadUrl)")
         for start in range(0, len(data), CHUNK):
             chunk = data[start:start + CHUNK]
-            status, body, headers = self._request(
-                "PUT", upload_url, chunk, "application/octet-stream", token=False,
+            answer = self.http.request(
+                "the upload", "PUT", upload_url, chunk, "application/octet-stream",
+                ok=(200, 201),
                 extra={"Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(data)}"})
-            if status // 100 != 2:
-                return status, body, headers
-        return self._call("POST", f"messages/{_q(draft)}/send", b"", "application/json")
+            if not answer.ok:
+                break
+        return answer
 
-    def _call(self, method: str, path: str, data: bytes, ctype: str
-              ) -> tuple[int, bytes, dict[str, str]]:
-        url = f"{self.settings.graph_url}/users/{_q(self.mailbox)}/{path}"
-        status, body, headers = self._request(method, url, data, ctype)
-        if status == 401:  # the token may have just expired: once with a fresh one
-            status, body, headers = self._request(method, url, data, ctype, force=True)
-        return status, body, headers
-
-    def _request(self, method: str, url: str, data: bytes, ctype: str, token: bool = True,
-                 force: bool = False, extra: dict[str, str] | None = None
-                 ) -> tuple[int, bytes, dict[str, str]]:
-        headers = {"Content-Type": ctype, **(extra or {})}
-        if token:
-            headers["Authorization"] = f"Bearer {self.tokens(force)}"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.settings.timeout_s,
-                                        context=self._ctx) as resp:
-                return resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
-        except urllib.error.HTTPError as exc:
-            body = exc.read() if exc.fp is not None else b""
-            return exc.code, body, {k.lower(): v for k, v in exc.headers.items()}
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Lost(f"Microsoft Graph could not be reached ({reason}); the mail may or"
-                        " may not have gone, it is tried again") from None
-
-    def _result(self, status: int, body: bytes, headers: dict[str, str],
-                recipients: Sequence[str]) -> SendResult:
-        code, message = _error(body)
-        said = f"{status} {code}: {message}".strip().rstrip(":")
-        if status // 100 == 2:
+    def _result(self, answer: Answer, recipients: Sequence[str]) -> SendResult:
+        status, what = answer.status, answer.what
+        code, message = _error(answer.body)
+        said = (f"{status} {code}: {message}" if code else f"{status} {message}").strip()
+        said = said.rstrip(":")
+        if answer.ok:
             return SendResult(Reply(Stage.DATA, 250, f"2.0.0 Microsoft Graph accepted it"
                                     f" ({status})"), accepted=list(recipients))
+        if 300 <= status < 400:
+            return SendResult(Reply(Stage.DATA, 451, f"4.4.0 not sent: {what} was answered"
+                                    f" {status} with a redirect to"
+                                    f" {where_to(answer.headers.get('location', ''))}, which"
+                                    " is not followed (a proxy or a login portal between this"
+                                    " server and Microsoft Graph?); tried again"))
+        if 200 <= status < 300:
+            return SendResult(Reply(Stage.DATA, 451, f"4.4.0 not sent: {what} was answered"
+                                    f" {status}, not Microsoft Graph's documented success"
+                                    f" ({said}); tried again"))
         if status in (429, 503, 509):
-            wait = retry_after(headers.get("retry-after"))
+            wait = retry_after(answer.headers.get("retry-after"))
             return SendResult(Reply(Stage.DATA, 451, f"4.7.0 Microsoft Graph: too many requests"
                                     f" ({said}); Retry-After {wait:g} s",
                                     retry_after_s=wait))
+        if status == 404 and answer.in_draft:  # Graph is eventually consistent
+            return SendResult(Reply(Stage.DATA, 451, f"4.4.0 not sent: Microsoft Graph did"
+                                    f" not find the draft it had just made ({what}: {said});"
+                                    " tried again"))
         if status in ENTRA_HINT:
             raise RunStopped(Reply(Stage.AUTH, 535 if status == 401 else 550,
                                    f"Microsoft Graph refused ({said}): {ENTRA_HINT[status]}"))
@@ -207,12 +247,14 @@ class GraphMailer:
         return SendResult(Reply(Stage.DATA, 451, f"4.3.0 Microsoft Graph failed ({said})"))
 
 
-class _Lost(Exception):
-    """No HTTP answer at all."""
-
-
-def _q(part: str) -> str:
-    return urllib.parse.quote(part, safe="@")
+def _field(body: bytes, name: str) -> str:
+    """A string field of a JSON answer ("" when the answer has none)."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _mb(n: int) -> str:
@@ -234,58 +276,3 @@ def retry_after(value: str | None) -> float:
         return max(1.0, min(float(value or ""), 3600.0))
     except ValueError:
         return RETRY_AFTER_DEFAULT_S
-
-
-# -- the MIME -------------------------------------------------------------------------------
-
-
-def _header_block(message: bytes) -> tuple[list[bytes], bytes]:
-    """The header lines (each with its folded continuation) and the rest, untouched."""
-    head, sep, body = message.partition(b"\r\n\r\n")
-    lines: list[bytes] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and lines:
-            lines[-1] += b"\r\n" + line
-        else:
-            lines.append(line)
-    return lines, sep + body
-
-
-def addressed(message: bytes, recipients: Sequence[str]) -> bytes:
-    """The message as Graph must get it: Graph mails the addresses in its To, Cc and Bcc
-    headers, so a recipient of this attempt that is not in To (the laundry's copy) is
-    put in Bcc, and one in To that is not due (it has the mail) leaves To. The body's
-    bytes are not touched."""
-    lines, rest = _header_block(message)
-    to_lines = [ln for ln in lines if ln[:3].lower() == b"to:"]
-    to_text = b" ".join(ln[3:] for ln in to_lines).decode("utf-8", "replace")
-    to = [addr for _, addr in getaddresses([to_text.replace("\r\n", "")])]
-    due = {r.lower() for r in recipients}
-    keep_to = [a for a in to if a.lower() in due]
-    bcc = [r for r in recipients if r.lower() not in {a.lower() for a in to}]
-    out = [ln for ln in lines if ln[:4].lower() != b"bcc:"]
-    if len(keep_to) != len(to):
-        out = [ln for ln in out if ln[:3].lower() != b"to:"]
-        out.append(b"To: " + ", ".join(keep_to).encode("utf-8"))
-    if bcc:
-        out.append(b"Bcc: " + ", ".join(bcc).encode("utf-8"))
-    return b"\r\n".join(out) + rest
-
-
-def split_attachment(mime: bytes) -> tuple[bytes, str, str, bytes]:
-    """The message without its (last) attachment, and that attachment's name, type
-    and bytes: the draft is made from the first, the second is uploaded."""
-    msg = email.message_from_bytes(mime, policy=email.policy.SMTP)
-    assert isinstance(msg, EmailMessage)
-    parts = list(msg.iter_attachments())
-    if not parts:
-        raise ValueError("no attachment to upload")
-    part = parts[-1]
-    assert isinstance(part, EmailMessage)
-    data = part.get_payload(decode=True)
-    assert isinstance(data, bytes)
-    name, ctype = str(part.get_filename() or "document.pdf"), part.get_content_type()
-    payload = msg.get_payload()
-    assert isinstance(payload, list)
-    msg.set_payload([p for p in payload if p is not part])
-    return msg.as_bytes(), name, ctype, data

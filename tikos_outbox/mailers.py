@@ -1,11 +1,15 @@
 """The MailerFactory and the MailboxFactory: SMTP mailers and IMAP sessions with
-their secrets decrypted only when one is made, and one OAuth2 token cache per
-account, shared by every run (the bounce mailbox uses the [smtp] OAuth2 app)."""
+their secrets decrypted only when one is made, and one OAuth2 token cache per app
+and scope, shared by every run. A token is for one audience: Graph's is not taken
+by Exchange Online's SMTP or IMAP, nor theirs by Graph. The bounce mailbox uses the
+[smtp] OAuth2 app with Exchange Online's scope when [smtp] sends through Graph."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from tikos_outbox.config_smtp import OUTLOOK_SCOPE
 from tikos_outbox.core.ports import Clock, TokenSource
 from tikos_outbox.core.settings import Auth, BounceSettings, SmtpSettings, Transport
 from tikos_outbox.credentials import KeyRing, SecretText
@@ -22,7 +26,7 @@ class Mailers:
         self.clock = clock
         self._keyring: KeyRing | None = None
         self._fixed_tokens = token_source
-        self._tokens: dict[tuple[str, str | None], TokenSource] = {}
+        self._tokens: dict[tuple[str, str | None, str], TokenSource] = {}
 
     @property
     def keyring(self) -> KeyRing:
@@ -31,9 +35,11 @@ class Mailers:
         return self._keyring
 
     def tokens(self, smtp: SmtpSettings) -> TokenSource:
+        """The token cache of this app (token endpoint, client id) for this scope."""
         if self._fixed_tokens is not None:
             return self._fixed_tokens
-        key = (smtp.oauth2_token_url or smtp.oauth2_tenant or "", smtp.oauth2_client_id)
+        key = (smtp.oauth2_token_url or smtp.oauth2_tenant or "", smtp.oauth2_client_id,
+               smtp.oauth2_scope)
         if key not in self._tokens:
             self._tokens[key] = token_source_for(smtp, self.keyring, self.clock)
         return self._tokens[key]
@@ -61,5 +67,15 @@ class Mailboxes:
         if settings.auth is Auth.PASSWORD and settings.password:
             password = self.mailers.keyring.decrypt(settings.password,
                                                     "the bounce mailbox password")
-        tokens = self.mailers.tokens(self.smtp) if settings.auth is Auth.OAUTH2 else None
+        tokens = (self.mailers.tokens(mailbox_app(self.smtp)) if settings.auth is Auth.OAUTH2
+                  else None)
         return ImapMailbox(settings, password=password, tokens=tokens)
+
+
+def mailbox_app(smtp: SmtpSettings) -> SmtpSettings:
+    """The [smtp] app as the bounce mailbox's IMAP login uses it: with [smtp]'s own
+    scope for XOAUTH2 over SMTP (the same server's audience), with Exchange Online's
+    when [smtp] sends through Graph (a Graph token does not open IMAP)."""
+    if smtp.transport is Transport.GRAPH:
+        return replace(smtp, oauth2_scope=OUTLOOK_SCOPE)
+    return smtp
