@@ -376,3 +376,17 @@ def test_english_by_setting(tmp_path: Path, cert: Cert) -> None:
     html = client.get("/").text
     assert "Entries by state" in html and "Needs attention (2)" in html
     c.outbox.close()
+
+
+def test_every_test_the_readme_names_for_the_console_exists() -> None:
+    """The README's security table names its tests; each must be one of ours."""
+    root = Path(__file__).parent
+    readme = (root.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Web console", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(test_\w+)`", section))
+    assert len(named) >= 15
+    defined = set()
+    for file in ("test_web.py", "test_web_browser.py", "test_web_cli.py",
+                 "reliability/test_secrets.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", (root / file).read_text("utf-8"), re.M))
+    assert named <= defined, named - defined

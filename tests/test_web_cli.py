@@ -134,3 +134,19 @@ def test_run_goes_on_without_the_console_when_its_port_is_taken(tmp_path: Path) 
             assert err is not None
             assert f"cannot listen on 127.0.0.1:{port}" in err["text"]
             assert "the service runs without it" in err["text"]
+
+
+def test_check_says_where_the_console_is_and_whether_anyone_can_log_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, extra="[web]\nenabled = true\n")
+    assert site.cli("scan") == 0  # the database exists
+    capsys.readouterr()
+    assert site.cli("check", "--json") == 1
+    [web] = [c for c in json.loads(capsys.readouterr().out)
+             if c["check"] == "web console"]
+    assert not web["ok"] and "no user may log in" in web["detail"]
+    assert add(site, monkeypatch, "anna", "Anna-Passwort-1") == 0
+    capsys.readouterr()
+    site.cli("check")
+    assert "http://127.0.0.1:8025/ inside run; 1 user(s), 1 admin(s)" in capsys.readouterr().out

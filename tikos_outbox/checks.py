@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tikos_outbox.core.addresses import Address
+from tikos_outbox.core.console import WebRole
 from tikos_outbox.core.einvoice import Action
 from tikos_outbox.core.message import (
     Mail,
@@ -35,6 +36,7 @@ from tikos_outbox.core.settings import (
     RecipientSource,
     Security,
     Transport,
+    is_loopback,
 )
 from tikos_outbox.credentials import KeyRing, insecure_permissions
 from tikos_outbox.samples import make_pdf
@@ -73,6 +75,7 @@ def run_checks(config: Config, opener: Callable[[Config], Outbox], smtp: bool = 
     results += _folder_checks(config)
     results += _setup_checks(config)
     if outbox is not None:
+        results.append(_web_check(outbox))
         if smtp:
             results += _check_smtp(outbox)
         if sql:
@@ -214,6 +217,23 @@ def _einvoice_checks(config: Config) -> list[Check]:
         out.append(Check("addresses", True, "only from the e-invoice (BT-49): a document"
                          " without one finds nobody and is listed for attention"))
     return out
+
+
+def _web_check(outbox: Outbox) -> Check:
+    """Where the console is served, and whether anyone can log in to it."""
+    web = outbox.config.web
+    users = outbox.users.all()
+    admins = sum(1 for u in users if u.role is WebRole.ADMIN)
+    who = f"{len(users)} user(s), {admins} admin(s)"
+    if not web.enabled:
+        return Check("web console", True, f"not inside run ([web] enabled = false); {who};"
+                                          " `tikos-outbox web` serves it on its own")
+    where = (f"{'https' if web.tls else 'http'}://{web.host}:{web.port}/ inside run"
+             + ("" if web.tls or is_loopback(web.host) else ", WITHOUT TLS (allow_plain_http)"))
+    if not users:
+        return Check("web console", False, f"{where}, but no user may log in: tikos-outbox"
+                                           " user add NAME --role admin")
+    return Check("web console", True, f"{where}; {who}")
 
 
 def _csv_check(config: Config) -> Check:

@@ -119,6 +119,18 @@ pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
 # action = "warn"               # "warn": sent, listed in the daily report | "hold": held
 # An XRechnung as a file of its own: let the pattern take .xml too, e.g.
 # pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.(pdf|xml)$'
+
+# -- the web console (optional) -----------------------------------------------------
+# The office finds an invoice's fate and sends it again from a browser. Users:
+#   tikos-outbox user add anna --role admin     (viewer: search and read only)
+# On another address than this machine's own (127.0.0.1), give it a certificate.
+# [web]
+# enabled = true                # serve it inside `run` (or: tikos-outbox web)
+# host = "127.0.0.1"            # "0.0.0.0": every address; needs cert_file/key_file
+# port = 8025
+# cert_file = "console.pem"     # the server's certificate (PEM) and its key
+# key_file = "console-key.pem"
+# idle_minutes = 30             # a session ends after this long without a click
 '''
 
 

@@ -1,6 +1,7 @@
 """Secret hygiene: after a full run with a known password and a known OAuth2 client
 secret, neither is found in the database (and its WAL), the logs, any --json output,
-error output, or the service's command line and environment."""
+error output, or the service's command line and environment; nor the password of
+a web console user, after logging in to the console of the running service."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.reliability
 
 PASSWORD = "Sehr-Geheim §;:@\\% Wäsche 42"
 BOUNCE_PASSWORD = "Rückläufer-Geheimnis 7 \"quoted\""
+WEB_PASSWORD = "Büro-Passwort ß 99 %&="
 
 
 def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
@@ -51,6 +53,8 @@ def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
             doc["bounces"] = {"imap_host": "127.0.0.1", "imap_port": free_port(),
                               "username": "rechnung@example.org", "timeout_s": 5,
                               "password": ring.encrypt(BOUNCE_PASSWORD)}
+            web_port = free_port()
+            doc["web"] = {"enabled": True, "port": web_port}  # the console inside `run`
             _write_doc(site.config, doc)
             for m in (1, 2):
                 (site.mandant_folder(m) / f"RE_{m}_4711.pdf").write_bytes(make_pdf([str(m)]))
@@ -70,12 +74,16 @@ def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
                          ("show", "2", "--json"), ("check", "--smtp", "--json")):
                 run_cli(*args)
             assert len(pw_srv.received) == 1 and len(oauth_srv.received) == 1
+            sys.stdin = io.StringIO(WEB_PASSWORD + "\n")
+            run_cli("user", "add", "anna", "--role", "admin", "--stdin")
+            sys.stdin = sys.__stdin__
             # the service itself: command line, environment, database with its WAL
             proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config",
                                      str(site.config), "run"], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
             try:
                 time.sleep(3)
+                outputs += log_in_to_console(web_port)
                 cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
                 environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
                 wal = tmp_path / "outbox.db-wal"
@@ -93,7 +101,7 @@ def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
     for path in tmp_path.rglob("*"):
         if path.is_file():
             haystacks.append(path.read_bytes())
-    for secret in (PASSWORD, CLIENT_SECRET, BOUNCE_PASSWORD):
+    for secret in (PASSWORD, CLIENT_SECRET, BOUNCE_PASSWORD, WEB_PASSWORD):
         for variant in {secret.encode(), secret.encode("utf-16-le"), secret.encode("latin-1",
                                                                                    "ignore")}:
             hits = [h[:80] for h in haystacks if variant in h]
@@ -101,6 +109,35 @@ def test_no_plaintext_secret_anywhere(tmp_path: Path, cert: Cert,
     assert any("is missing" in o for o in outputs)  # the error was shown
     assert any("the bounce mailbox 127.0.0.1:" in o and "cannot be reached" in o
                for o in outputs)
+
+
+def log_in_to_console(port: int) -> list[str]:
+    """A wrong and a right login to the console of the running service, and a page;
+    what it answered (searched for the password too)."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    pages = []
+    for password in ("falsch " + WEB_PASSWORD, WEB_PASSWORD):
+        with opener.open(base + "/login", timeout=30) as r:
+            token = re.search(r'name="csrf" value="([^"]+)"', r.read().decode())
+        assert token
+        form = urllib.parse.urlencode({"user": "anna", "password": password,
+                                       "csrf": token.group(1)}).encode()
+        try:
+            with opener.open(base + "/login", data=form, timeout=30) as r:
+                pages.append(r.read().decode())
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+            pages.append(exc.read().decode())
+    assert "Braucht Aufmerksamkeit" in pages[-1]  # logged in: the overview
+    return pages
 
 
 def test_key_file_is_private_and_a_readable_one_is_reported(
