@@ -213,6 +213,62 @@ def test_hold_keeps_invoices_that_are_no_e_invoice_until_released_or_made_again(
         assert len(srv.received) == 4  # each once
 
 
+def by_path(site: Site, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
+    """Every entry by its path in the folder, the newest version of each (list --json)."""
+    capsys.readouterr()
+    assert site.cli("list", "--json", "--limit", "1000") == 0
+    return {e["path"]: e for e in sorted(json.loads(capsys.readouterr().out),
+                                         key=lambda e: e["id"])}
+
+
+def test_the_identity_rules_decide_before_the_hold(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """The hold only keeps back what would otherwise go out: a copy of a held invoice
+    under another path is a duplicate, and a changed version of a sent one is held
+    naming the earlier send, so that releasing never mails the customer unawares."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, 'required_from = 2026-01-01\naction = "hold"')
+        folder = site.mandant_folder()
+        plain = make_pdf(["Rechnung 3101"])
+        (folder / "RE_3101_4716.pdf").write_bytes(plain)
+        (folder / "RE_3102_4716.pdf").write_bytes(einvoice_pdf("EN 16931", "3102"))
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+        first = by_path(site, capsys)["RE_3102_4716.pdf"]["id"]
+        (folder / "Kopie").mkdir()
+        (folder / "Kopie" / "RE_3101_4716.pdf").write_bytes(plain)  # the same bytes
+        (folder / "RE_3102_4716.pdf").write_bytes(make_pdf(["Rechnung 3102", "geändert"]))
+        assert site.cli("scan") == 0
+        listed = by_path(site, capsys)
+        held, sent = listed["RE_3101_4716.pdf"], listed["RE_3102_4716.pdf"]
+        copy = listed["Kopie/RE_3101_4716.pdf"]
+        assert (copy["state"], copy["reason"]) == ("skipped", f"duplicate of entry {held['id']}")
+        assert copy["attention"] is None
+        assert sent["state"] == "held"
+        assert sent["reason"] == (f"changed after it was sent as entry {first}; not a valid"
+                                  " e-invoice: a PDF without e-invoice data (no ZUGFeRD,"
+                                  " Factur-X or XRechnung XML)")
+        assert sent["attention"] == (
+            f"Rechnung 3102, Kunde 4716: geändert, nachdem sie als Eintrag {first} versendet"
+            " wurde, und keine gültige E-Rechnung (nur PDF, ohne E-Rechnungsdaten (kein"
+            " ZUGFeRD, keine XRechnung)), ab 01.01.2026 Pflicht — in TIKOS als E-Rechnung neu"
+            f" erzeugen und die neue Datei freigeben; oder `tikos-outbox release {sent['id']}`,"
+            " um diese Fassung trotzdem zu senden (der Kunde bekommt die Rechnung dann ein"
+            " zweites Mal)")
+        # the office releases what is held: each invoice once, the changed one on purpose
+        assert site.cli("release", str(held["id"]), str(sent["id"])) == 0
+        assert site.cli("flush") == 0
+        names = [attachments_name(r.data) for r in srv.received]
+        assert sorted(names) == ["RE_3101_4716.pdf", "RE_3102_4716.pdf", "RE_3102_4716.pdf"]
+        # TIKOS writes 3102 again as an e-invoice: held as a changed version (no e-invoice
+        # reason), as the line said
+        (folder / "RE_3102_4716.pdf").write_bytes(
+            einvoice_pdf("EN 16931", "3102", buyer_email="buchhaltung@hotel-post.test"))
+        assert site.cli("scan") == 0
+        again = by_path(site, capsys)["RE_3102_4716.pdf"]
+        assert (again["state"], again["reason"]) == (
+            "held", f"changed after it was sent as entry {sent['id']}")
+
+
 def test_warn_sends_and_the_daily_report_lists_the_invoice(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     with SmtpServer(cert, "none") as srv:
