@@ -355,6 +355,30 @@ def test_a_buyer_address_other_than_tikos_is_noted_and_the_lookup_is_used(
             "Einkauf@hotel-post.test", "buchhaltung@hotel-post.test"]
 
 
+def test_a_buyer_address_looked_up_later_is_noted_too(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """The lookup done at the send run (the address file could not be read at intake)
+    and again after a requeue notes another BT-49 on the entry, once."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv)
+        (tmp_path / "kunden.csv").rename(tmp_path / "kunden.weg")
+        (site.mandant_folder() / "RE_6101_4716.pdf").write_bytes(
+            einvoice_pdf("EN 16931", "6101"))
+        assert site.cli("scan") == 0
+        waiting = show(site, capsys, 1)
+        assert (waiting["state"], waiting["recipients"], waiting["notices"]) == (
+            "pending", [], [])
+        (tmp_path / "kunden.weg").rename(tmp_path / "kunden.csv")
+        assert site.cli("flush") == 0
+        [note] = show(site, capsys, 1)["notices"]
+        assert note.startswith("Dokument 6101, Kunde 4716: die E-Rechnung nennt"
+                               " einkauf@hotel-post.test als Adresse des Käufers (BT-49)")
+        assert srv.received[0].rcpt_tos == ["buchhaltung@hotel-post.test"]
+        assert site.cli("requeue", "1") == 0 and site.cli("flush") == 0
+        assert len(srv.received) == 2
+        assert show(site, capsys, 1)["notices"] == [note]  # looked up again: still once
+
+
 def test_source_einvoice_mails_the_buyer_address_and_falls_back_to_the_lookup(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     with SmtpServer(cert, "none") as srv:

@@ -336,16 +336,19 @@ class Intake:
     def resolve_recipients(self) -> int:
         """Look up the addresses of pending entries that have none yet (the source
         was unreachable, or the entry was requeued); returns how many were resolved.
-        An unreachable source leaves them pending for a later run."""
+        An unreachable source leaves them pending for a later run. What the lookup
+        notices (an e-invoice's other buyer address) is added to the entry."""
         done = 0
         while batch := self.queries.unresolved():
             for item in batch:
-                found = self.addresses_for(item.mandant, item.fields, item.buyer_email)
+                notices: list[str] = []
+                found = self.addresses_for(item.mandant, item.fields, item.buyer_email,
+                                           notices)
                 if found.unavailable:
                     return done
                 now = self.clock.now()
                 if found.valid:
-                    self.commands.set_recipients(item.entry_id, found.stored, now)
+                    self.commands.set_recipients(item.entry_id, found.stored, now, notices)
                 elif self.commands.move([item.entry_id], Event.SKIP, now,
                                         reason=found.no_address,
                                         attention=found.attention)[item.entry_id].ok:
