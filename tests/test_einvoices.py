@@ -9,17 +9,31 @@ import email
 import email.policy
 import hashlib
 import json
+import os
+from datetime import date, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.einvoice_files import einvoice_pdf, invoice_xml, pdf_with_attachment, ubl_xml
-from tests.helpers import Cert, Site, SmtpServer, open_outbox, status_json, write_site
+from tests.helpers import (
+    Cert,
+    FakeClock,
+    Site,
+    SmtpServer,
+    open_outbox,
+    status_json,
+    write_site,
+)
 from tikos_outbox.core.einvoice import Rule, profile_of
 from tikos_outbox.core.views import ListFilter
 from tikos_outbox.samples import make_pdf
+from tikos_outbox.usecases.intake import FirstPass
+
+BERLIN = ZoneInfo("Europe/Berlin")
 
 XPATTERN = r"^(?P<doctype>RE|LS)_(?P<docno>\d+)_(?P<customer>\d+)\.(pdf|xml)$"
 CUSTOMERS = "mandant;customer;email\n1;4716;buchhaltung@hotel-post.test\n"
@@ -301,9 +315,107 @@ def test_warn_sends_and_the_daily_report_lists_the_invoice(
         body = report.get_body(("plain",))
         assert body is not None
         text = body.get_content()
-        assert "Heute aufgenommen und versendet, aber bitte prüfen (1):" in text
+        assert "Seit dem letzten Bericht aufgenommen, mit Hinweis — bitte prüfen (1):" in text
         assert "- Eintrag 1 (sent" in text and note in text
         assert "4002" not in text
+
+
+OFFICE = "buero@musterwaescherei.example"
+
+
+def report_texts(srv: SmtpServer) -> list[str]:
+    """The body of each daily report the office got, in order."""
+    out = []
+    for r in srv.received:
+        if r.rcpt_tos == [OFFICE]:
+            msg = email.message_from_bytes(r.data, policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            body = msg.get_body(("plain",))
+            assert body is not None
+            out.append(str(body.get_content()))
+    return out
+
+
+def write(path: Path, data: bytes, clock: FakeClock) -> None:
+    """A file TIKOS writes at the clock's time (a minute before it: settled)."""
+    path.write_bytes(data)
+    then = clock.now().timestamp() - 60
+    os.utime(path, (then, then))
+
+
+def noticed_in(text: str) -> list[int]:
+    """The entry numbers a report lists under its notes."""
+    part = text.split("mit Hinweis", 1)[1] if "mit Hinweis" in text else ""
+    return [int(line.split()[2]) for line in part.splitlines()
+            if line.startswith("- Eintrag ")]
+
+
+def test_every_noted_invoice_is_in_exactly_one_daily_report(
+        tmp_path: Path, cert: Cert) -> None:
+    """Not only those of the report's day: one recorded after the day's report, or on
+    a day without send runs (the weekend), is in the next report; a report that could
+    not be sent lists them again."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, "required_from = 2026-01-01")  # action: warn
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write(f"\n[report]\nto = ['{OFFICE}']\n")
+        folder = site.mandant_folder()
+        clock = FakeClock(datetime(2026, 11, 26, 10, tzinfo=BERLIN))  # a Thursday
+        svc = open_outbox(site, clock)
+
+        def record(docno: str) -> None:
+            write(folder / f"RE_{docno}_4716.pdf", make_pdf([f"Rechnung {docno}"]), clock)
+            svc.scan(FirstPass.NONE)
+            svc.delivery.send_due(force=True)
+
+        record("4101")
+        clock.advance(8 * 3600 + 300)  # 18:05, after the day's last run
+        assert svc.report.send(date(2026, 11, 26))
+        clock.advance(3600)
+        record("4102")  # after the report
+        clock.advance(2 * 86400)  # Saturday: no send run, no report
+        record("4103")
+        srv.behaviour.data_reply = "451 4.3.0 try again later"
+        clock.advance(2 * 86400)  # Monday 19:05
+        assert not svc.report.send(date(2026, 11, 30))  # not sent: nothing is marked
+        srv.behaviour.data_reply = None
+        assert svc.report.send(date(2026, 11, 30))
+        clock.advance(86400)
+        assert not svc.report.send(date(2026, 12, 1))  # nothing new: no report
+        svc.store.close()
+        assert [noticed_in(t) for t in report_texts(srv)] == [[1], [2, 3]]
+        assert "Rechnung 4103, Kunde 4716: als keine gültige E-Rechnung" in (
+            report_texts(srv)[1])
+
+
+def test_a_note_the_later_lookup_adds_is_reported_too(tmp_path: Path, cert: Cert) -> None:
+    """An invoice whose addresses are looked up only at a later run (the address file
+    could not be read at intake) may still get a note then: the report keeps the
+    notes after it for the next report instead of passing it by."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, "required_from = 2026-01-01")
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write(f"\n[report]\nto = ['{OFFICE}']\n")
+        folder = site.mandant_folder()
+        clock = FakeClock(datetime(2026, 11, 26, 10, tzinfo=BERLIN))
+        svc = open_outbox(site, clock)
+        (tmp_path / "kunden.csv").rename(tmp_path / "kunden.weg")
+        write(folder / "RE_4201_4716.pdf", einvoice_pdf("EN 16931", "4201"), clock)
+        write(folder / "RE_4202_4716.pdf", make_pdf(["Rechnung 4202"]), clock)
+        svc.scan(FirstPass.NONE)  # recorded, not looked up; 4202 noted: no e-invoice
+        clock.advance(8 * 3600)
+        svc.delivery.send_due(force=True)  # still no address file
+        assert [v.notices != [] for v in svc.store.queries.list_entries(
+            ListFilter(oldest_first=True))] == [False, True]
+        assert not svc.report.send(date(2026, 11, 26))  # 4202 waits for 4201
+        (tmp_path / "kunden.weg").rename(tmp_path / "kunden.csv")
+        clock.advance(86400)
+        svc.delivery.send_due(force=True)  # 4201 looked up: another buyer address
+        assert svc.report.send(date(2026, 11, 27))
+        svc.store.close()
+        [text] = report_texts(srv)
+        assert noticed_in(text) == [1, 2]
+        assert "die E-Rechnung nennt einkauf@hotel-post.test" in text
 
 
 def test_before_required_from_and_without_it_invoices_are_only_counted(
