@@ -591,6 +591,35 @@ def test_check_states_the_rule_and_a_doctype_no_pattern_gives(
         assert "names GS, which mandant 1's pattern never gives (LS|RE)" in out
 
 
+def test_check_warns_when_the_pattern_takes_the_pdf_and_the_xml_of_one_invoice(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """TIKOS writing a ZUGFeRD PDF and an XRechnung for the same invoice, with a pattern
+    that takes both, would mail it twice: check says so before the first run."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv)
+        folder = site.mandant_folder()
+        (folder / "2027").mkdir()
+        (folder / "RE_1001_4716.pdf").write_bytes(einvoice_pdf("EN 16931", "1001"))
+        (folder / "2027" / "RE_1001_4716.xml").write_bytes(invoice_xml("XRECHNUNG", "1001"))
+        (folder / "RE_1002_4716.xml").write_bytes(ubl_xml("1002"))  # one file per invoice
+        (folder / "LS_1002_4716.pdf").write_bytes(make_pdf(["Lieferschein 1002"]))
+        capsys.readouterr()
+        assert site.cli("check") == 1
+        out = capsys.readouterr().out
+        assert ("FAIL  mandant 1 pattern: takes both RE_1001_4716.pdf and 2027/RE_1001_4716.xml:"
+                " each file is mailed as a document of its own, so the customer gets the"
+                " invoice twice; let the pattern take only the .pdf or only the .xml files,"
+                " unless TIKOS writes one file per invoice") in out
+        (folder / "RE_1003_4716.pdf").write_bytes(make_pdf(["Rechnung 1003"]))
+        (folder / "RE_1003_4716.xml").write_bytes(invoice_xml("XRECHNUNG", "1003"))
+        assert site.cli("check") == 1
+        assert "RE_1003_4716.xml (and 1 more): each file" in capsys.readouterr().out
+        text = site.config.read_text(encoding="utf-8")
+        site.config.write_text(text.replace("(pdf|xml)", "pdf"), encoding="utf-8")
+        assert site.cli("check") == 0  # the pattern takes only the PDFs
+        assert "mandant 1 pattern" not in capsys.readouterr().out
+
+
 # -- the profiles, without I/O ---------------------------------------------------------------
 
 
