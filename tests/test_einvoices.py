@@ -543,25 +543,6 @@ def test_source_einvoice_alone_needs_no_address_source(
 # -- safety and configuration ------------------------------------------------------------------
 
 
-def test_an_xml_file_never_reads_a_local_file_or_the_network(
-        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
-    secret = tmp_path / "geheim.txt"
-    secret.write_text("GEHEIMNIS", encoding="utf-8")
-    xml = invoice_xml("XRECHNUNG", "9001").replace(
-        b"<?xml version='1.0' encoding='UTF-8'?>",
-        b"<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE x [<!ENTITY s SYSTEM '"
-        + secret.as_uri().encode() + b"'>]>").replace(b">9001<", b">&s;<")
-    with SmtpServer(cert, "none") as srv:
-        site = site_for(tmp_path, srv)
-        (site.mandant_folder() / "RE_9001_4716.xml").write_bytes(xml)
-        assert site.cli("scan") == 0
-        capsys.readouterr()
-        assert site.cli("show", "1", "--json") == 0
-        out = capsys.readouterr().out
-        assert "GEHEIMNIS" not in out
-        assert json.loads(out)["einvoice"]["number"] != "GEHEIMNIS"
-
-
 @pytest.mark.parametrize(("rule", "problem"), [
     ('action = "block"', "key 'einvoice.action': must be one of warn, hold, not 'block'"),
     ('required_from = "1.1.2027"', "is not a date like 2027-01-01 or 01.01.2027"),
