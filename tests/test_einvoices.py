@@ -18,7 +18,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.einvoice_files import einvoice_pdf, invoice_xml, pdf_with_attachment, ubl_xml
+from tests.einvoice_files import (
+    einvoice_pdf,
+    invoice_xml,
+    pdf_with_attachment,
+    ubl_xml,
+    zugferd1_pdf,
+    zugferd1_xml,
+)
 from tests.helpers import (
     Cert,
     FakeClock,
@@ -108,6 +115,10 @@ TABLE: dict[str, tuple[bytes, tuple[str, str, bool] | None, str]] = {
     "RE_1014_4716.xml": (invoice_xml("XRECHNUNG", "1014")[:200], None, "held"),
     "RE_1015_4716.xml": (b"<?xml version='1.0'?><Lieferschein/>", None, "held"),
     "RE_1016_4716.xml": (ubl_xml("1016", guideline=PEPPOL), ("XML", "PEPPOL BIS 3.0", True),
+                         "pending"),
+    "RE_1017_4716.pdf": (zugferd1_pdf("comfort", "1017"), ("ZUGFeRD", "1.0 COMFORT", False),
+                         "pending"),
+    "RE_1018_4716.xml": (zugferd1_xml("extended", "1018"), ("XML", "1.0 EXTENDED", False),
                          "pending"),
 }
 
@@ -225,6 +236,31 @@ def test_hold_keeps_invoices_that_are_no_e_invoice_until_released_or_made_again(
         assert [v[0] for v in versions] == ["sent", "skipped"]
         assert versions[1][1].startswith("superseded by entry")
         assert len(srv.received) == 4  # each once
+
+
+def test_zugferd_1_0_is_recognised_and_is_no_e_invoice(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ZUGFeRD 1.0 invoice (CrossIndustryDocument, valid against its own schema) in a
+    PDF as ZUGFeRD-invoice.xml: its profile is named, and it is no e-invoice."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, 'required_from = 2026-01-01\naction = "hold"')
+        (site.mandant_folder() / "RE_3201_4716.pdf").write_bytes(zugferd1_pdf("comfort", "3201"))
+        assert site.cli("scan") == 0
+        entry = show(site, capsys, 1)
+        assert entry["einvoice"] == {
+            "format": "ZUGFeRD", "profile": "1.0 COMFORT", "valid_invoice": False,
+            "buyer_email": None, "syntax": "ZUGFeRD 1.0",
+            "guideline": "urn:ferd:CrossIndustryDocument:invoice:1p0:comfort",
+            "problem": "the profile 1.0 COMFORT is no e-invoice after EN 16931 (ZUGFeRD 1.0"
+                       " is older than the standard)",
+            "attachment": "ZUGFeRD-invoice.xml", "number": "3201"}
+        assert entry["state"] == "held"
+        assert entry["attention"].startswith(
+            "Rechnung 3201, Kunde 4716: keine gültige E-Rechnung (ZUGFeRD 1.0 COMFORT ist keine"
+            " E-Rechnung nach EN 16931), ab 01.01.2026 Pflicht")
+        capsys.readouterr()
+        assert site.cli("list") == 0
+        assert "ZUGFeRD 1.0 COMFORT ✗" in capsys.readouterr().out
 
 
 def by_path(site: Site, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
