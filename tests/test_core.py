@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tikos_outbox.core.intake import Prior, decide
+from tikos_outbox.core.intake import Decision, Prior, decide
 from tikos_outbox.core.message import (
     Mail,
     build_message,
@@ -53,7 +53,7 @@ def test_random_event_sequences_never_lose_or_corrupt_an_entry(
         steps: list[tuple[int, Event]]) -> None:
     """Five entries get random events; illegal ones raise and change nothing.
     Every entry always has exactly one legal state, and an entry that reached
-    `sent` only leaves it by an explicit requeue."""
+    `sent` only leaves it by an explicit requeue or the customer's bounce."""
     states = [State.PENDING] * 5
     for index, ev in steps:
         before = states[index]
@@ -63,7 +63,7 @@ def test_random_event_sequences_never_lose_or_corrupt_an_entry(
             assert (before, ev) not in TRANSITIONS
             continue
         if before is State.SENT:
-            assert ev is Event.REQUEUE
+            assert ev in (Event.REQUEUE, Event.BOUNCE)
         if after is State.SENDING:
             assert before in CLAIMABLE
         states[index] = after
@@ -262,6 +262,30 @@ def test_intake_rules() -> None:
     assert d is not None and (d.state, d.reason) == (State.SKIPPED, "duplicate of entry 7")
     d = decide(sha256="b", same_path=[], same_content=None, baseline=True, problem="x")
     assert d is not None and d.state is State.SKIPPED
+
+
+def test_the_einvoice_hold_comes_after_the_identity_rules() -> None:
+    p, why = Prior, "not a valid e-invoice: a PDF without e-invoice data"
+    lines: list[int | None] = []
+
+    def line(sent_as: int | None) -> str:
+        lines.append(sent_as)
+        return f"line {sent_as}"
+
+    def rule(same_path: list[Prior], same_content: Prior | None) -> Decision | None:
+        return decide(sha256="b", same_path=same_path, same_content=same_content,
+                      baseline=False, problem=None, einvoice=why, einvoice_line=line)
+
+    d = rule([], p(7, State.HELD, "b"))
+    assert d is not None and (d.state, d.reason) == (State.SKIPPED, "duplicate of entry 7")
+    d = rule([p(3, State.SENT, "a")], None)
+    assert d is not None and (d.state, d.attention) == (State.HELD, "line 3")
+    assert d.reason == f"changed after it was sent as entry 3; {why}"
+    d = rule([p(4, State.HELD, "a")], None)  # held by the administrator
+    assert d is not None and d.reason == f"a new version of entry 4, which is held; {why}"
+    d = rule([p(5, State.HELD, "a", file_problem=True)], None)  # held for its file only
+    assert d is not None and (d.state, d.reason, d.supersede) == (State.HELD, why, (5,))
+    assert lines == [3, None]
 
 
 def test_message_bytes_are_those_of_the_email_package() -> None:

@@ -9,17 +9,38 @@ import email
 import email.policy
 import hashlib
 import json
+import os
+from datetime import date, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.einvoice_files import einvoice_pdf, invoice_xml, pdf_with_attachment, ubl_xml
-from tests.helpers import Cert, Site, SmtpServer, open_outbox, status_json, write_site
+from tests.einvoice_files import (
+    einvoice_pdf,
+    invoice_xml,
+    pdf_with_attachment,
+    ubl_xml,
+    zugferd1_pdf,
+    zugferd1_xml,
+)
+from tests.helpers import (
+    Cert,
+    FakeClock,
+    Site,
+    SmtpServer,
+    open_outbox,
+    status_json,
+    write_site,
+)
 from tikos_outbox.core.einvoice import Rule, profile_of
 from tikos_outbox.core.views import ListFilter
 from tikos_outbox.samples import make_pdf
+from tikos_outbox.usecases.intake import FirstPass
+
+BERLIN = ZoneInfo("Europe/Berlin")
 
 XPATTERN = r"^(?P<doctype>RE|LS)_(?P<docno>\d+)_(?P<customer>\d+)\.(pdf|xml)$"
 CUSTOMERS = "mandant;customer;email\n1;4716;buchhaltung@hotel-post.test\n"
@@ -94,6 +115,10 @@ TABLE: dict[str, tuple[bytes, tuple[str, str, bool] | None, str]] = {
     "RE_1014_4716.xml": (invoice_xml("XRECHNUNG", "1014")[:200], None, "held"),
     "RE_1015_4716.xml": (b"<?xml version='1.0'?><Lieferschein/>", None, "held"),
     "RE_1016_4716.xml": (ubl_xml("1016", guideline=PEPPOL), ("XML", "PEPPOL BIS 3.0", True),
+                         "pending"),
+    "RE_1017_4716.pdf": (zugferd1_pdf("comfort", "1017"), ("ZUGFeRD", "1.0 COMFORT", False),
+                         "pending"),
+    "RE_1018_4716.xml": (zugferd1_xml("extended", "1018"), ("XML", "1.0 EXTENDED", False),
                          "pending"),
 }
 
@@ -213,6 +238,87 @@ def test_hold_keeps_invoices_that_are_no_e_invoice_until_released_or_made_again(
         assert len(srv.received) == 4  # each once
 
 
+def test_zugferd_1_0_is_recognised_and_is_no_e_invoice(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ZUGFeRD 1.0 invoice (CrossIndustryDocument, valid against its own schema) in a
+    PDF as ZUGFeRD-invoice.xml: its profile is named, and it is no e-invoice."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, 'required_from = 2026-01-01\naction = "hold"')
+        (site.mandant_folder() / "RE_3201_4716.pdf").write_bytes(zugferd1_pdf("comfort", "3201"))
+        assert site.cli("scan") == 0
+        entry = show(site, capsys, 1)
+        assert entry["einvoice"] == {
+            "format": "ZUGFeRD", "profile": "1.0 COMFORT", "valid_invoice": False,
+            "buyer_email": None, "syntax": "ZUGFeRD 1.0",
+            "guideline": "urn:ferd:CrossIndustryDocument:invoice:1p0:comfort",
+            "problem": "the profile 1.0 COMFORT is no e-invoice after EN 16931 (ZUGFeRD 1.0"
+                       " is older than the standard)",
+            "attachment": "ZUGFeRD-invoice.xml", "number": "3201"}
+        assert entry["state"] == "held"
+        assert entry["attention"].startswith(
+            "Rechnung 3201, Kunde 4716: keine gültige E-Rechnung (ZUGFeRD 1.0 COMFORT ist keine"
+            " E-Rechnung nach EN 16931), ab 01.01.2026 Pflicht")
+        capsys.readouterr()
+        assert site.cli("list") == 0
+        assert "ZUGFeRD 1.0 COMFORT ✗" in capsys.readouterr().out
+
+
+def by_path(site: Site, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
+    """Every entry by its path in the folder, the newest version of each (list --json)."""
+    capsys.readouterr()
+    assert site.cli("list", "--json", "--limit", "1000") == 0
+    return {e["path"]: e for e in sorted(json.loads(capsys.readouterr().out),
+                                         key=lambda e: e["id"])}
+
+
+def test_the_identity_rules_decide_before_the_hold(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """The hold only keeps back what would otherwise go out: a copy of a held invoice
+    under another path is a duplicate, and a changed version of a sent one is held
+    naming the earlier send, so that releasing never mails the customer unawares."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, 'required_from = 2026-01-01\naction = "hold"')
+        folder = site.mandant_folder()
+        plain = make_pdf(["Rechnung 3101"])
+        (folder / "RE_3101_4716.pdf").write_bytes(plain)
+        (folder / "RE_3102_4716.pdf").write_bytes(einvoice_pdf("EN 16931", "3102"))
+        assert site.cli("scan") == 0 and site.cli("flush") == 0
+        first = by_path(site, capsys)["RE_3102_4716.pdf"]["id"]
+        (folder / "Kopie").mkdir()
+        (folder / "Kopie" / "RE_3101_4716.pdf").write_bytes(plain)  # the same bytes
+        (folder / "RE_3102_4716.pdf").write_bytes(make_pdf(["Rechnung 3102", "geändert"]))
+        assert site.cli("scan") == 0
+        listed = by_path(site, capsys)
+        held, sent = listed["RE_3101_4716.pdf"], listed["RE_3102_4716.pdf"]
+        copy = listed["Kopie/RE_3101_4716.pdf"]
+        assert (copy["state"], copy["reason"]) == ("skipped", f"duplicate of entry {held['id']}")
+        assert copy["attention"] is None
+        assert sent["state"] == "held"
+        assert sent["reason"] == (f"changed after it was sent as entry {first}; not a valid"
+                                  " e-invoice: a PDF without e-invoice data (no ZUGFeRD,"
+                                  " Factur-X or XRechnung XML)")
+        assert sent["attention"] == (
+            f"Rechnung 3102, Kunde 4716: geändert, nachdem sie als Eintrag {first} versendet"
+            " wurde, und keine gültige E-Rechnung (nur PDF, ohne E-Rechnungsdaten (kein"
+            " ZUGFeRD, keine XRechnung)), ab 01.01.2026 Pflicht — in TIKOS als E-Rechnung neu"
+            f" erzeugen und die neue Datei freigeben; oder `tikos-outbox release {sent['id']}`,"
+            " um diese Fassung trotzdem zu senden (der Kunde bekommt die Rechnung dann ein"
+            " zweites Mal)")
+        # the office releases what is held: each invoice once, the changed one on purpose
+        assert site.cli("release", str(held["id"]), str(sent["id"])) == 0
+        assert site.cli("flush") == 0
+        names = [attachments_name(r.data) for r in srv.received]
+        assert sorted(names) == ["RE_3101_4716.pdf", "RE_3102_4716.pdf", "RE_3102_4716.pdf"]
+        # TIKOS writes 3102 again as an e-invoice: held as a changed version (no e-invoice
+        # reason), as the line said
+        (folder / "RE_3102_4716.pdf").write_bytes(
+            einvoice_pdf("EN 16931", "3102", buyer_email="buchhaltung@hotel-post.test"))
+        assert site.cli("scan") == 0
+        again = by_path(site, capsys)["RE_3102_4716.pdf"]
+        assert (again["state"], again["reason"]) == (
+            "held", f"changed after it was sent as entry {sent['id']}")
+
+
 def test_warn_sends_and_the_daily_report_lists_the_invoice(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     with SmtpServer(cert, "none") as srv:
@@ -245,9 +351,107 @@ def test_warn_sends_and_the_daily_report_lists_the_invoice(
         body = report.get_body(("plain",))
         assert body is not None
         text = body.get_content()
-        assert "Heute aufgenommen und versendet, aber bitte prüfen (1):" in text
+        assert "Seit dem letzten Bericht aufgenommen, mit Hinweis — bitte prüfen (1):" in text
         assert "- Eintrag 1 (sent" in text and note in text
         assert "4002" not in text
+
+
+OFFICE = "buero@musterwaescherei.example"
+
+
+def report_texts(srv: SmtpServer) -> list[str]:
+    """The body of each daily report the office got, in order."""
+    out = []
+    for r in srv.received:
+        if r.rcpt_tos == [OFFICE]:
+            msg = email.message_from_bytes(r.data, policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            body = msg.get_body(("plain",))
+            assert body is not None
+            out.append(str(body.get_content()))
+    return out
+
+
+def write(path: Path, data: bytes, clock: FakeClock) -> None:
+    """A file TIKOS writes at the clock's time (a minute before it: settled)."""
+    path.write_bytes(data)
+    then = clock.now().timestamp() - 60
+    os.utime(path, (then, then))
+
+
+def noticed_in(text: str) -> list[int]:
+    """The entry numbers a report lists under its notes."""
+    part = text.split("mit Hinweis", 1)[1] if "mit Hinweis" in text else ""
+    return [int(line.split()[2]) for line in part.splitlines()
+            if line.startswith("- Eintrag ")]
+
+
+def test_every_noted_invoice_is_in_exactly_one_daily_report(
+        tmp_path: Path, cert: Cert) -> None:
+    """Not only those of the report's day: one recorded after the day's report, or on
+    a day without send runs (the weekend), is in the next report; a report that could
+    not be sent lists them again."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, "required_from = 2026-01-01")  # action: warn
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write(f"\n[report]\nto = ['{OFFICE}']\n")
+        folder = site.mandant_folder()
+        clock = FakeClock(datetime(2026, 11, 26, 10, tzinfo=BERLIN))  # a Thursday
+        svc = open_outbox(site, clock)
+
+        def record(docno: str) -> None:
+            write(folder / f"RE_{docno}_4716.pdf", make_pdf([f"Rechnung {docno}"]), clock)
+            svc.scan(FirstPass.NONE)
+            svc.delivery.send_due(force=True)
+
+        record("4101")
+        clock.advance(8 * 3600 + 300)  # 18:05, after the day's last run
+        assert svc.report.send(date(2026, 11, 26))
+        clock.advance(3600)
+        record("4102")  # after the report
+        clock.advance(2 * 86400)  # Saturday: no send run, no report
+        record("4103")
+        srv.behaviour.data_reply = "451 4.3.0 try again later"
+        clock.advance(2 * 86400)  # Monday 19:05
+        assert not svc.report.send(date(2026, 11, 30))  # not sent: nothing is marked
+        srv.behaviour.data_reply = None
+        assert svc.report.send(date(2026, 11, 30))
+        clock.advance(86400)
+        assert not svc.report.send(date(2026, 12, 1))  # nothing new: no report
+        svc.store.close()
+        assert [noticed_in(t) for t in report_texts(srv)] == [[1], [2, 3]]
+        assert "Rechnung 4103, Kunde 4716: als keine gültige E-Rechnung" in (
+            report_texts(srv)[1])
+
+
+def test_a_note_the_later_lookup_adds_is_reported_too(tmp_path: Path, cert: Cert) -> None:
+    """An invoice whose addresses are looked up only at a later run (the address file
+    could not be read at intake) may still get a note then: the report keeps the
+    notes after it for the next report instead of passing it by."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv, "required_from = 2026-01-01")
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write(f"\n[report]\nto = ['{OFFICE}']\n")
+        folder = site.mandant_folder()
+        clock = FakeClock(datetime(2026, 11, 26, 10, tzinfo=BERLIN))
+        svc = open_outbox(site, clock)
+        (tmp_path / "kunden.csv").rename(tmp_path / "kunden.weg")
+        write(folder / "RE_4201_4716.pdf", einvoice_pdf("EN 16931", "4201"), clock)
+        write(folder / "RE_4202_4716.pdf", make_pdf(["Rechnung 4202"]), clock)
+        svc.scan(FirstPass.NONE)  # recorded, not looked up; 4202 noted: no e-invoice
+        clock.advance(8 * 3600)
+        svc.delivery.send_due(force=True)  # still no address file
+        assert [v.notices != [] for v in svc.store.queries.list_entries(
+            ListFilter(oldest_first=True))] == [False, True]
+        assert not svc.report.send(date(2026, 11, 26))  # 4202 waits for 4201
+        (tmp_path / "kunden.weg").rename(tmp_path / "kunden.csv")
+        clock.advance(86400)
+        svc.delivery.send_due(force=True)  # 4201 looked up: another buyer address
+        assert svc.report.send(date(2026, 11, 27))
+        svc.store.close()
+        [text] = report_texts(srv)
+        assert noticed_in(text) == [1, 2]
+        assert "die E-Rechnung nennt einkauf@hotel-post.test" in text
 
 
 def test_before_required_from_and_without_it_invoices_are_only_counted(
@@ -297,6 +501,30 @@ def test_a_buyer_address_other_than_tikos_is_noted_and_the_lookup_is_used(
         assert site.cli("flush") == 0
         assert sorted(r.rcpt_tos[0] for r in srv.received) == [
             "Einkauf@hotel-post.test", "buchhaltung@hotel-post.test"]
+
+
+def test_a_buyer_address_looked_up_later_is_noted_too(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """The lookup done at the send run (the address file could not be read at intake)
+    and again after a requeue notes another BT-49 on the entry, once."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv)
+        (tmp_path / "kunden.csv").rename(tmp_path / "kunden.weg")
+        (site.mandant_folder() / "RE_6101_4716.pdf").write_bytes(
+            einvoice_pdf("EN 16931", "6101"))
+        assert site.cli("scan") == 0
+        waiting = show(site, capsys, 1)
+        assert (waiting["state"], waiting["recipients"], waiting["notices"]) == (
+            "pending", [], [])
+        (tmp_path / "kunden.weg").rename(tmp_path / "kunden.csv")
+        assert site.cli("flush") == 0
+        [note] = show(site, capsys, 1)["notices"]
+        assert note.startswith("Dokument 6101, Kunde 4716: die E-Rechnung nennt"
+                               " einkauf@hotel-post.test als Adresse des Käufers (BT-49)")
+        assert srv.received[0].rcpt_tos == ["buchhaltung@hotel-post.test"]
+        assert site.cli("requeue", "1") == 0 and site.cli("flush") == 0
+        assert len(srv.received) == 2
+        assert show(site, capsys, 1)["notices"] == [note]  # looked up again: still once
 
 
 def test_source_einvoice_mails_the_buyer_address_and_falls_back_to_the_lookup(
@@ -351,25 +579,6 @@ def test_source_einvoice_alone_needs_no_address_source(
 # -- safety and configuration ------------------------------------------------------------------
 
 
-def test_an_xml_file_never_reads_a_local_file_or_the_network(
-        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
-    secret = tmp_path / "geheim.txt"
-    secret.write_text("GEHEIMNIS", encoding="utf-8")
-    xml = invoice_xml("XRECHNUNG", "9001").replace(
-        b"<?xml version='1.0' encoding='UTF-8'?>",
-        b"<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE x [<!ENTITY s SYSTEM '"
-        + secret.as_uri().encode() + b"'>]>").replace(b">9001<", b">&s;<")
-    with SmtpServer(cert, "none") as srv:
-        site = site_for(tmp_path, srv)
-        (site.mandant_folder() / "RE_9001_4716.xml").write_bytes(xml)
-        assert site.cli("scan") == 0
-        capsys.readouterr()
-        assert site.cli("show", "1", "--json") == 0
-        out = capsys.readouterr().out
-        assert "GEHEIMNIS" not in out
-        assert json.loads(out)["einvoice"]["number"] != "GEHEIMNIS"
-
-
 @pytest.mark.parametrize(("rule", "problem"), [
     ('action = "block"', "key 'einvoice.action': must be one of warn, hold, not 'block'"),
     ('required_from = "1.1.2027"', "is not a date like 2027-01-01 or 01.01.2027"),
@@ -397,6 +606,35 @@ def test_check_states_the_rule_and_a_doctype_no_pattern_gives(
         assert ("from 01.01.2027, RE, GS that are not a valid e-invoice are sent, and listed in"
                 " the daily report") in out
         assert "names GS, which mandant 1's pattern never gives (LS|RE)" in out
+
+
+def test_check_warns_when_the_pattern_takes_the_pdf_and_the_xml_of_one_invoice(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
+    """TIKOS writing a ZUGFeRD PDF and an XRechnung for the same invoice, with a pattern
+    that takes both, would mail it twice: check says so before the first run."""
+    with SmtpServer(cert, "none") as srv:
+        site = site_for(tmp_path, srv)
+        folder = site.mandant_folder()
+        (folder / "2027").mkdir()
+        (folder / "RE_1001_4716.pdf").write_bytes(einvoice_pdf("EN 16931", "1001"))
+        (folder / "2027" / "RE_1001_4716.xml").write_bytes(invoice_xml("XRECHNUNG", "1001"))
+        (folder / "RE_1002_4716.xml").write_bytes(ubl_xml("1002"))  # one file per invoice
+        (folder / "LS_1002_4716.pdf").write_bytes(make_pdf(["Lieferschein 1002"]))
+        capsys.readouterr()
+        assert site.cli("check") == 1
+        out = capsys.readouterr().out
+        assert ("FAIL  mandant 1 pattern: takes both RE_1001_4716.pdf and 2027/RE_1001_4716.xml:"
+                " each file is mailed as a document of its own, so the customer gets the"
+                " invoice twice; let the pattern take only the .pdf or only the .xml files,"
+                " unless TIKOS writes one file per invoice") in out
+        (folder / "RE_1003_4716.pdf").write_bytes(make_pdf(["Rechnung 1003"]))
+        (folder / "RE_1003_4716.xml").write_bytes(invoice_xml("XRECHNUNG", "1003"))
+        assert site.cli("check") == 1
+        assert "RE_1003_4716.xml (and 1 more): each file" in capsys.readouterr().out
+        text = site.config.read_text(encoding="utf-8")
+        site.config.write_text(text.replace("(pdf|xml)", "pdf"), encoding="utf-8")
+        assert site.cli("check") == 0  # the pattern takes only the PDFs
+        assert "mandant 1 pattern" not in capsys.readouterr().out
 
 
 # -- the profiles, without I/O ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from tikos_outbox.core.message import (
     make_message_id,
     split_addresses,
 )
-from tikos_outbox.core.naming import share_hint
+from tikos_outbox.core.naming import is_ignored, is_xml_name, parse_name, share_hint
 from tikos_outbox.core.pacing import account_of
 from tikos_outbox.core.ports import (
     LookupUnavailable,
@@ -164,6 +164,7 @@ def _setup_checks(config: Config) -> list[Check]:
                              " no document can be matched to its customer's address"))
     out += _template_checks(config)
     out += _einvoice_checks(config)
+    out += _pair_checks(config)
     if config.recipients.csv is not None:
         out.append(_csv_check(config))
     return out
@@ -234,6 +235,36 @@ def _web_check(outbox: Outbox) -> Check:
         return Check("web console", False, f"{where}, but no user may log in: tikos-outbox"
                                            " user add NAME --role admin")
     return Check("web console", True, f"{where}; {who}")
+
+
+def _pair_checks(config: Config) -> list[Check]:
+    """A pattern that takes both the PDF and the XML file TIKOS writes for one invoice
+    (a ZUGFeRD PDF and an XRechnung) mails the invoice twice: each file is a
+    document of its own. Found in the folder as it is now."""
+    out: list[Check] = []
+    for m in config.enabled_mandants:
+        kinds: dict[tuple[str, str, str], dict[str, str]] = {}
+        pairs: list[dict[str, str]] = []
+        for path, dirs, names in os.walk(m.folder):
+            dirs[:] = sorted(d for d in dirs if not is_ignored(d))
+            for name in sorted(names):
+                doc = parse_name(m.pattern, name)
+                if doc is None or not doc.docno:
+                    continue
+                seen = kinds.setdefault((doc.doctype, doc.docno, doc.customer), {})
+                kind = "xml" if is_xml_name(name) else "pdf"
+                if kind not in seen:
+                    seen[kind] = os.path.relpath(os.path.join(path, name), m.folder)
+                    if len(seen) == 2:
+                        pairs.append(seen)
+        if pairs:
+            more = f" (and {len(pairs) - 1} more)" if len(pairs) > 1 else ""
+            out.append(Check(f"mandant {m.id} pattern", False,
+                             f"takes both {pairs[0]['pdf']} and {pairs[0]['xml']}{more}: each"
+                             " file is mailed as a document of its own, so the customer gets"
+                             " the invoice twice; let the pattern take only the .pdf or only"
+                             " the .xml files, unless TIKOS writes one file per invoice"))
+    return out
 
 
 def _csv_check(config: Config) -> Check:

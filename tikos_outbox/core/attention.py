@@ -74,8 +74,13 @@ def after_send(customer: str, recipients: Sequence[Recipient]) -> str | None:
     return bounced(customer, gone, not any(r.state is DState.DELIVERED for r in to), refused)
 
 
-def einvoice_held(customer: str, docno: str, since: str, why: Facts) -> str:
-    """An invoice held because it is not a valid e-invoice (`[einvoice] action = "hold"`)."""
+def einvoice_held(customer: str, docno: str, since: str, why: Facts,
+                  sent_as: int | None = None) -> str:
+    """An invoice held because it is not a valid e-invoice (`[einvoice] action = "hold"`);
+    `sent_as`: the entry an earlier version of it went out as (this one is changed)."""
+    if sent_as is not None:
+        return _store("einvoice_changed", customer=customer, docno=docno, since=since,
+                      sent_as=sent_as, **why)
     return _store("einvoice", customer=customer, docno=docno, since=since, **why)
 
 
@@ -178,6 +183,12 @@ _DE: dict[str, Writer] = {
         f" ({_why(f, _WHY_DE)}), ab {_day(f)} Pflicht — in TIKOS als E-Rechnung (ZUGFeRD"
         " ab Profil BASIC oder XRechnung) neu erzeugen: die neue Datei geht von selbst"
         f" hinaus; oder {_cmd('release', n)}, um sie trotzdem so zu senden"),
+    "einvoice_changed": lambda f, n: (
+        f"Rechnung {f['docno']}, Kunde {f['customer']}: geändert, nachdem sie als Eintrag"
+        f" {f['sent_as']} versendet wurde, und keine gültige E-Rechnung ({_why(f, _WHY_DE)}),"
+        f" ab {_day(f)} Pflicht — in TIKOS als E-Rechnung neu erzeugen und die neue Datei"
+        f" freigeben; oder {_cmd('release', n)}, um diese Fassung trotzdem zu senden (der"
+        " Kunde bekommt die Rechnung dann ein zweites Mal)"),
     "einvoice_sent": lambda f, n: (
         f"Rechnung {f['docno']}, Kunde {f['customer']}: als keine gültige E-Rechnung"
         f" versendet ({_why(f, _WHY_DE)}), ab {_day(f)} Pflicht — in TIKOS als E-Rechnung"
@@ -217,6 +228,12 @@ _EN: dict[str, Writer] = {
         f" ({_why(f, _WHY_EN)}), required from {f.get('since')} — create it again in TIKOS"
         " as an e-invoice (ZUGFeRD from profile BASIC, or XRechnung): the new file goes"
         f" out by itself; or {_cmd('release', n)} to send it as it is"),
+    "einvoice_changed": lambda f, n: (
+        f"invoice {f['docno']}, customer {f['customer']}: changed after it was sent as entry"
+        f" {f['sent_as']}, and not a valid e-invoice ({_why(f, _WHY_EN)}), required from"
+        f" {f.get('since')} — create it again in TIKOS as an e-invoice and release the new"
+        f" file; or {_cmd('release', n)} to send this version anyway (the customer then"
+        " gets the invoice a second time)"),
     "einvoice_sent": lambda f, n: (
         f"invoice {f['docno']}, customer {f['customer']}: sent, but not a valid e-invoice"
         f" ({_why(f, _WHY_EN)}), required from {f.get('since')} — create it again in TIKOS"

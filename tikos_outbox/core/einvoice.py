@@ -124,8 +124,9 @@ def judged(format_: Format, syntax: Syntax, guideline: str, schema_error: str | 
         valid = False
     problem, fault = None, ""
     if not valid:
-        problem = (f"the profile {profile} is no e-invoice after EN 16931 (it does not carry"
-                   " every field an invoice needs)")
+        why = ("ZUGFeRD 1.0 is older than the standard" if syntax is Syntax.ZUGFERD1
+               else "it does not carry every field an invoice needs")
+        problem = f"the profile {profile} is no e-invoice after EN 16931 ({why})"
         fault = "profile"
     elif schema_error:
         valid = False

@@ -21,6 +21,11 @@ EINVOICE_REASON = "not a valid e-invoice"
 ENCRYPTED_REASON = "encrypted PDF"
 
 
+#: the office's line for a document held by the `[einvoice]` rule, given the entry
+#: that was sent before it (a changed version), or None
+RuleLine = Callable[[int | None], str]
+
+
 def curable(problem: str | None, needs_force: bool) -> bool:
     """Whether an entry held with this problem was held only for its file."""
     return needs_force or (problem or "").startswith((EINVOICE_REASON, ENCRYPTED_REASON))
@@ -57,7 +62,8 @@ def decide(
     problem_blocks: bool = False,
     no_address: str | None = None,
     no_address_attention: str | None = None,
-    problem_attention: str | None = None,
+    einvoice: str | None = None,
+    einvoice_line: RuleLine | None = None,
 ) -> Decision | None:
     """What a settled file becomes; None when it is already recorded as it is.
 
@@ -65,8 +71,13 @@ def decide(
     an entry of the same mandant with the same bytes under another path;
     `problem`: why the file should not be mailed as it is (`problem_blocks`: it is
     not a complete, mailable PDF at all); `no_address`: why there is no one to
-    mail it to, when the lookup found nobody; `problem_attention`: the office's line
-    for the problem, when it is not the general "held: …, check, release".
+    mail it to, when the lookup found nobody.
+
+    `einvoice`: why the `[einvoice]` rule holds the document (no valid e-invoice),
+    with `einvoice_line` the office's line for it. The rule only holds what would
+    otherwise go out: a duplicate stays skipped, and a document that is held anyway
+    (changed after it was sent, a new version of a held one) is held with both
+    reasons, the line naming the entry the customer already has.
     """
     if any(p.sha256 == sha256 for p in same_path):
         return None
@@ -74,19 +85,23 @@ def decide(
         return Decision(State.SKIPPED, "baseline: in the archive before the first start")
     replaceable = tuple(p.id for p in same_path if p.state in _REPLACEABLE and not p.reached)
     if problem is not None:
-        return _held(problem, replaceable, problem_blocks, problem_attention)
+        return _held(problem, replaceable, problem_blocks)
     if same_content is not None:
         return Decision(State.SKIPPED, f"duplicate of entry {same_content.id}")
+    also = f"; {einvoice}" if einvoice else ""
     delivered = [p for p in same_path if p.state in _DELIVERED_OR_IN_FLIGHT or p.reached]
     if delivered:
         n = max(p.id for p in delivered)
-        return _held(f"changed after it was sent as entry {n}", replaceable)
+        return _held(f"changed after it was sent as entry {n}{also}", replaceable,
+                     line=einvoice_line(n) if einvoice and einvoice_line else None)
     # a new version of a document that is held stays held, unless the old one was
     # held only for its file (truncated, not a PDF, …): the new file may be right
     held = [p for p in same_path if p.state is State.HELD and not p.file_problem]
     if held:
-        return _held(f"a new version of entry {max(p.id for p in held)}, which is held",
+        return _held(f"a new version of entry {max(p.id for p in held)}, which is held{also}",
                      replaceable)
+    if einvoice is not None:
+        return _held(einvoice, replaceable, line=einvoice_line(None) if einvoice_line else None)
     if no_address is not None:
         return Decision(State.SKIPPED, no_address, replaceable, attention=no_address_attention)
     return Decision(State.PENDING, None, replaceable)
@@ -105,7 +120,7 @@ def sha256_of(data: bytes) -> str:
 
 def bind(*, sha256: str, baseline: bool, problem: str | None, problem_blocks: bool = False,
          no_address: str | None = None, no_address_attention: str | None = None,
-         problem_attention: str | None = None,
+         einvoice: str | None = None, einvoice_line: RuleLine | None = None,
          ) -> Callable[[list[Prior], Prior | None], Decision | None]:
     """The rules for one file, waiting for what the outbox holds for it."""
 
@@ -113,6 +128,6 @@ def bind(*, sha256: str, baseline: bool, problem: str | None, problem_blocks: bo
         return decide(sha256=sha256, same_path=same_path, same_content=same_content,
                       baseline=baseline, problem=problem, problem_blocks=problem_blocks,
                       no_address=no_address, no_address_attention=no_address_attention,
-                      problem_attention=problem_attention)
+                      einvoice=einvoice, einvoice_line=einvoice_line)
 
     return decide_here

@@ -170,6 +170,8 @@ class ListFilter:
     changed_since: datetime | None = None
     attention: bool = False  # only entries that need attention
     noticed: bool = False  # only entries with notices (sent anyway, but look at them)
+    after_id: int | None = None  # only entries with a higher number
+    oldest_first: bool = False  # the lowest numbers first (the limit keeps the oldest)
     limit: int = 50
 
 

@@ -174,8 +174,11 @@ class Queries:
             q = q.where(E.attention.is_not(None))
         if flt.noticed:
             q = q.where(E.notices.is_not(None))
+        if flt.after_id is not None:
+            q = q.where(E.id > flt.after_id)
+        order = E.id.asc() if flt.oldest_first else E.id.desc()
         with self._read() as conn:
-            rows = conn.execute(q.order_by(E.id.desc()).limit(flt.limit)).all()
+            rows = conn.execute(q.order_by(order).limit(flt.limit)).all()
         return self.views(rows)
 
     @mapped

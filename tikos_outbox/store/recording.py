@@ -142,13 +142,29 @@ class Recorder:
         return Recorded(entry_id, decision)
 
     @mapped
-    def set_recipients(self, entry_id: int, recipients: list[str], now: datetime) -> bool:
-        """The looked-up addresses of a pending entry; False if it is no longer pending."""
+    def set_recipients(self, entry_id: int, recipients: list[str], now: datetime,
+                       notices: Sequence[str] = ()) -> bool:
+        """The looked-up addresses of a pending entry, with what the lookup noticed
+        (added to the entry's notices, each once); False if it is no longer pending."""
         E = self.E
+        values: dict[str, Any] = {"recipients_json": json.dumps(recipients), "updated_at": now}
         with self.engine.begin() as conn:
+            if notices:
+                stored = conn.execute(select(E.notices).where(E.id == entry_id)).scalar()
+                merged = _merged(stored, notices)
+                if merged != stored:
+                    values["notices"] = merged
             n = conn.execute(update(self.t.entry)
                              .where(E.id == entry_id, E.state == State.PENDING.value)
-                             .values(recipients_json=json.dumps(recipients), updated_at=now)
-                             ).rowcount
+                             .values(**values)).rowcount
         return bool(n)
+
+
+def _merged(stored: str | None, notices: Sequence[str]) -> str | None:
+    """The stored notices (a JSON list of facts) with the new ones that are not in it."""
+    items = json.loads(stored) if stored else []
+    for facts in map(json.loads, notices):
+        if facts not in items:
+            items.append(facts)
+    return json.dumps(items, ensure_ascii=False) if items else stored
 

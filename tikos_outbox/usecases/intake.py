@@ -240,13 +240,12 @@ class Intake:
                     einvoice = self.einvoices.in_pdf(data, seen.rel_path)
             blocks = problem is not None and not problem.startswith(rules.ENCRYPTED_REASON)
         notices: list[str] = []
-        line = None
+        rule: tuple[str, rules.RuleLine] | None = None
         if problem is None and not baseline:
-            problem, line = self._einvoice_rule(doc.doctype, doc.docno, doc.customer,
-                                                einvoice, notices)
+            rule = self._einvoice_rule(doc.doctype, doc.docno, doc.customer, einvoice, notices)
         found = (self.addresses_for(mandant.id, doc.fields,
                                     einvoice.buyer_email if einvoice else None, notices)
-                 if not baseline and problem is None else Addresses([]))
+                 if not baseline and problem is None and rule is None else Addresses([]))
         new = NewDocument(
             mandant=mandant.id, path=seen.rel_path, file_name=seen.name, sha256=sha,
             size=seen.size, mtime_ns=seen.mtime_ns, doctype=doc.doctype, docno=doc.docno,
@@ -254,28 +253,33 @@ class Intake:
         )
         decide = rules.bind(sha256=sha, baseline=baseline, problem=problem,
                             problem_blocks=blocks, no_address=found.no_address,
-                            no_address_attention=found.attention, problem_attention=line)
+                            no_address_attention=found.attention,
+                            einvoice=rule[0] if rule else None,
+                            einvoice_line=rule[1] if rule else None)
         message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
         return Recording(new, decide, message_id, found.stored or None, tuple(notices))
 
     def _einvoice_rule(self, doctype: str, docno: str, customer: str,
                        einvoice: EInvoice | None, notices: list[str],
-                       ) -> tuple[str | None, str | None]:
+                       ) -> tuple[str, rules.RuleLine] | None:
         """`[einvoice]`: an invoice that must be an e-invoice and is none is held (the
-        reason and the office's line returned) or goes out with a notice."""
+        reason and the office's line returned; the identity rules decide first) or
+        goes out with a notice."""
         rule = self.config.einvoice
         today = self.clock.now().astimezone(self.config.window.tz).date()
         if (einvoice is not None and einvoice.valid_invoice) or not rule.applies(doctype, today):
-            return None, None
+            return None
         assert rule.required_from is not None
         since, why = rule.required_from.isoformat(), shortfall_facts(einvoice)
         if rule.action is Action.HOLD:
-            return (f"{rules.EINVOICE_REASON}: {shortfall(einvoice)}",
-                    attention.einvoice_held(customer, docno, since, why))
+            def line(sent_as: int | None) -> str:
+                return attention.einvoice_held(customer, docno, since, why, sent_as)
+
+            return f"{rules.EINVOICE_REASON}: {shortfall(einvoice)}", line
         log.warning("%s %s of customer %s is %s, but goes out ([einvoice] action = warn)",
                     doctype, docno, customer, shortfall(einvoice))
         notices.append(attention.einvoice_sent(customer, docno, since, why))
-        return None, None
+        return None
 
     # -- addresses --------------------------------------------------------------------------
 
@@ -332,16 +336,19 @@ class Intake:
     def resolve_recipients(self) -> int:
         """Look up the addresses of pending entries that have none yet (the source
         was unreachable, or the entry was requeued); returns how many were resolved.
-        An unreachable source leaves them pending for a later run."""
+        An unreachable source leaves them pending for a later run. What the lookup
+        notices (an e-invoice's other buyer address) is added to the entry."""
         done = 0
         while batch := self.queries.unresolved():
             for item in batch:
-                found = self.addresses_for(item.mandant, item.fields, item.buyer_email)
+                notices: list[str] = []
+                found = self.addresses_for(item.mandant, item.fields, item.buyer_email,
+                                           notices)
                 if found.unavailable:
                     return done
                 now = self.clock.now()
                 if found.valid:
-                    self.commands.set_recipients(item.entry_id, found.stored, now)
+                    self.commands.set_recipients(item.entry_id, found.stored, now, notices)
                 elif self.commands.move([item.entry_id], Event.SKIP, now,
                                         reason=found.no_address,
                                         attention=found.attention)[item.entry_id].ok:

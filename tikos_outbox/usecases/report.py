@@ -7,7 +7,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, tzinfo
+from datetime import date, tzinfo
 
 from tikos_outbox.core.attention import Language
 from tikos_outbox.core.message import Mail, build_message, envelope, make_message_id
@@ -27,6 +27,8 @@ from tikos_outbox.core.views import EntryView, ListFilter
 log = logging.getLogger("tikos_outbox")
 
 MAX_LISTED = 200
+#: meta: the highest entry number whose notices a sent report listed
+NOTICED = "report:noticed"
 
 
 class DailyReport:
@@ -45,6 +47,18 @@ class DailyReport:
         rows = self.queries.list_entries(ListFilter(attention=True, limit=MAX_LISTED + 1))
         return sorted(rows, key=lambda v: v.id)
 
+    def noticed(self) -> list[EntryView]:
+        """The entries with notices (sent anyway, but look at them) that no sent report
+        listed yet, oldest first. One whose addresses are not looked up yet (that
+        lookup may add a notice) holds back those after it until it is."""
+        mark = self.queries.get_meta(NOTICED) or ""
+        upto = int(mark) if mark.isdigit() else 0
+        rows = self.queries.list_entries(ListFilter(noticed=True, after_id=upto,
+                                                    oldest_first=True, limit=MAX_LISTED))
+        waiting = next((u.entry_id for u in self.queries.unresolved() if u.entry_id > upto),
+                       None)
+        return [v for v in rows if waiting is None or v.id < waiting]
+
     def send(self, day: date) -> bool:
         """Mail `[report] to` the problems of a local day, once. Returns True when a
         report was sent; none is sent when all went well."""
@@ -55,9 +69,7 @@ class DailyReport:
         rows = self.problems()
         now = self.clock.now()
         tz = self.config.window.tz
-        start = datetime.combine(day, time(0), tz)
-        noticed = sorted(self.queries.list_entries(ListFilter(
-            noticed=True, since=start, limit=MAX_LISTED)), key=lambda v: v.id)
+        noticed = self.noticed()
         states = self.accounts.states(now)
         paused = [(a.name, pause) for a in states if (pause := a.pause(now)) is not None]
         stopped = [(a.name, a.problem) for a in states if a.problem is not None]
@@ -84,6 +96,8 @@ class DailyReport:
             log.error("daily report not sent: %s", explain(result.reply))
             return False
         self.commands.set_meta(key, f"sent to {', '.join(to)}", now)
+        if noticed:  # each entry's notices are in one report: the next lists those after it
+            self.commands.set_meta(NOTICED, str(noticed[-1].id), now)
         log.info("daily report sent to %s: %d problem(s)", ", ".join(to), len(rows))
         return True
 
@@ -124,7 +138,7 @@ WORDING: dict[Language, Wording] = {
                 " danach tikos-outbox flush. Antwort des Servers: {reason}",
         paused="Versand mit {name} pausiert bis {until} (geht danach von selbst weiter):"
                " {reason}",
-        noticed="Heute aufgenommen und versendet, aber bitte prüfen ({n}):",
+        noticed="Seit dem letzten Bericht aufgenommen, mit Hinweis — bitte prüfen ({n}):",
         entry="- Eintrag {id} ({state}, aufgenommen {created}), Mandant {mandant}, {path}:",
         rest="- … und weitere: tikos-outbox list --attention --limit 1000",
         outro="Einzelheiten: tikos-outbox show NR; alle offenen: tikos-outbox list"
@@ -143,7 +157,7 @@ WORDING: dict[Language, Wording] = {
                 " (Microsoft 365: Defender portal, Restricted entities); then tikos-outbox"
                 " flush. The server's reply: {reason}",
         paused="Sending with {name} paused until {until} (resumes by itself): {reason}",
-        noticed="Recorded today and sent, but please check ({n}):",
+        noticed="Recorded since the last report, with a note — please check ({n}):",
         entry="- Entry {id} ({state}, recorded {created}), mandant {mandant}, {path}:",
         rest="- … and more: tikos-outbox list --attention --limit 1000",
         outro="Details: tikos-outbox show NO; all open ones: tikos-outbox list --attention."
@@ -163,8 +177,8 @@ def report_text(day: date, rows: list[EntryView], tz: tzinfo,
                 language: Language = Language.DE,
                 noticed: Sequence[EntryView] = ()) -> str:
     """The report's body, for the office: the sending accounts that wait (a block for
-    spam first), then each entry with what to do, then the day's entries that went
-    out with a notice (not a valid e-invoice, another buyer address)."""
+    spam first), then each entry with what to do, then the entries recorded since the
+    last report that carry a notice (not a valid e-invoice, another buyer address)."""
     w = WORDING[language]
     lines = [w.intro.format(host=socket.gethostname(), day=f"{day:%d.%m.%Y}",
                             n=_count(rows, w.more)), ""]
