@@ -17,7 +17,7 @@ import playwright.sync_api as playwright_api
 import pytest
 
 from tests.helpers import Cert
-from tests.web_site import ADMIN, VIEWER, Console, make_console
+from tests.web_site import ADMIN, VIEWER, Console, console_site
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow
@@ -42,12 +42,11 @@ def browser() -> Iterator[playwright_api.Browser]:
 def served(tmp_path: Path, cert: Cert) -> Iterator[tuple[Console, str]]:
     from tikos_outbox.web.server import WebServer
 
-    c = make_console(tmp_path, cert)
-    server = WebServer(c.outbox, c.outbox.config.web, port=0)
-    server.start()
-    yield c, server.url.rstrip("/")
-    server.stop()
-    c.outbox.close()
+    with console_site(tmp_path, cert) as c:
+        server = WebServer(c.outbox, c.outbox.config.web, port=0)
+        server.start()
+        yield c, server.url.rstrip("/")
+        server.stop()
 
 
 @pytest.fixture

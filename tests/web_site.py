@@ -5,6 +5,8 @@ failed, held and pending entries with real attempts; and its two users."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +34,8 @@ class Console:
     outbox: Outbox
     clock: FakeClock
     pdfs: dict[str, bytes]  # docno -> the file's bytes
+    smtp: SmtpServer  # still running: later sends go to it
+    behaviour: Behaviour  # what it answers (a test may change it)
 
     def entry_of(self, docno: str) -> int:
         [view] = [v for v in self.outbox.admin.entries(ListFilter(limit=10_000))
@@ -39,34 +43,44 @@ class Console:
         return view.id
 
 
-def make_console(root: Path, cert: Cert, extra: str = "") -> Console:
+@contextmanager
+def console_site(root: Path, cert: Cert, extra: str = "") -> Iterator[Console]:
     """Five documents: 10021 sent, 10022 failed (its address refused, with a reply that
     would be a script in a page), 10023 sent to two addresses, 10024 held by an admin,
-    10025 pending. The clock stands at 3 December 2026, 10:00 in Berlin."""
+    10025 pending. The clock stands at 3 December 2026, 10:00 in Berlin. The SMTP
+    server and the outbox stay open for the block."""
     behaviour = Behaviour(rcpt_replies={"weg@kunden.example": XSS_REPLY})
     with SmtpServer(cert, "none", behaviour=behaviour) as srv:
-        site = write_site(root, smtp={"port": srv.port}, watch={"baseline": False},
-                          recipients='csv = "recipients.csv"', extra=extra)
-        (root / "recipients.csv").write_text(
-            "mandant;customer;email\n1;4711;buchhaltung@hotel-adler.example\n"
-            "1;4712;weg@kunden.example\n"
-            "1;4716;einkauf@pflegeheim.example;leitung@pflegeheim.example\n"
-            "1;4717;kueche@klinik.example\n", encoding="utf-8")
-        folder = site.mandant_folder()
-        pdfs: dict[str, bytes] = {}
-        for docno, customer in (("10021", "4711"), ("10022", "4712"), ("10023", "4716"),
-                                ("10024", "4717")):
-            data = make_pdf([f"Rechnung {docno}", f"Kunde {customer}"])
-            (folder / f"RE_{docno}_{customer}.pdf").write_bytes(data)
-            os.utime(folder / f"RE_{docno}_{customer}.pdf", (1764000000, 1764000000))
-            pdfs[docno] = data
-        clock = FakeClock(datetime(2026, 12, 3, 10, 0, tzinfo=BERLIN))
-        outbox = open_outbox(site, clock)
-        outbox.scan(FirstPass.NONE)
-        console = Console(site, outbox, clock, pdfs)
-        outbox.admin.hold([console.entry_of("10024")], "cli:root")
-        report = outbox.delivery.send_due(force=True)
-        assert report.sent == 2, report
+        console = _fill(root, srv, behaviour, extra)
+        try:
+            yield console
+        finally:
+            console.outbox.close()
+
+
+def _fill(root: Path, srv: SmtpServer, behaviour: Behaviour, extra: str) -> Console:
+    site = write_site(root, smtp={"port": srv.port}, watch={"baseline": False},
+                      recipients='csv = "recipients.csv"', extra=extra)
+    (root / "recipients.csv").write_text(
+        "mandant;customer;email\n1;4711;buchhaltung@hotel-adler.example\n"
+        "1;4712;weg@kunden.example\n"
+        "1;4716;einkauf@pflegeheim.example;leitung@pflegeheim.example\n"
+        "1;4717;kueche@klinik.example\n", encoding="utf-8")
+    folder = site.mandant_folder()
+    pdfs: dict[str, bytes] = {}
+    for docno, customer in (("10021", "4711"), ("10022", "4712"), ("10023", "4716"),
+                            ("10024", "4717")):
+        data = make_pdf([f"Rechnung {docno}", f"Kunde {customer}"])
+        (folder / f"RE_{docno}_{customer}.pdf").write_bytes(data)
+        os.utime(folder / f"RE_{docno}_{customer}.pdf", (1764000000, 1764000000))
+        pdfs[docno] = data
+    clock = FakeClock(datetime(2026, 12, 3, 10, 0, tzinfo=BERLIN))
+    outbox = open_outbox(site, clock)
+    outbox.scan(FirstPass.NONE)
+    console = Console(site, outbox, clock, pdfs, srv, behaviour)
+    outbox.admin.hold([console.entry_of("10024")], "cli:root")
+    report = outbox.delivery.send_due(force=True)
+    assert report.sent == 2, report
     data = make_pdf(["Rechnung 10025", "Kunde 4711"])
     (folder / "RE_10025_4711.pdf").write_bytes(data)
     pdfs["10025"] = data

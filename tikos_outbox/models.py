@@ -83,6 +83,7 @@ class Attempt(SQLModel, table=True):
     # what this attempt settled for each recipient: JSON [[address, role, state, reply]]
     # (the send log: a later requeue resets the deliveries, this stays)
     recipients_json: str | None = None
+    message_id: str | None = None  # the mail's Message-ID then (a resend gets a new one)
 
 
 class Delivery(SQLModel, table=True):

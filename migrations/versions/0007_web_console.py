@@ -47,17 +47,22 @@ def upgrade() -> None:
     op.create_index("ix_delivery_at", "delivery", ["at"])
     with op.batch_alter_table("attempt") as batch:
         batch.add_column(sa.Column("recipients_json", sa.String(), nullable=True))
+        batch.add_column(sa.Column("message_id", sa.String(), nullable=True))
     op.create_index("ix_attempt_at", "attempt", ["at"])
     _recipients_of_earlier_attempts()
 
 
 def _recipients_of_earlier_attempts() -> None:
-    """An attempt recorded before this revision gets the recipients whose delivery it
-    settled last (a delivery's time is its attempt's); what an attempt settled before a
-    later one overwrote it was not kept, and stays unknown."""
+    """An attempt recorded before this revision gets the entry's Message-ID (a resend
+    before it is not told apart) and the recipients whose delivery it settled last
+    (a delivery's time is its attempt's); what an attempt settled before a later one
+    overwrote it was not kept, and stays unknown."""
     conn = op.get_bind()
     attempt = sa.table("attempt", sa.column("id"), sa.column("entry_id"), sa.column("at"),
-                       sa.column("recipients_json"))
+                       sa.column("recipients_json"), sa.column("message_id"))
+    entry = sa.table("entry", sa.column("id"), sa.column("message_id"))
+    conn.execute(sa.update(attempt).values(message_id=sa.select(entry.c.message_id).where(
+        entry.c.id == attempt.c.entry_id).scalar_subquery()))
     delivery = sa.table("delivery", sa.column("entry_id"), sa.column("at"),
                         sa.column("address"), sa.column("role"), sa.column("state"),
                         sa.column("reply"))
@@ -75,6 +80,7 @@ def _recipients_of_earlier_attempts() -> None:
 def downgrade() -> None:
     op.drop_index("ix_attempt_at", "attempt")
     with op.batch_alter_table("attempt") as batch:
+        batch.drop_column("message_id")
         batch.drop_column("recipients_json")
     op.drop_index("ix_delivery_at", "delivery")
     op.drop_index("ix_entry_sent_at", "entry")

@@ -78,7 +78,7 @@ class Found:
 class SendLogLine:
     """One recipient of one document as the send log ("Versandnachweis") states it."""
 
-    at: datetime | None
+    at: datetime
     entry_id: int
     mandant: int
     doctype: str

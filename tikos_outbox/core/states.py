@@ -120,6 +120,7 @@ class Refusal(StrEnum):
     BUSY = "being sent"  # in `sending`: a send run holds it
     NEEDS_FORCE = "needs --force"  # held because its file is not a mailable PDF
     NOT_ALLOWED = "not allowed"
+    UNCONFIRMED = "not confirmed"  # the customer has it already: a resend must be confirmed
 
 
 @dataclass(frozen=True)
@@ -151,3 +152,15 @@ class MoveResult:
                     " (try again when the send run is over)")
         return (f"entry {self.entry_id}: an entry in state '{self.state}' cannot take the"
                 f" event '{self.event}'; nothing was changed")
+
+
+#: Reasons of skipped entries whose document the customer has (or had before the
+#: outbox): requeueing one mails it again, as requeueing a sent one does.
+_HAD_IT = ("duplicate of entry", "baseline:")
+
+
+def is_resend(state: State, reason: str | None) -> bool:
+    """Whether requeueing an entry in this state mails the customer a document they
+    have already (the console asks first)."""
+    return state in (State.SENT, State.BOUNCED) or (
+        state is State.SKIPPED and (reason or "").startswith(_HAD_IT))

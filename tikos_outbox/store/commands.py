@@ -30,6 +30,7 @@ from tikos_outbox.core.states import (
     MoveResult,
     Refusal,
     State,
+    is_resend,
     target,
 )
 from tikos_outbox.core.views import Claimed, Finish, StaleClaim
@@ -94,23 +95,30 @@ class Commands(Recorder):
             return self._results(conn, ids, event, moved)
 
     @mapped
-    def requeue(self, new_message_ids: Mapping[int, str], now: datetime
-                ) -> dict[int, MoveResult]:
+    def requeue(self, new_message_ids: Mapping[int, str], now: datetime,
+                resend: bool = True) -> dict[int, MoveResult]:
         """Back to pending with the retry bookkeeping reset and the addresses to be
         looked up again. A sent entry that every customer address received is a
         deliberate resend: its recipients start afresh under the new Message-ID
         from `new_message_ids`. Otherwise the recipients who have the mail keep it
-        (they do not get it twice) and the rest are tried again, same Message-ID."""
+        (they do not get it twice) and the rest are tried again, same Message-ID.
+        Without `resend`, an entry whose document the customer has already is left
+        as it is (refused as unconfirmed), decided in the same transaction."""
         E, D = self.E, self.t.delivery.c
         moved: set[int] = set()
+        unconfirmed: set[int] = set()
         with self.engine.begin() as conn:
             for entry_id, message_id in new_message_ids.items():
-                state = conn.execute(select(E.state).where(E.id == entry_id)).scalar()
+                row = conn.execute(select(E.state, E.reason).where(E.id == entry_id)).first()
+                state = row.state if row is not None else None
+                if row is not None and not resend and is_resend(State(row.state), row.reason):
+                    unconfirmed.add(entry_id)
+                    continue
                 rows = conn.execute(select(D.role, D.state).where(D.entry_id == entry_id)).all()
-                resend = state == State.SENT.value and all(
+                afresh = state == State.SENT.value and all(
                     r.state == DState.DELIVERED.value for r in rows if r.role == Role.TO.value)
                 changes: dict[str, Any] = {"message_id": message_id, "sent_at": None} \
-                    if resend else {}
+                    if afresh else {}
                 done = list(conn.scalars(self._transition(
                     Event.REQUEUE, E.id == entry_id, E.state == state,
                     E.needs_force.is_(False), updated_at=now,
@@ -121,13 +129,15 @@ class Commands(Recorder):
                     continue
                 moved.add(entry_id)
                 stale = D.entry_id == entry_id
-                if not resend:
+                if not afresh:
                     stale = stale & (D.state != DState.DELIVERED.value)
                 conn.execute(delete(self.t.delivery).where(stale))
-            return self._results(conn, list(new_message_ids), Event.REQUEUE, moved)
+            return self._results(conn, list(new_message_ids), Event.REQUEUE, moved,
+                                 unconfirmed)
 
     def _results(self, conn: Connection, ids: Sequence[int], event: Event,
-                 moved: set[int]) -> dict[int, MoveResult]:
+                 moved: set[int], unconfirmed: set[int] | None = None
+                 ) -> dict[int, MoveResult]:
         E = self.E
         rows = {r.id: r for r in conn.execute(
             select(E.id, E.state, E.needs_force, E.problem).where(E.id.in_(ids)))}
@@ -137,6 +147,8 @@ class Commands(Recorder):
             state = State(row.state) if row is not None else None
             if entry_id in moved:
                 out[entry_id] = MoveResult(entry_id, event, state)
+            elif unconfirmed and entry_id in unconfirmed:
+                out[entry_id] = MoveResult(entry_id, event, state, Refusal.UNCONFIRMED)
             elif row is None:
                 out[entry_id] = MoveResult(entry_id, event, None, Refusal.NO_SUCH_ENTRY)
             elif state is State.SENDING:
@@ -244,6 +256,7 @@ class Commands(Recorder):
         """
         E, D = self.E, self.t.delivery.c
         refused_json = json.dumps(result.refused, ensure_ascii=False) if result.refused else None
+        offered = {(r.address, r.role) for r in claimed.deliveries if r.due}
         values: dict[str, Any] = {"first_attempt_at": func.coalesce(E.first_attempt_at, now),
                                   "attention": result.attention}
         if target(event) is State.SENT:
@@ -264,9 +277,11 @@ class Commands(Recorder):
             conn.execute(self._insert_attempt, {
                 "entry_id": claimed.id, "at": now, "server": result.server,
                 "outcome": result.outcome, "code": result.code, "reply": result.reply,
-                "refused_json": refused_json, "recipients_json": json.dumps(
+                "refused_json": refused_json, "message_id": claimed.message_id,
+                "recipients_json": json.dumps(  # those this attempt was for: the send log
                     [[r.address, r.role.value, r.state.value, r.reply]
-                     for r in result.recipients], ensure_ascii=False)})
+                     for r in result.recipients if (r.address, r.role) in offered],
+                    ensure_ascii=False)})
             for r in result.recipients:  # (a bounce read meanwhile is newer: it stays)
                 conn.execute(update(self.t.delivery)
                              .where(D.entry_id == claimed.id, D.role == r.role.value,

@@ -4,16 +4,21 @@ send log. The entries themselves are read and moved by `queries` and `commands`.
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Row,
+    Table,
     and_,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -22,7 +27,6 @@ from sqlalchemy import (
 
 from tikos_outbox.core.console import ActionView, Found, Move, Search, SendLogLine, WebRole, WebUser
 from tikos_outbox.core.recipients import DState
-from tikos_outbox.core.states import State
 from tikos_outbox.store.engine import READ_ONLY, mapped
 from tikos_outbox.store.queries import Queries
 from tikos_outbox.store.tables import Tables
@@ -157,41 +161,83 @@ class ConsoleStore:
         return column.ilike(pattern, escape="\\")
 
     @mapped
-    def sent_times(self, since: datetime) -> list[datetime]:
-        """When each document sent since then was sent (the chart buckets them by the
-        laundry's days)."""
-        E = self.t.entry.c
+    def delivered_times(self, since: datetime) -> list[datetime]:
+        """When each mail since then was delivered to the server (one a delivered
+        attempt; a resend counts again on its own day)."""
+        A = self.t.attempt.c
         with self._read() as conn:
-            return list(conn.scalars(select(E.sent_at).where(
-                E.sent_at >= since,
-                E.state.in_([State.SENT.value, State.BOUNCED.value]))))
+            return list(conn.scalars(select(A.at).where(A.at >= since,
+                                                        A.outcome == "delivered")))
 
     def send_log(self, since: datetime, until: datetime) -> Iterator[SendLogLine]:
-        """What every send attempt in the range settled for each recipient (delivered,
-        refused, deferred), in time order: kept with the attempt, so a later requeue
-        or a bounce does not rewrite it. Read in chunks: a year costs no memory."""
+        """What every send attempt in the range settled for each recipient it was for
+        (delivered, refused, deferred), and every bounce read in it, in time order.
+        Kept with the attempt and its Message-ID, so a later requeue or resend does
+        not rewrite it. Read in chunks: a year costs no memory."""
+        return heapq.merge(self._chunked(self._attempt_chunk, since, until),
+                           self._chunked(self._bounce_chunk, since, until),
+                           key=lambda line: line.at)
+
+    @staticmethod
+    def _chunked(read: Callable[[datetime, datetime, tuple[datetime, int] | None],
+                                tuple[list[SendLogLine], tuple[datetime, int] | None]],
+                 since: datetime, until: datetime) -> Iterator[SendLogLine]:
         after: tuple[datetime, int] | None = None
         while True:
-            lines, after = self._log_chunk(since, until, after)
+            lines, after = read(since, until, after)
             yield from lines
             if after is None:
                 return
 
     @mapped
-    def _log_chunk(self, since: datetime, until: datetime, after: tuple[datetime, int] | None
-                   ) -> tuple[list[SendLogLine], tuple[datetime, int] | None]:
-        E, A = self.t.entry.c, self.t.attempt.c
-        q = (select(A.id, A.at, A.recipients_json, E.id.label("eid"), E.mandant, E.doctype,
-                    E.docno, E.customer, E.file_name, E.sha256, E.message_id)
-             .join(self.t.entry, E.id == A.entry_id)
-             .where(A.at >= since, A.at < until, A.recipients_json.is_not(None)))
-        if after is not None:
-            q = q.where(or_(A.at > after[0], and_(A.at == after[0], A.id > after[1])))
-        with self._read() as conn:
-            rows = conn.execute(q.order_by(A.at, A.id).limit(LOG_CHUNK)).all()
-        lines = [SendLogLine(r.at, r.eid, r.mandant, r.doctype, r.docno, r.customer,
-                             r.file_name, r.sha256, r.message_id, address, role, state,
-                             " ".join((reply or "").split()))
+    def _attempt_chunk(self, since: datetime, until: datetime,
+                       after: tuple[datetime, int] | None
+                       ) -> tuple[list[SendLogLine], tuple[datetime, int] | None]:
+        A = self.t.attempt.c
+        rows = self._chunk(self.t.attempt, A.entry_id,
+                           [A.id, A.at, A.recipients_json,
+                            func.coalesce(A.message_id, self.t.entry.c.message_id)
+                            .label("mid")],
+                           A.recipients_json.is_not(None), since, until, after)
+        lines = [self._line(r, r.mid, address, role, state, reply)
                  for r in rows for address, role, state, reply in json.loads(r.recipients_json)
                  if state != DState.PENDING.value]
-        return lines, ((rows[-1].at, rows[-1].id) if len(rows) == LOG_CHUNK else None)
+        return lines, self._next(rows)
+
+    @mapped
+    def _bounce_chunk(self, since: datetime, until: datetime,
+                      after: tuple[datetime, int] | None
+                      ) -> tuple[list[SendLogLine], tuple[datetime, int] | None]:
+        B = self.t.bounce.c
+        rows = self._chunk(self.t.bounce, B.entry_id,
+                           [B.id, B.at, B.address, B.kind, B.status, B.diagnostic,
+                            self.t.entry.c.message_id.label("mid")],
+                           B.id.is_not(None), since, until, after)
+        lines = [self._line(r, r.mid, r.address, "to",
+                            DState.BOUNCED.value if r.kind == "failed" else "delayed",
+                            f"{r.status} {r.diagnostic}".strip()) for r in rows]
+        return lines, self._next(rows)
+
+    def _chunk(self, table: Table, entry_id: ColumnElement[int],
+               columns: list[ColumnElement[Any]], where: ColumnElement[bool], since: datetime,
+               until: datetime, after: tuple[datetime, int] | None) -> Sequence[Row[Any]]:
+        E, T = self.t.entry.c, table.c
+        q = (select(*columns, E.id.label("eid"), E.mandant, E.doctype, E.docno, E.customer,
+                    E.file_name, E.sha256)
+             .join(self.t.entry, E.id == entry_id)
+             .where(T.at >= since, T.at < until, where))
+        if after is not None:
+            q = q.where(or_(T.at > after[0], and_(T.at == after[0], T.id > after[1])))
+        with self._read() as conn:
+            return list(conn.execute(q.order_by(T.at, T.id).limit(LOG_CHUNK)))
+
+    @staticmethod
+    def _next(rows: Sequence[Row[Any]]) -> tuple[datetime, int] | None:
+        return (rows[-1].at, rows[-1].id) if len(rows) == LOG_CHUNK else None
+
+    @staticmethod
+    def _line(r: Row[Any], message_id: str, address: str, role: str, state: str,
+              reply: str | None) -> SendLogLine:
+        return SendLogLine(r.at, r.eid, r.mandant, r.doctype, r.docno, r.customer,
+                           r.file_name, r.sha256, message_id, address, role, state,
+                           " ".join((reply or "").split()))

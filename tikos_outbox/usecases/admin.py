@@ -44,17 +44,20 @@ class Administration:
 
     # -- moves ------------------------------------------------------------------------------
 
-    def requeue(self, ids: Iterable[int], actor: str) -> dict[int, MoveResult]:
+    def requeue(self, ids: Iterable[int], actor: str, resend: bool = True
+                ) -> dict[int, MoveResult]:
         """Back to pending, addresses looked up again. A sent entry is a deliberate
-        resend and gets a new Message-ID; attempts are kept."""
+        resend and gets a new Message-ID; attempts are kept. Without `resend` (the
+        console, unless its box was ticked) an entry whose document the customer has
+        already is refused, as decided in the store's transaction."""
         fresh: dict[int, str] = {}
         for entry_id in ids:
             view = self.queries.get_entry(entry_id)
             m = self.config.mandant(view.mandant) if view is not None else None
             sender = m.sender.address if m else self.config.sender.address
             fresh[entry_id] = make_message_id(uuid.uuid4().hex, sender)
-        return self._logged(self.commands.requeue(fresh, self.clock.now()), Move.REQUEUE,
-                            actor)
+        return self._logged(self.commands.requeue(fresh, self.clock.now(), resend),
+                            Move.REQUEUE, actor)
 
     def hold(self, ids: Iterable[int], actor: str) -> dict[int, MoveResult]:
         """Stop entries; why they were held when recorded stays shown (`problem`)."""

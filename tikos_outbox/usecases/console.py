@@ -55,7 +55,7 @@ class Console:
         first = self.today - timedelta(days=CHART_DAYS - 1)
         tz = self.config.window.tz
         per_day = Counter(t.astimezone(tz).date()
-                          for t in self.records.sent_times(self.midnight(first)))
+                          for t in self.records.delivered_times(self.midnight(first)))
         days = [DayCount(first + timedelta(days=i), per_day.get(first + timedelta(days=i), 0))
                 for i in range(CHART_DAYS)]
         return Overview(self.monitor.status(),

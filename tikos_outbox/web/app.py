@@ -8,6 +8,10 @@ session's CSRF token, and a move needs the admin role."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import date
 from time import perf_counter
@@ -16,6 +20,9 @@ from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -38,7 +45,9 @@ from tikos_outbox.web.sessions import (
 )
 from tikos_outbox.wiring import Outbox
 
+log = logging.getLogger("tikos_outbox")
 P = ParamSpec("P")
+MAX_FORM_BYTES = 64 * 1024
 R = TypeVar("R")
 
 
@@ -49,13 +58,20 @@ class BadInput(ValueError):
     """A query parameter or form field that cannot be read; the message says which."""
 
 
+class NotFound(LookupError):
+    """No such entry (an id no entry can have)."""
+
+
 class ConsoleApp:
     def __init__(self, outbox: Outbox, settings: WebSettings) -> None:
         self.outbox = outbox
         self.settings = settings
         self.clock = outbox.clock
         self.sessions = Sessions(settings.idle_minutes * 60)
-        self.throttle = LoginThrottle()
+        self.brakes = (LoginThrottle(5), LoginThrottle(50), LoginThrottle(20))
+        # scrypt takes 128 MiB and half a second: two at a time, the others are told to
+        # try again (a burst of logins must not take the service's memory)
+        self.hashing = asyncio.Semaphore(2)
         self.ended: set[tuple[str, float]] = set()  # sessions logged out: (user, began)
         self.pages = Pages(outbox.config)
 
@@ -102,7 +118,11 @@ class ConsoleApp:
                     return self._to_login(request, ended)
                 visit = Visit(request, session, user)
                 if request.method == "POST":
-                    form = await request.form()
+                    try:
+                        form = await self._form(request)
+                    except BadInput as exc:
+                        return self._finish(visit, self.pages.error(visit, 400, "bad_request",
+                                                                    what=str(exc)))
                     sent = form.get("csrf")
                     if not csrf_ok(session, sent if isinstance(sent, str) else None):
                         return self._finish(visit, self.pages.error(visit, 403, "csrf"))
@@ -112,9 +132,11 @@ class ConsoleApp:
                     response = await handler(visit)
                 except BadInput as exc:
                     response = self.pages.error(visit, 400, "bad_request", what=str(exc))
+                except NotFound:
+                    response = self.pages.error(visit, 404, "not_found")
                 return self._finish(visit, response)
             except StoreError as exc:
-                return self.pages.error(None, 503, "store_down", what=str(exc))
+                return self._store_down(None, exc)
         return endpoint
 
     def _user_of(self, session: Session | None) -> WebUser | None:
@@ -135,8 +157,21 @@ class ConsoleApp:
         response.set_cookie(COOKIE, self.sessions.seal(session), httponly=True,
                             samesite="strict", secure=self.settings.tls, path="/")
 
+    async def _form(self, request: Request) -> FormData:
+        """A small form of fields: no files, no large bodies (read before anyone is
+        known, so nothing may fill the disk or the memory)."""
+        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+            raise BadInput("the form is too large")
+        try:
+            return await request.form(max_files=0, max_fields=20, max_part_size=MAX_FORM_BYTES)
+        except (HTTPException, MultiPartException) as exc:
+            raise BadInput(f"the form cannot be read ({exc})") from None
+
     def _to_login(self, request: Request, ended: bool) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":  # after login, back to the page the form was on
+            found = re.match(r"/entries/\d+", request.url.path)
+            target = found.group(0) if found else "/"
         url = "/login?next=" + quote(target, safe="") + ("&ended=1" if ended else "")
         response = RedirectResponse(url, status_code=303)
         response.delete_cookie(COOKIE, path="/")
@@ -155,35 +190,50 @@ class ConsoleApp:
     async def login(self, request: Request) -> Response:
         now = self.clock.now()
         session, _ = self.sessions.open(request.cookies.get(COOKIE), now)
-        form = await request.form()
+        try:
+            form = await self._form(request)
+        except BadInput as exc:
+            return self.pages.error(None, 400, "bad_request", what=str(exc))
         name, password, sent, target = (str(form.get(k) or "") for k in
                                         ("user", "password", "csrf", "next"))
         if not csrf_ok(session, sent):
             return self.pages.error(None, 403, "csrf")
         assert session is not None
-        keys = [f"user:{name.strip().lower()}",
-                f"ip:{request.client.host if request.client else '?'}"]
-        wait = self.throttle.wait_s(keys, now)
+        who = unicodedata.normalize("NFKC", name).strip().casefold()
+        address = request.client.host if request.client else "?"
+        keys = [[f"{who} from {address}"], [who], [address]]
+        wait = max(brake.wait_s(k, now) for brake, k in zip(self.brakes, keys, strict=True))
         response: Response
         if wait:
             response = self.pages.login(session, _local(target), "login_slowed", 429,
                                         seconds=wait, name=name)
+        elif self.hashing.locked():
+            response = self.pages.login(session, _local(target), "login_busy", 429, name=name)
         else:
+            # counted as failed before the password is checked: parallel tries all meet
+            # the brake; taken back when it was right
+            for brake, k in zip(self.brakes, keys, strict=True):
+                brake.failed(k, now)
             try:
-                found = await self.call(self.outbox.users.login, name.strip(), password)
+                async with self.hashing:
+                    found = await self.call(self.outbox.users.login, name.strip(), password)
             except StoreError as exc:
-                return self.pages.error(None, 503, "store_down", what=str(exc))
+                return self._store_down(None, exc)
             if found.user is not None:
-                self.throttle.succeeded(keys)
+                for brake, k in zip(self.brakes, keys, strict=True):
+                    brake.succeeded(k)
                 fresh = self.sessions.new(self.clock.now(), found.user.name)  # a new token
                 response = RedirectResponse(_local(target) or "/", status_code=303)
                 self._set_cookie(response, fresh)
                 return response
-            self.throttle.failed(keys, now)
             response = self.pages.login(session, _local(target), "login_failed", 401,
                                         name=name)
         self._set_cookie(response, session)
         return response
+
+    def _store_down(self, visit: Visit | None, exc: StoreError) -> Response:
+        log.error("web console: %s", exc)  # the details in the log, not on a page
+        return self.pages.error(visit, 503, "store_down")
 
     async def logout(self, visit: Visit) -> Response:
         """The session ends here, also for a copy of its cookie: it is remembered as
@@ -247,12 +297,10 @@ class ConsoleApp:
         if view is None:
             return self.pages.error(visit, 404, "not_found")
         back = f"/entries/{entry_id}"
-        if (name == "requeue" and view.state in (State.SENT, State.BOUNCED)
-                and form.get("confirm") != "1"):
-            return RedirectResponse(f"{back}?refused=confirm", status_code=303)
         result: MoveResult
-        if name == "requeue":
-            result = (await self.call(admin.requeue, [entry_id], visit.actor))[entry_id]
+        if name == "requeue":  # the store refuses a resend that was not confirmed
+            result = (await self.call(admin.requeue, [entry_id], visit.actor,
+                                      form.get("confirm") == "1"))[entry_id]
         elif name == "hold":
             result = (await self.call(admin.hold, [entry_id], visit.actor))[entry_id]
         else:
@@ -298,7 +346,10 @@ def _local(target: str | None) -> str:
 
 
 def _id(visit: Visit) -> int:
-    return int(visit.request.path_params["entry_id"])
+    entry_id = int(visit.request.path_params["entry_id"])
+    if entry_id > 2**31:
+        raise NotFound
+    return entry_id
 
 
 def _int(text: str | None, what: str) -> int | None:
@@ -317,6 +368,6 @@ def _day(text: str | None, what: str) -> date | None:
     if not text:
         return None
     day = parse_day(text)
-    if day is None:
+    if day is None or not 2000 <= day.year <= 2199:
         raise BadInput(f"{what} {text!r} is not a date like 2026-12-01 or 01.12.2026")
     return day

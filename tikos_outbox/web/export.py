@@ -39,7 +39,7 @@ def csv_lines(lines: Iterable[SendLogLine], tz: tzinfo, language: Language) -> I
     out.writerow(HEADER_EN if language is Language.EN else HEADER_DE)
     yield b"\xef\xbb\xbf" + flush()
     for i, line in enumerate(lines, 1):
-        at = line.at.astimezone(tz).strftime("%d.%m.%Y %H:%M:%S") if line.at else ""
+        at = line.at.astimezone(tz).strftime("%d.%m.%Y %H:%M:%S")
         out.writerow([at, line.mandant, _cell(line.doctype), _cell(line.docno),
                       _cell(line.customer), _cell(line.file_name), _cell(line.address),
                       role_word(line.role, language), delivery_word(line.state, language),

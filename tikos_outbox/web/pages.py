@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse
 
 from tikos_outbox.core.console import ActionView, Found, Search, WebUser
 from tikos_outbox.core.settings import Config
-from tikos_outbox.core.states import Event, State, sources
+from tikos_outbox.core.states import Event, State, is_resend, sources
 from tikos_outbox.core.views import EntryView
 from tikos_outbox.usecases.console import Overview
 from tikos_outbox.web.sessions import Session
@@ -111,14 +111,14 @@ class Pages:
             message = self.t["done"].format(id=e.id, move=move_word(done, self.language))
         return self.render("entry.html", visit, e=e, actions=actions, offered=offered,
                            message=message, refused=self._refusal(refused, e),
-                           resend=e.state in (State.SENT, State.BOUNCED))
+                           resend=is_resend(State(e.state), e.reason))
 
     def _refusal(self, refused: str | None, e: EntryView) -> str | None:
         if not refused:
             return None
         de = self.language.value == "de"
         words = {
-            "confirm": self.t["resend_needs_confirm"],
+            "not confirmed": self.t["resend_needs_confirm"],
             "being sent": "Der Eintrag wird gerade gesendet; nichts wurde geändert. Bitte"
                           " nach dem Versandlauf erneut versuchen." if de else
                           "The entry is being sent right now; nothing was changed. Please try"

@@ -81,17 +81,21 @@ class _Failures:
 
 
 class LoginThrottle:
-    """After FREE failed logins within WINDOW_S for one user name or from one address,
-    every further attempt waits: 30 s, then twice as long each time, at most 15
-    minutes from the last failure. While it waits, no password is even checked."""
+    """After `free` failed logins within WINDOW_S for one key, every further attempt
+    with it waits: 30 s, then twice as long each time, at most 15 minutes from the
+    last failure. While it waits, no password is even checked.
 
-    FREE = 5
+    The console keeps three: a name from one address (5 free: the brake a guesser
+    meets), a name from anywhere (50: someone elsewhere cannot lock a colleague out
+    with a few tries), an address for any name (20: trying many names)."""
+
     WINDOW_S = 15 * 60
     FIRST_WAIT_S = 30
     MAX_WAIT_S = 15 * 60
     MAX_KEYS = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, free: int = 5) -> None:
+        self.free = free
         self._failed: dict[str, _Failures] = {}
 
     def wait_s(self, keys: list[str], now: datetime) -> int:
@@ -102,7 +106,7 @@ class LoginThrottle:
             if f is None:
                 continue
             f.times = [x for x in f.times if t - x < self.WINDOW_S]
-            over = len(f.times) - self.FREE
+            over = len(f.times) - self.free
             if over >= 0 and f.times:
                 wait = min(self.FIRST_WAIT_S * 2 ** over, self.MAX_WAIT_S)
                 longest = max(longest, f.times[-1] + wait - t)

@@ -9,7 +9,7 @@ STATES_DE = {"pending": "wartet", "sending": "wird gesendet", "sent": "versendet
              "deferred": "wird wiederholt", "failed": "fehlgeschlagen", "held": "angehalten",
              "skipped": "übersprungen", "bounced": "unzustellbar"}
 DELIVERY_DE = {"pending": "wartet", "deferred": "wird wiederholt", "delivered": "zugestellt",
-               "refused": "abgelehnt", "bounced": "unzustellbar"}
+               "refused": "abgelehnt", "bounced": "unzustellbar", "delayed": "verzögert"}
 ROLES_DE = {"to": "Kunde", "bcc": "Kopie (Bcc)"}
 MOVES_DE = {"requeue": "erneut eingereiht", "hold": "angehalten", "release": "freigegeben",
             "release_forced": "trotz Dateiproblem freigegeben", "user_add": "Benutzer angelegt",
@@ -25,6 +25,7 @@ DE: dict[str, str] = {
     "login": "Anmelden", "user": "Benutzer", "password": "Passwort",
     "login_failed": "Benutzername oder Passwort ist falsch.",
     "login_slowed": "Zu viele Fehlversuche. Bitte in {seconds} Sekunden erneut versuchen.",
+    "login_busy": "Gerade melden sich viele an. Bitte gleich noch einmal versuchen.",
     "session_ended": "Die Sitzung ist abgelaufen. Bitte erneut anmelden.",
     "counts": "Einträge nach Zustand", "state": "Zustand", "entries": "Einträge",
     "attention": "Braucht Aufmerksamkeit", "attention_none": "Nichts zu tun.",
@@ -63,7 +64,8 @@ DE: dict[str, str] = {
             " neu laden und erneut versuchen.",
     "not_found": "Diese Seite oder diesen Eintrag gibt es nicht.",
     "bad_request": "Die Eingabe ist ungültig: {what}",
-    "store_down": "Die Postausgangs-Datenbank ist gerade nicht erreichbar: {what}",
+    "store_down": "Die Postausgangs-Datenbank ist gerade nicht erreichbar; Einzelheiten"
+                  " stehen im Protokoll (tikos-outbox.log). Bitte später erneut versuchen.",
     "viewer_note": "Nur Lesen (Rolle: Betrachter).",
     "yes": "ja", "no": "nein", "back": "zurück",
 }
@@ -75,6 +77,7 @@ EN: dict[str, str] = {
     "login": "Log in", "user": "User", "password": "Password",
     "login_failed": "The user name or the password is wrong.",
     "login_slowed": "Too many failed attempts. Please try again in {seconds} seconds.",
+    "login_busy": "Many are logging in right now. Please try again in a moment.",
     "session_ended": "The session has ended. Please log in again.",
     "counts": "Entries by state", "state": "State", "entries": "Entries",
     "attention": "Needs attention", "attention_none": "Nothing to do.",
@@ -113,7 +116,8 @@ EN: dict[str, str] = {
             " page and try again.",
     "not_found": "There is no such page or entry.",
     "bad_request": "The input is not valid: {what}",
-    "store_down": "The outbox database cannot be reached right now: {what}",
+    "store_down": "The outbox database cannot be reached right now; the details are in the"
+                  " log (tikos-outbox.log). Please try again later.",
     "viewer_note": "Read only (role: viewer).",
     "yes": "yes", "no": "no", "back": "back",
 }
