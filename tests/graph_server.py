@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.helpers import Cert
+from tests.helpers import Cert, serving_tls
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
@@ -245,14 +244,5 @@ def graph_server(cert: Cert) -> Iterator[tuple[str, GraphState]]:
     base = f"https://127.0.0.1:{srv.server_address[1]}"
     handler = type("Handler", (_Handler,), {"state": state, "base": base})
     srv.RequestHandlerClass = handler
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(cert.cert), str(cert.key))
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_tls(srv, cert):
         yield base, state
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(10)

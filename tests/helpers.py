@@ -9,6 +9,7 @@ import email
 import email.policy
 import imaplib
 import ipaddress
+import socketserver
 import ssl
 import threading
 import time
@@ -394,3 +395,20 @@ def service_running(site: Site, timeout_s: float = 30) -> Iterator[Outbox]:
         thread.join(timeout_s)
         assert not thread.is_alive()
         svc.store.close()
+
+
+@contextmanager
+def serving_tls(srv: socketserver.BaseServer, cert: Cert) -> Iterator[None]:
+    """A socketserver stand-in (IMAP, HTTPS) on a thread, its socket wrapped in TLS
+    with the tests' certificate, until the block ends."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert.cert), str(cert.key))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)  # type: ignore[attr-defined]
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)

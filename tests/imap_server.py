@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import socketserver
-import ssl
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.helpers import Cert
+from tests.helpers import Cert, serving_tls
 
 CAPS = "IMAP4rev1 AUTH=XOAUTH2"
 
@@ -89,14 +87,5 @@ def imap_server(cert: Cert, accept: set[str]) -> Iterator[tuple[int, ImapState]]
     state = ImapState(accept=set(accept))
     handler: Any = type("Session", (_Session,), {"state": state})
     srv = _Server(("127.0.0.1", 0), handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(cert.cert), str(cert.key))
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_tls(srv, cert):
         yield srv.server_address[1], state
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(10)
