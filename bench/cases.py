@@ -440,3 +440,48 @@ def _logged_in(base: str, user: str, password: str) -> Any:
     with opener.open(base + "/login", data=form, timeout=60) as r:
         assert r.status == 200 and "/login" not in r.url, "the bench user could not log in"
     return opener
+
+
+# -- first_start -----------------------------------------------------------------------------
+
+
+def bare_walk(folder: Path, db: Path) -> int:
+    """The limit of a first pass: a recursive os.scandir walk and one insert per file
+    (path, size, mtime) in one SQLite transaction (WAL, synchronous FULL)."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE doc (path TEXT, size INTEGER, mtime_ns INTEGER)")
+    n = 0
+    with conn:
+        stack = [str(folder)]
+        while stack:
+            with os.scandir(stack.pop()) as it:
+                for de in it:
+                    if de.is_dir(follow_symlinks=False):
+                        stack.append(de.path)
+                    else:
+                        st = de.stat(follow_symlinks=False)
+                        conn.execute("INSERT INTO doc VALUES (?, ?, ?)",
+                                     (de.path, st.st_size, st.st_mtime_ns))
+                        n += 1
+    conn.close()
+    return n
+
+
+def first_start(n: int) -> dict[str, Any]:
+    """The service's first pass over an archive of `n` files, all history (modified
+    before the first start): recorded as skipped, never mailed."""
+    with workdir() as root:
+        config = make_site(root, baseline=True)
+        archive = root / "archive"
+        archive.mkdir(exist_ok=True)
+        make_tree(archive, n)
+        baseline = timed(lambda: bare_walk(archive, root / "bare.db"))
+        svc = open_site(config)
+        report: list[Any] = []
+        seconds = timed(lambda: report.append(svc.scan()))
+        assert report[0].recorded.get("skipped") == n, report[0]
+        svc.store.close()
+    return {"files": n, "seconds": round(seconds, 3), "baseline_seconds": round(baseline, 3),
+            "ratio": round(seconds / baseline, 3)}

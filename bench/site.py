@@ -35,7 +35,7 @@ name = "Musterwäscherei GmbH"
 mode = "{mode}"
 settle_s = {settle}
 poll_interval_s = 1
-baseline = false
+baseline = {baseline}
 
 [recipients]
 csv = "recipients.csv"
@@ -48,12 +48,13 @@ pattern = '^(?P<doctype>RE|LS)_(?P<docno>\\d+)_(?P<customer>\\d+)\\.pdf$'
 
 
 def make_site(root: Path, *, port: int = 25, mode: str = "polling", settle: float = 0,
-              every: int = 60, per_connection: int = 50) -> Path:
+              every: int = 60, per_connection: int = 50, baseline: bool = False) -> Path:
     """Write the config and key; returns the config path. The archive is root/archive."""
     (root / "archive").mkdir(parents=True, exist_ok=True)
     config = root / "tikos-outbox.toml"
     config.write_text(CONFIG.format(port=port, mode=mode, settle=settle, every=every,
-                                    per_connection=per_connection), encoding="utf-8")
+                                    per_connection=per_connection,
+                                    baseline=str(baseline).lower()), encoding="utf-8")
     (root / "recipients.csv").write_text(
         "mandant;customer;email\n1;4711;kunde@example.org\n", encoding="utf-8")
     create_key_file(root / "tikos-outbox.key")

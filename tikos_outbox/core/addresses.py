@@ -10,6 +10,7 @@ or maps what IDNA 2008 rejects) and goes on the wire as its A-label.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -127,8 +128,11 @@ def _check_local(local: str) -> None:
             raise ValueError(f"U+{ord(ch):04X} in the local part")
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_domain(domain: str) -> tuple[str, str]:
-    """(U-label form, A-label form) of a domain, checked with IDNA 2008."""
+    """(U-label form, A-label form) of a domain, checked with IDNA 2008. Remembered:
+    the same few domains are checked for every document (the sender's, above all),
+    and the check costs most of a millisecond."""
     if not domain or any(ch.isascii() and not (ch.isalnum() or ch in ".-") for ch in domain):
         raise ValueError("invalid character in the domain")
     lowered = unicodedata.normalize("NFC", domain.lower())

@@ -58,11 +58,17 @@ class Recorder:
         reached = (select(D.id).where(D.entry_id == E.id, D.role == Role.TO.value,
                                       D.state == DState.DELIVERED.value)
                    .exists().label("reached"))  # a customer address already has it
+        # of the same content only the first under another path counts (the duplicate
+        # rule): a thousand identical files must not make each recording read them all
+        first_copy = (select(E.id, E.state, E.sha256, E.path, E.needs_force, E.problem,
+                             reached)
+                      .where(E.mandant == bindparam("m"), E.sha256 == bindparam("h"),
+                             E.path != bindparam("p"))
+                      .order_by(E.id).limit(1).subquery())
         self._priors = union_all(
             select(E.id, E.state, E.sha256, E.path, E.needs_force, E.problem, reached)
             .where(E.mandant == bindparam("m"), E.path == bindparam("p")),
-            select(E.id, E.state, E.sha256, E.path, E.needs_force, E.problem, reached)
-            .where(E.mandant == bindparam("m"), E.sha256 == bindparam("h")),
+            select(first_copy),
         ).order_by("id")
         self._insert_entry = insert(tables.entry).returning(E.id)
 
