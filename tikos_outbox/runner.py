@@ -27,6 +27,7 @@ log = logging.getLogger("tikos_outbox.run")
 
 HEARTBEAT_S = 30
 TICK_S = 0.5
+HISTORY_READS = 50  # history files read every 10 s (see History.read_some)
 
 
 class SendScheduler:
@@ -227,6 +228,9 @@ def run(outbox: Outbox, ready: threading.Event | None = None,
         every(TICK_S, "send schedule", sender.tick)
         every(5, "hand back", outbox.delivery.hand_back)
         every(24 * 3600, "daily purge", outbox.admin.purge)  # keep_days, then compacted
+        # the history the first start did not read, a little at a time (5 files a
+        # second: the share is not hammered; 500,000 files take about a day)
+        every(10, "reading history", lambda: outbox.history.read_some(HISTORY_READS))
         if cfg.bounces.enabled:
             every(cfg.bounces.poll_minutes * 60, "bounce mailbox", bounces.start)
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tikos_outbox.usecases.bounces import BounceReader
     from tikos_outbox.usecases.console import Console
     from tikos_outbox.usecases.delivery import Delivery
+    from tikos_outbox.usecases.history import History
     from tikos_outbox.usecases.intake import FirstPass, Intake
     from tikos_outbox.usecases.report import DailyReport
     from tikos_outbox.usecases.scan import Progress, ScanReport
@@ -65,14 +66,20 @@ class Outbox:
     @cached_property
     def admin(self) -> Administration:
         return Administration(self.config, self.store.queries, self.store.commands,
-                              self.clock, self.store.console)
+                              self.clock, self.store.console, self.history)
+
+    @cached_property
+    def history(self) -> History:
+        from tikos_outbox.usecases.history import History
+
+        return History(self.config, self.store.queries, self.store.commands, self.files)
 
     @cached_property
     def console(self) -> Console:
         from tikos_outbox.usecases.console import Console
 
         return Console(self.config, self.store.queries, self.store.console, self.files,
-                       self.monitor, self.clock)
+                       self.monitor, self.clock, self.history)
 
     @cached_property
     def users(self) -> Users:

@@ -9,6 +9,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 
+from tikos_outbox.core.intake import is_unread
 from tikos_outbox.core.states import MoveResult
 from tikos_outbox.core.views import EntryView
 
@@ -50,7 +51,8 @@ def entry_json(view: EntryView, full: bool) -> dict[str, object]:
     """The JSON shape of an entry (contract: `attempts` is the list in show, a count in list)."""
     data: dict[str, object] = {
         "id": view.id, "state": view.state, "mandant": view.mandant, "path": view.path,
-        "file_name": view.file_name, "sha256": view.sha256, "size": view.size,
+        "file_name": view.file_name, "size": view.size,
+        "sha256": None if is_unread(view.sha256) else view.sha256,  # history not read yet
         "doctype": view.doctype, "docno": view.docno, "customer": view.customer,
         "recipients": view.recipients or [], "refused": view.refused, "reason": view.reason,
         "attempts": [asdict(a) for a in view.attempts] if full else view.attempt_count,

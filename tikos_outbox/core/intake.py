@@ -18,6 +18,12 @@ _REPLACEABLE = frozenset({State.PENDING, State.DEFERRED, State.HELD, State.FAILE
 #: cure, though the file could be mailed (release without --force): TIKOS writes it
 #: again as an e-invoice, or without the password.
 EINVOICE_REASON = "not a valid e-invoice"
+#: The content "hash" of a history file recorded without reading it (the first start
+#: reads no contents: a ten-year archive on a share is not read for nothing). It says
+#: the size first, so that the files a new one may duplicate are found by the index.
+UNREAD = "unread:"
+#: … and of one that changed before it was read: what it was is not known, for good.
+UNKNOWN = "unknown:"
 ENCRYPTED_REASON = "encrypted PDF"
 
 
@@ -83,6 +89,8 @@ def decide(
         return None
     if baseline:
         return Decision(State.SKIPPED, "baseline: in the archive before the first start")
+    if is_unread(sha256):
+        raise ValueError("only a history file is recorded without reading it")
     replaceable = tuple(p.id for p in same_path if p.state in _REPLACEABLE and not p.reached)
     if problem is not None:
         return _held(problem, replaceable, problem_blocks)
@@ -100,6 +108,13 @@ def decide(
     if held:
         return _held(f"a new version of entry {max(p.id for p in held)}, which is held{also}",
                      replaceable)
+    # a history file that changed after the first start, which never read it: whether
+    # the customer has this version (a copy with a new time) or not cannot be told
+    unread = [p.id for p in same_path if is_unread(p.sha256)]
+    if unread:
+        return _held(f"changed since the first start, which took it as history (entry"
+                     f" {max(unread)}) without reading it: whether the customer has this"
+                     f" version is not known{also}", replaceable)
     if einvoice is not None:
         return _held(einvoice, replaceable, line=einvoice_line(None) if einvoice_line else None)
     if no_address is not None:
@@ -116,6 +131,26 @@ def _held(reason: str, supersede: tuple[int, ...], blocks: bool = False,
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def unread_sha(size: int, mtime_ns: int) -> str:
+    """What a history file's entry holds for its content until it is read."""
+    return f"{UNREAD}{size}:{mtime_ns}"
+
+
+def unread_of_size(size: int) -> tuple[str, str]:
+    """The range [low, high) of the unread marks of files of this size."""
+    return f"{UNREAD}{size}:", f"{UNREAD}{size};"  # ';' follows ':'
+
+
+def unknown_sha(size: int, mtime_ns: int) -> str:
+    return f"{UNKNOWN}{size}:{mtime_ns}"
+
+
+def is_unread(sha256: str) -> bool:
+    """A history entry whose content the outbox does not know (not read yet, or
+    changed before it was read)."""
+    return sha256.startswith((UNREAD, UNKNOWN))
 
 
 def bind(*, sha256: str, baseline: bool, problem: str | None, problem_blocks: bool = False,

@@ -9,6 +9,7 @@ control characters and encoded words taken out first (`header_text`).
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -169,9 +170,14 @@ def message_bytes(mail: Mail, seven_bit: bool = False) -> bytes:
 
 def make_message_id(unique: str, sender_address: str) -> str:
     """A Message-ID in the sender's domain: `<unique@domain>`."""
-    domain = "tikos-outbox"
+    return f"<{unique}@{_id_domain(sender_address)}>"
+
+
+@functools.lru_cache(maxsize=256)
+def _id_domain(sender_address: str) -> str:
+    """The domain of the Message-IDs of a sender (remembered: one per document)."""
     if is_valid_address(sender_address, smtputf8=True):
-        domain = Address(sender_address).ascii_domain  # an IDN domain as its A-label
-    elif "@" in sender_address:
-        domain = sender_address.rsplit("@", 1)[-1]
-    return f"<{unique}@{domain}>"
+        return Address(sender_address).ascii_domain  # an IDN domain as its A-label
+    if "@" in sender_address:
+        return sender_address.rsplit("@", 1)[-1]
+    return "tikos-outbox"

@@ -5,7 +5,7 @@ together. Tests use the real adapters against real servers and a fake clock only
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -165,6 +165,12 @@ class DocumentFiles(Protocol):
         out of `within`), else None."""
         ...
 
+    def sha256_if_unchanged(self, path: str, size: int, mtime_ns: int, within: Path
+                            ) -> str | None:
+        """The content hash of a file that still has this size and modification
+        time; None when it changed, is gone, or is a link out of `within`."""
+        ...
+
 
 class EInvoices(Protocol):
     """Reading a document's e-invoice data (ZUGFeRD, Factur-X, XRechnung)."""
@@ -231,6 +237,10 @@ class OutboxQueries(Protocol):
 
     def get_entry(self, entry_id: int) -> EntryView | None: ...
 
+    def unread_history(self, mandant: int, sizes: Collection[int] | None = None,
+                       ids: Sequence[int] | None = None, limit: int | None = None
+                       ) -> list[tuple[int, str, int, int]]: ...
+
 
 class OutboxCommands(Protocol):
     """Writes: every change of an entry's state is one guarded UPDATE derived
@@ -240,6 +250,8 @@ class OutboxCommands(Protocol):
 
     def record_many(self, items: Sequence[Recording], now: datetime
                     ) -> list[Recorded | None]: ...
+
+    def record_history(self, items: Sequence[Recording], now: datetime) -> set[str]: ...
 
     def set_recipients(self, entry_id: int, recipients: list[str], now: datetime,
                        notices: Sequence[str] = ()) -> bool: ...
@@ -267,6 +279,8 @@ class OutboxCommands(Protocol):
     def purge(self, sent_before: datetime, now: datetime) -> int: ...
 
     def compact(self) -> None: ...
+
+    def reveal(self, entry_id: int, unread: str, sha256: str) -> bool: ...
 
 
 class Mailbox(Protocol):

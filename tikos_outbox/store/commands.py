@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import (
@@ -343,6 +344,18 @@ class Commands(Recorder):
             raw.cursor().execute("VACUUM INTO ?", (str(target),))
         finally:
             raw.close()
+
+    @mapped
+    @mapped
+    def reveal(self, entry_id: int, unread: str, sha256: str) -> bool:
+        """A history entry's content, read at last, in place of its unread mark."""
+        E = self.E
+        try:
+            with self.engine.begin() as conn:
+                return bool(conn.execute(update(self.t.entry).where(
+                    E.id == entry_id, E.sha256 == unread).values(sha256=sha256)).rowcount)
+        except IntegrityError:  # the same path with this content is recorded already
+            return False
 
     @mapped
     def compact(self) -> None:

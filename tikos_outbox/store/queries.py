@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, and_, func, or_, select
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.bounces import Kind
 from tikos_outbox.core.einvoice import EInvoice
+from tikos_outbox.core.intake import UNREAD, unread_of_size
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import State
 from tikos_outbox.core.views import (
@@ -120,6 +121,25 @@ class Queries:
             data: bytes | None = conn.execute(
                 select(B.data).where(B.sha256 == sha256)).scalar()
         return data
+
+    @mapped
+    def unread_history(self, mandant: int, sizes: Collection[int] | None = None,
+                       ids: Sequence[int] | None = None, limit: int | None = None
+                       ) -> list[tuple[int, str, int, int]]:
+        """(id, path, size, mtime_ns) of history entries whose file was never read: of
+        these sizes (through the sha256 index: the unread mark begins with the size),
+        these entries, or the first `limit` of them."""
+        E = self.E
+        ranges = [unread_of_size(n) for n in sizes] if sizes is not None else \
+            [(UNREAD, UNREAD[:-1] + ";")]
+        q = select(E.id, E.path, E.size, E.mtime_ns).where(
+            E.mandant == mandant, or_(*(and_(E.sha256 >= low, E.sha256 < high)
+                                        for low, high in ranges)))
+        if ids is not None:
+            q = q.where(E.id.in_(list(ids)))
+        q = q.order_by(E.sha256 if limit is not None else E.id).limit(limit)
+        with self._read() as conn:
+            return [(r.id, r.path, r.size, r.mtime_ns) for r in conn.execute(q)]
 
     @mapped
     def attention_count(self) -> int:

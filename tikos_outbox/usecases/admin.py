@@ -9,11 +9,13 @@ from datetime import datetime, timedelta
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.console import Move
+from tikos_outbox.core.intake import is_unread
 from tikos_outbox.core.message import make_message_id
 from tikos_outbox.core.ports import Clock, ConsoleRecords, OutboxCommands, OutboxQueries
 from tikos_outbox.core.settings import Config
 from tikos_outbox.core.states import Event, MoveResult, State
 from tikos_outbox.core.views import EntryView, ListFilter
+from tikos_outbox.usecases.history import History
 
 log = logging.getLogger("tikos_outbox")
 
@@ -24,9 +26,10 @@ DONE = {Move.REQUEUE: "requeued", Move.HOLD: "held", Move.RELEASE: "released",
 
 class Administration:
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
-                 clock: Clock, records: ConsoleRecords) -> None:
+                 clock: Clock, records: ConsoleRecords, history: History) -> None:
         self.config = config
         self.records = records  # the audit log: who moved which entry, and when
+        self.history = history
         self.queries = queries
         self.commands = commands
         self.clock = clock
@@ -53,6 +56,8 @@ class Administration:
         fresh: dict[int, str] = {}
         for entry_id in ids:
             view = self.queries.get_entry(entry_id)
+            if view is not None and is_unread(view.sha256):  # history: read it now, as
+                self.history.read_entries(view.mandant, [entry_id])  # it was seen then
             m = self.config.mandant(view.mandant) if view is not None else None
             sender = m.sender.address if m else self.config.sender.address
             fresh[entry_id] = make_message_id(uuid.uuid4().hex, sender)

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from tikos_outbox.core.console import ActionView, DayCount, Found, Search, SendLogLine
+from tikos_outbox.core.intake import is_unread
 from tikos_outbox.core.ports import Clock, ConsoleRecords, DocumentFiles, OutboxQueries
 from tikos_outbox.core.settings import Config
 from tikos_outbox.core.views import EntryView, ListFilter
+from tikos_outbox.usecases.history import History
 from tikos_outbox.usecases.monitoring import Monitor, Status
 
 CHART_DAYS = 30
@@ -35,7 +37,9 @@ class Document:
 
 class Console:
     def __init__(self, config: Config, queries: OutboxQueries, records: ConsoleRecords,
-                 files: DocumentFiles, monitor: Monitor, clock: Clock) -> None:
+                 files: DocumentFiles, monitor: Monitor, clock: Clock,
+                 history: History) -> None:
+        self.history = history
         self.config = config
         self.queries = queries
         self.records = records
@@ -78,7 +82,10 @@ class Console:
         """The document as recorded: the outbox's copy, else the archive's file when it
         still has the recorded content. None: neither is there."""
         view = self.queries.get_entry(entry_id)
-        if view is None:
+        if view is not None and is_unread(view.sha256):  # history: read it now, if it
+            self.history.read_entries(view.mandant, [entry_id])  # is as it was then
+            view = self.queries.get_entry(entry_id)
+        if view is None or is_unread(view.sha256):
             return None
         data = self.queries.load_copy(view.sha256)
         m = self.config.mandant(view.mandant)

@@ -30,6 +30,7 @@ from tikos_outbox.core.ports import (
 from tikos_outbox.core.settings import Config, Mandant, RecipientSource
 from tikos_outbox.core.states import Event, State
 from tikos_outbox.core.views import FileSeen, NewDocument, Recording
+from tikos_outbox.usecases.history import History
 
 log = logging.getLogger("tikos_outbox")
 
@@ -84,6 +85,7 @@ class Intake:
         self.clock = clock
         self.notes = notes
         self.einvoices = einvoices
+        self.history = History(config, queries, commands, files)
         self._cutoffs: dict[int, float | None] = {}
         self._done: set[int] = set()
         self._unreadable: set[str] = set()  # said once each, until it can be read
@@ -175,6 +177,11 @@ class Intake:
         prepared: list[tuple[int, Recording]] = []
         results: list[str | None] = [None] * len(files)
         late = self.first_pass_done(mandant)
+        # a new file may be a history file under another name: the unread history
+        # files of the new ones' sizes are read first (the duplicate rule compares
+        # contents); one query for the batch
+        self.history.read_of_sizes(mandant, {f.size for f in files if f.link_target is None
+                                             and not self.is_history(mandant, f)})
         for index, seen in enumerate(files):
             try:
                 item = self._prepare(mandant, seen, self.is_history(mandant, seen))
@@ -185,6 +192,17 @@ class Intake:
             self._unreadable.discard(seen.abs_path)
             if item is not None:
                 prepared.append((index, item))
+        if not late:  # the first pass: its history, unread, in one statement
+            unread = [(i, item) for i, item in prepared if rules.is_unread(item.doc.sha256)]
+            if unread:
+                done_paths = self.commands.record_history([item for _, item in unread],
+                                                          self.clock.now())
+                for index, item in unread:
+                    if item.doc.path in done_paths:
+                        results[index] = State.SKIPPED.value
+                log.debug("%d files recorded as history", len(done_paths))
+                prepared = [(i, item) for i, item in prepared
+                            if not rules.is_unread(item.doc.sha256)]
         if not prepared:
             return results
         recorded = self.commands.record_many([item for _, item in prepared], self.clock.now())
@@ -220,6 +238,9 @@ class Intake:
                                    " replace the link in the archive by the document itself")
             blocks = True
             sha = rules.sha256_of(f"link:{seen.link_target}".encode())
+        elif baseline:  # history: recorded as skipped; read only when it matters (History)
+            problem, blocks = None, False
+            sha = rules.unread_sha(seen.size, seen.mtime_ns)
         elif seen.size > watch.max_size_bytes:  # not kept: the archive file is sent if forced
             problem = (
                 f"larger than the limit of {watch.max_size_mb:g} MB"
@@ -229,9 +250,7 @@ class Intake:
         else:
             data = self.files.read(seen, watch.max_size_bytes, mandant.folder)
             sha = rules.sha256_of(data)
-            if baseline:  # history: recorded as skipped, never looked into
-                problem = None
-            elif is_xml_name(seen.name):  # an XRechnung file of its own
+            if is_xml_name(seen.name):  # an XRechnung file of its own
                 einvoice, problem = (self.einvoices.in_xml(data) if data
                                      else (None, "the file is empty"))
             else:

@@ -55,6 +55,7 @@ DE: dict[str, str] = {
     "problem": "Problem", "reason": "Grund", "notes": "Bitte prüfen", "einvoice": "E-Rechnung",
     "einvoice_valid": "gültige E-Rechnung", "einvoice_invalid": "keine gültige E-Rechnung",
     "no_einvoice": "nur PDF", "message_id": "Message-ID", "sha256": "SHA-256",
+    "unread": "— (Altbestand, Inhalt noch nicht gelesen)",
     "export": "Versandnachweis (CSV)", "export_hint": "Alle Zustellungen im Zeitraum, für"
                                                      " Excel (UTF-8, Semikolon).",
     "export_button": "Herunterladen",
@@ -107,6 +108,7 @@ EN: dict[str, str] = {
     "problem": "Problem", "reason": "Reason", "notes": "Please check", "einvoice": "E-invoice",
     "einvoice_valid": "valid e-invoice", "einvoice_invalid": "not a valid e-invoice",
     "no_einvoice": "PDF only", "message_id": "Message-ID", "sha256": "SHA-256",
+    "unread": "— (history, its content not read yet)",
     "export": "Send log (CSV)", "export_hint": "Every delivery in the range, for Excel"
                                                " (UTF-8, semicolons).",
     "export_button": "Download",

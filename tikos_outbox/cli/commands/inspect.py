@@ -7,6 +7,7 @@ from datetime import tzinfo
 from tikos_outbox.cli.context import Context, UsageError
 from tikos_outbox.cli.output import einvoice_text, entry_json, fmt_time, print_json, table
 from tikos_outbox.cli.parser import EXIT_OK
+from tikos_outbox.core.intake import is_unread
 from tikos_outbox.core.views import EntryView, ListFilter
 from tikos_outbox.usecases.monitoring import AccountStatus
 
@@ -145,7 +146,9 @@ def run_show(ctx: Context) -> int:
         f" customer {view.customer})",
         f"  archive:     {archive}",
         f"  e-invoice:   {_einvoice_line(view)}",
-        f"  stored copy: {_copy(view)} (sha256 {view.sha256[:16]}…, {view.size} bytes)",
+        f"  stored copy: {_copy(view)} ("
+        + ("history, its content not read yet" if is_unread(view.sha256)
+           else f"sha256 {view.sha256[:16]}…") + f", {view.size} bytes)",
         "  recipients:  " + (", ".join(view.recipients) if view.recipients
                              else "— none found" if view.recipients is not None
                              or (view.attention and "E-Mail-Adresse" in view.attention)
