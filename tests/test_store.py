@@ -490,3 +490,28 @@ def test_einvoice_facts_notices_and_counts_round_trip(store: Store) -> None:
         "valid": 0, "invalid": 0, "none": 0}
     [unresolved] = [u for u in store.queries.unresolved() if u.entry_id == ids[0]]
     assert unresolved.buyer_email == "einkauf@hotel.example"
+
+
+def test_history_is_recorded_in_bulk_unread_then_read_once(store: Store) -> None:
+    """The first pass's history in one statement (on both engines): recorded once,
+    unread, found by size, and its content put in place of the mark only while the
+    mark is still the one the store holds."""
+    from dataclasses import replace
+
+    history = [replace(doc(n, sha=intake.unread_sha(100 + n, 1_764_000_000_000_000_000)),
+                       data=None) for n in range(1, 6)]
+    def items(run: int) -> list[Recording]:
+        return [Recording(d, intake.bind(sha256=d.sha256, baseline=True, problem=None),
+                          f"<h{d.docno}.{run}@x>") for d in history]
+
+    assert store.commands.record_history(items(1), NOW) == {d.path for d in history}
+    assert store.commands.record_history(items(2), NOW) == set()  # recorded as they are
+    assert store.queries.counts()["skipped"] == 5
+    [(entry_id, path, size, _)] = store.queries.unread_history(1, sizes=[103])
+    assert (path, size) == ("RE_3_4711.pdf", 103)
+    assert len(store.queries.unread_history(1, sizes=[101, 102, 999])) == 2
+    mark = intake.unread_sha(103, 1_764_000_000_000_000_000)
+    assert store.commands.reveal(entry_id, mark, "ab" * 32)
+    assert not store.commands.reveal(entry_id, mark, "cd" * 32)  # read once
+    assert store.queries.unread_history(1, sizes=[103]) == []
+    assert len(store.queries.unread_history(1, limit=10)) == 4

@@ -150,15 +150,14 @@ class Recorder:
         with self.engine.begin() as conn:
             # the driver's executemany (no RETURNING: several times faster); paths the
             # outbox holds as they are (a race with another process) are the only ones
-            # the insert can skip, so only then are the inserted ones asked back
+            # the insert can skip, so only then are the inserted ones asked back, by
+            # the Message-IDs made for them
             n = conn.execute(self._insert_history, rows).rowcount
             if n == len(rows):
                 return {r["path"] for r in rows}
             E = self.E
-            mine = select(E.path).where(E.mandant == rows[0]["mandant"],
-                                        E.created_at == now,
-                                        E.path.in_([r["path"] for r in rows]))
-            return set(conn.scalars(mine))
+            return set(conn.scalars(select(E.path).where(
+                E.message_id.in_([r["message_id"] for r in rows]))))
 
     @staticmethod
     def _entry_row(item: Recording, decision: Decision, now: datetime) -> dict[str, Any]:
