@@ -61,11 +61,17 @@ def ingest_burst(n: int) -> dict[str, Any]:
         archive = root / "archive"
         write_pdfs(archive, n, 20_000, 200_000)
         baseline = timed(lambda: bare_ingest(archive, root / "bare.db"))
-        svc = open_site(config)
-        report: list[Any] = []
-        seconds = timed(lambda: report.append(svc.scan()))
-        assert report[0].recorded.get("pending") == n, report[0]
-        svc.store.close()
+        return timed_scan(config, n, "pending", baseline)
+
+
+def timed_scan(config: Path, n: int, state: str, baseline: float) -> dict[str, Any]:
+    """The service's own scan of the site's archive (all n files end in `state`),
+    with the baseline measured before on the same files."""
+    svc = open_site(config)
+    report: list[Any] = []
+    seconds = timed(lambda: report.append(svc.scan()))
+    assert report[0].recorded.get(state) == n, report[0]
+    svc.store.close()
     return {"files": n, "seconds": round(seconds, 3), "baseline_seconds": round(baseline, 3),
             "ratio": round(seconds / baseline, 3)}
 
@@ -478,10 +484,4 @@ def first_start(n: int) -> dict[str, Any]:
         archive.mkdir(exist_ok=True)
         make_tree(archive, n)
         baseline = timed(lambda: bare_walk(archive, root / "bare.db"))
-        svc = open_site(config)
-        report: list[Any] = []
-        seconds = timed(lambda: report.append(svc.scan()))
-        assert report[0].recorded.get("skipped") == n, report[0]
-        svc.store.close()
-    return {"files": n, "seconds": round(seconds, 3), "baseline_seconds": round(baseline, 3),
-            "ratio": round(seconds / baseline, 3)}
+        return timed_scan(config, n, "skipped", baseline)
