@@ -150,3 +150,17 @@ def test_check_says_where_the_console_is_and_whether_anyone_can_log_in(
     capsys.readouterr()
     site.cli("check")
     assert "http://127.0.0.1:8025/ inside run; 1 user(s), 1 admin(s)" in capsys.readouterr().out
+
+
+def test_the_console_and_its_users_need_no_smtp_password_yet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A new admin sets up the console before the SMTP password is stored: `user`
+    and `web` start (they send no mail); `run` still says what is missing."""
+    site = write_site(tmp_path, smtp={"auth": "password", "username": "rechnung",
+                                      "security": "starttls"})
+    assert add(site, monkeypatch, "anna", "Anna-Passwort-1") == 0
+    assert site.cli("web", "--host", "192.168.1.5") == 2  # its own checks still apply
+    assert "without TLS" in capsys.readouterr().err
+    assert site.cli("run") == 2
+    assert "key 'smtp.password': is missing" in capsys.readouterr().err

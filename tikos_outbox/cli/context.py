@@ -21,6 +21,11 @@ log = logging.getLogger("tikos_outbox")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
+#: commands that work before the secrets are stored: `check` lists the missing ones
+#: among its findings; the web console and its users send no mail
+NO_SECRETS = frozenset({"check", "user", "web"})
+
+
 class UsageError(Exception):
     """Bad usage: one line for the administrator, exit 2."""
 
@@ -48,7 +53,7 @@ class Context:
 
     @cached_property
     def config(self) -> Config:
-        if self.args.command == "check":  # a secret not stored yet is one of its findings
+        if self.args.command in NO_SECRETS:  # a secret not stored yet is no reason to stop
             config, self.not_stored = load_config_for_check(self.config_path)
         else:
             config = load_config(self.config_path)
