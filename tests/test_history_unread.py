@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -142,4 +143,70 @@ def test_once_read_in_the_background_the_old_rules_hold_again(tmp_path: Path) ->
     outbox.scan(FirstPass.FOLLOW)
     assert next(v.state for v in outbox.admin.entries(ListFilter(limit=100))
             if v.path == "RE_511_4711.pdf") == "held"
+    outbox.close()
+
+
+def test_a_share_that_is_down_leaves_the_history_unread_not_unknown(tmp_path: Path) -> None:
+    """The background reader meets a missing folder (share down, empty mount point):
+    nothing is marked changed; back, it reads everything, and a copy is a duplicate."""
+    site, outbox, files = history_site(tmp_path)
+    outbox.scan(FirstPass.FOLLOW)
+    folder = site.mandant_folder()
+    away = folder.with_name("M1-away")
+    folder.rename(away)
+    folder.mkdir()  # an empty mount point
+    assert outbox.history.read_some(100) == 0
+    assert outbox.history.read_some(100) == 0  # and again next turn
+    assert outbox.store.queries.unread_count() == 12
+    folder.rmdir()
+    away.rename(folder)
+    assert outbox.history.read_some(100) == 12
+    assert outbox.store.queries.unread_count() == 0
+    (folder / "RE_901_4711.pdf").write_bytes(files["RE_505_4711.pdf"])
+    outbox.scan(FirstPass.FOLLOW)
+    assert entry(outbox, "RE_901_4711.pdf")["state"] == "skipped"
+    outbox.close()
+
+
+def test_a_copy_arriving_while_its_original_cannot_be_read_waits(tmp_path: Path) -> None:
+    site, outbox, files = history_site(tmp_path)
+    outbox.scan(FirstPass.FOLLOW)
+    folder = site.mandant_folder()
+    original = folder / "RE_506_4711.pdf"
+    locked = folder.parent / "locked.pdf"
+    original.rename(locked)
+    os.symlink("/etc/hostname", original)  # unreadable now: a link out of the folder
+    os.utime(original, follow_symlinks=False, ns=(0, 0))
+    (folder / "RE_902_4711.pdf").write_bytes(files["RE_506_4711.pdf"])
+    outbox.scan(FirstPass.FOLLOW)
+    assert [v for v in outbox.admin.entries(ListFilter(limit=100))
+            if v.path == "RE_902_4711.pdf"] == []  # not recorded yet: it waits
+    original.unlink()
+    locked.rename(original)
+    outbox.scan(FirstPass.FOLLOW)
+    assert entry(outbox, "RE_902_4711.pdf")["state"] == "skipped"  # a duplicate
+    outbox.close()
+
+
+def test_a_copy_in_the_same_batch_as_its_history_is_a_duplicate(tmp_path: Path) -> None:
+    """`scan --since`: last week's files are new, older ones history, in one batch."""
+    site, outbox, files = history_site(tmp_path)
+    copy = site.mandant_folder() / "RE_903_4711.pdf"
+    copy.write_bytes(files["RE_508_4711.pdf"])  # written now: new
+    outbox.scan(FirstPass.HISTORY, since=datetime.now(UTC) - timedelta(days=7))
+    assert entry(outbox, "RE_508_4711.pdf")["state"] == "skipped"
+    assert entry(outbox, "RE_903_4711.pdf")["state"] == "skipped"
+    assert str(entry(outbox, "RE_903_4711.pdf")["reason"]).startswith("duplicate of entry")
+    outbox.close()
+
+
+def test_requeueing_a_history_file_that_changed_is_refused_in_words(tmp_path: Path) -> None:
+    site, outbox, _files = history_site(tmp_path)
+    outbox.scan(FirstPass.FOLLOW)
+    e = int(str(entry(outbox, "RE_509_4711.pdf")["id"]))
+    (site.mandant_folder() / "RE_509_4711.pdf").write_bytes(b"%PDF-1.4 anders\n%%EOF\n")
+    result = outbox.admin.requeue([e], "cli:root")[e]
+    assert not result.ok and "the version to send is not known" in result.explain()
+    assert entry(outbox, "RE_509_4711.pdf")["state"] == "skipped"
+    assert outbox.monitor.status().history_unread == 11  # the changed one is unknown now
     outbox.close()

@@ -52,19 +52,19 @@ class ArchiveFiles:
     def sha256_if_unchanged(self, path: str, size: int, mtime_ns: int, within: Path
                             ) -> str | None:
         """The content hash of a file that still has this size and time; None when it
-        changed, is gone, or is a link out of `within`."""
-        try:
-            with os.fdopen(_open_within(path, within), "rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_size != size or st.st_mtime_ns != mtime_ns:
-                    return None
-                h = hashlib.sha256()
-                for chunk in iter(lambda: f.read(CHUNK), b""):
-                    h.update(chunk)
-                st = os.fstat(f.fileno())
-        except OSError:
-            return None
-        return h.hexdigest() if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else None
+        has another one now (it changed); OSError when it cannot be read (gone, the
+        share down, locked, a link out of `within`): that says nothing of it."""
+        with os.fdopen(_open_within(path, within), "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_size != size or st.st_mtime_ns != mtime_ns:
+                return None
+            h = hashlib.sha256()
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+            st = os.fstat(f.fileno())
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            raise OSError(errno.EAGAIN, "it changed while it was read")
+        return h.hexdigest()
 
     def archive_copy(self, path: str, sha256: str, within: Path) -> bytes | None:
         try:

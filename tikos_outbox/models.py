@@ -29,7 +29,7 @@ class Entry(SQLModel, table=True):
     path: str = Field(index=True)  # relative to the mandant folder, '/'-separated
     file_name: str
     sha256: str = Field(index=True, max_length=64)
-    size: int
+    size: int = Field(index=True)  # history files of a new one's size are read (History)
     mtime_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
     doctype: str = Field(default="")
     docno: str = Field(default="", index=True)

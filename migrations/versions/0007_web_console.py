@@ -49,6 +49,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("recipients_json", sa.String(), nullable=True))
         batch.add_column(sa.Column("message_id", sa.String(), nullable=True))
     op.create_index("ix_attempt_at", "attempt", ["at"])
+    op.create_index("ix_entry_size", "entry", ["size"])  # history of a new file's size
     _recipients_of_earlier_attempts()
 
 
@@ -78,6 +79,7 @@ def _recipients_of_earlier_attempts() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_entry_size", "entry")
     op.drop_index("ix_attempt_at", "attempt")
     with op.batch_alter_table("attempt") as batch:
         batch.drop_column("message_id")

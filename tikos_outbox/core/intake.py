@@ -19,8 +19,7 @@ _REPLACEABLE = frozenset({State.PENDING, State.DEFERRED, State.HELD, State.FAILE
 #: again as an e-invoice, or without the password.
 EINVOICE_REASON = "not a valid e-invoice"
 #: The content "hash" of a history file recorded without reading it (the first start
-#: reads no contents: a ten-year archive on a share is not read for nothing). It says
-#: the size first, so that the files a new one may duplicate are found by the index.
+#: reads no contents: a ten-year archive on a share is not read for nothing).
 UNREAD = "unread:"
 #: … and of one that changed before it was read: what it was is not known, for good.
 UNKNOWN = "unknown:"
@@ -136,11 +135,6 @@ def sha256_of(data: bytes) -> str:
 def unread_sha(size: int, mtime_ns: int) -> str:
     """What a history file's entry holds for its content until it is read."""
     return f"{UNREAD}{size}:{mtime_ns}"
-
-
-def unread_of_size(size: int) -> tuple[str, str]:
-    """The range [low, high) of the unread marks of files of this size."""
-    return f"{UNREAD}{size}:", f"{UNREAD}{size};"  # ';' follows ':'
 
 
 def unknown_sha(size: int, mtime_ns: int) -> str:

@@ -168,7 +168,7 @@ class DocumentFiles(Protocol):
     def sha256_if_unchanged(self, path: str, size: int, mtime_ns: int, within: Path
                             ) -> str | None:
         """The content hash of a file that still has this size and modification
-        time; None when it changed, is gone, or is a link out of `within`."""
+        time; None when it has another now; OSError when it cannot be read."""
         ...
 
 
@@ -238,8 +238,10 @@ class OutboxQueries(Protocol):
     def get_entry(self, entry_id: int) -> EntryView | None: ...
 
     def unread_history(self, mandant: int, sizes: Collection[int] | None = None,
-                       ids: Sequence[int] | None = None, limit: int | None = None
-                       ) -> list[tuple[int, str, int, int]]: ...
+                       ids: Sequence[int] | None = None, limit: int | None = None,
+                       after_id: int = 0) -> list[tuple[int, str, int, int]]: ...
+
+    def unread_count(self) -> int: ...
 
 
 class OutboxCommands(Protocol):

@@ -121,6 +121,7 @@ class Refusal(StrEnum):
     NEEDS_FORCE = "needs --force"  # held because its file is not a mailable PDF
     NOT_ALLOWED = "not allowed"
     UNCONFIRMED = "not confirmed"  # the customer has it already: a resend must be confirmed
+    CONTENT_UNKNOWN = "content unknown"  # history never read, its file changed or unreadable
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,11 @@ class MoveResult:
             return (f"entry {self.entry_id}: held because its file cannot be mailed as it is"
                     f" ({self.detail}); `tikos-outbox release --force {self.entry_id}` sends"
                     " the recorded file anyway")
+        if self.refusal is Refusal.CONTENT_UNKNOWN:
+            return (f"entry {self.entry_id}: its archive file cannot be read now, or changed"
+                    " since the first start took it as history without reading it: the"
+                    " version to send is not known, nothing was changed (a file TIKOS"
+                    " wrote anew is an entry of its own: tikos-outbox list --docno …)")
         if self.refusal is Refusal.BUSY:
             return (f"entry {self.entry_id}: it is being sent right now; nothing was changed"
                     " (try again when the send run is over)")

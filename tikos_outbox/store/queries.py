@@ -7,12 +7,12 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, func, or_, select
+from sqlalchemy import Connection, Engine, Row, func, select
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.bounces import Kind
 from tikos_outbox.core.einvoice import EInvoice
-from tikos_outbox.core.intake import UNREAD, unread_of_size
+from tikos_outbox.core.intake import UNREAD
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import State
 from tikos_outbox.core.views import (
@@ -124,22 +124,30 @@ class Queries:
 
     @mapped
     def unread_history(self, mandant: int, sizes: Collection[int] | None = None,
-                       ids: Sequence[int] | None = None, limit: int | None = None
-                       ) -> list[tuple[int, str, int, int]]:
+                       ids: Sequence[int] | None = None, limit: int | None = None,
+                       after_id: int = 0) -> list[tuple[int, str, int, int]]:
         """(id, path, size, mtime_ns) of history entries whose file was never read: of
-        these sizes (through the sha256 index: the unread mark begins with the size),
-        these entries, or the first `limit` of them."""
+        these sizes (through the size index), these entries, or the first `limit`
+        after `after_id`. (A prefix match, not a range of the marks: a range depends
+        on the database's collation, a LIKE prefix does not.)"""
         E = self.E
-        ranges = [unread_of_size(n) for n in sizes] if sizes is not None else \
-            [(UNREAD, UNREAD[:-1] + ";")]
         q = select(E.id, E.path, E.size, E.mtime_ns).where(
-            E.mandant == mandant, or_(*(and_(E.sha256 >= low, E.sha256 < high)
-                                        for low, high in ranges)))
+            E.mandant == mandant, E.sha256.startswith(UNREAD), E.id > after_id)
+        if sizes is not None:
+            q = q.where(E.size.in_(sorted(sizes)))
         if ids is not None:
             q = q.where(E.id.in_(list(ids)))
-        q = q.order_by(E.sha256 if limit is not None else E.id).limit(limit)
         with self._read() as conn:
-            return [(r.id, r.path, r.size, r.mtime_ns) for r in conn.execute(q)]
+            return [(r.id, r.path, r.size, r.mtime_ns)
+                    for r in conn.execute(q.order_by(E.id).limit(limit))]
+
+    @mapped
+    def unread_count(self) -> int:
+        """History entries whose file was not read yet (the background reads them)."""
+        E = self.E
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(self.t.entry)
+                                    .where(E.sha256.startswith(UNREAD))).scalar() or 0)
 
     @mapped
     def attention_count(self) -> int:

@@ -13,7 +13,7 @@ from tikos_outbox.core.intake import is_unread
 from tikos_outbox.core.message import make_message_id
 from tikos_outbox.core.ports import Clock, ConsoleRecords, OutboxCommands, OutboxQueries
 from tikos_outbox.core.settings import Config
-from tikos_outbox.core.states import Event, MoveResult, State
+from tikos_outbox.core.states import Event, MoveResult, Refusal, State
 from tikos_outbox.core.views import EntryView, ListFilter
 from tikos_outbox.usecases.history import History
 
@@ -54,15 +54,21 @@ class Administration:
         console, unless its box was ticked) an entry whose document the customer has
         already is refused, as decided in the store's transaction."""
         fresh: dict[int, str] = {}
+        unknown: dict[int, MoveResult] = {}
         for entry_id in ids:
             view = self.queries.get_entry(entry_id)
             if view is not None and is_unread(view.sha256):  # history: read it now, as
                 self.history.read_entries(view.mandant, [entry_id])  # it was seen then
+                view = self.queries.get_entry(entry_id)
+                if view is not None and is_unread(view.sha256):  # changed, or unreadable
+                    unknown[entry_id] = MoveResult(entry_id, Event.REQUEUE, State(view.state),
+                                                   Refusal.CONTENT_UNKNOWN)
+                    continue
             m = self.config.mandant(view.mandant) if view is not None else None
             sender = m.sender.address if m else self.config.sender.address
             fresh[entry_id] = make_message_id(uuid.uuid4().hex, sender)
-        return self._logged(self.commands.requeue(fresh, self.clock.now(), resend),
-                            Move.REQUEUE, actor)
+        moved = self.commands.requeue(fresh, self.clock.now(), resend) if fresh else {}
+        return self._logged({**moved, **unknown}, Move.REQUEUE, actor)
 
     def hold(self, ids: Iterable[int], actor: str) -> dict[int, MoveResult]:
         """Stop entries; why they were held when recorded stays shown (`problem`)."""

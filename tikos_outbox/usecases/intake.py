@@ -177,11 +177,6 @@ class Intake:
         prepared: list[tuple[int, Recording]] = []
         results: list[str | None] = [None] * len(files)
         late = self.first_pass_done(mandant)
-        # a new file may be a history file under another name: the unread history
-        # files of the new ones' sizes are read first (the duplicate rule compares
-        # contents); one query for the batch
-        self.history.read_of_sizes(mandant, {f.size for f in files if f.link_target is None
-                                             and not self.is_history(mandant, f)})
         for index, seen in enumerate(files):
             try:
                 item = self._prepare(mandant, seen, self.is_history(mandant, seen))
@@ -203,6 +198,20 @@ class Intake:
                 log.debug("%d files recorded as history", len(done_paths))
                 prepared = [(i, item) for i, item in prepared
                             if not rules.is_unread(item.doc.sha256)]
+        # a new file may be a history file under another name (this batch's too): the
+        # unread history files of the new ones' sizes are read first (the duplicate
+        # rule compares contents), in one query for the batch
+        try:
+            self.history.read_of_sizes(mandant, {item.doc.size for i, item in prepared
+                                                 if files[i].link_target is None
+                                                 and not rules.is_unread(item.doc.sha256)})
+        except OSError as exc:  # one of them cannot be read now: the new ones wait
+            for index, _item in prepared:
+                self._cannot_read(mandant, files[index], OSError(
+                    exc.errno, f"a history file of its size cannot be read to compare"
+                               f" ({exc.strerror or exc})"))
+                results[index] = NOT_READY
+            return results
         if not prepared:
             return results
         recorded = self.commands.record_many([item for _, item in prepared], self.clock.now())

@@ -64,6 +64,7 @@ class Status:
     accounts: list[AccountStatus]
     bounces: dict[str, Any]  # enabled, last_pass {at, text}, last_error (text or None)
     einvoice: dict[str, Any] = field(default_factory=dict)  # this month's invoices by kind
+    history_unread: int = 0  # history files the first start did not read yet
 
     def as_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "attention": self.attention, "last_run": self.last_run,
@@ -72,6 +73,7 @@ class Status:
                 "first_pass_waiting": self.first_pass_waiting,
                 "accounts": [a.as_json() for a in self.accounts],
                 "bounces": self.bounces, "einvoice": self.einvoice,
+                "history_unread": self.history_unread,
                 "service": {"running": self.service.running,
                             "last_seen": self.service.last_seen,
                             "worker": self.service.worker,
@@ -128,7 +130,8 @@ class Monitor:
                                 if q.get_meta(f"first_pass:{m.id}")
                                 and not q.get_meta(f"baseline:{m.id}")],
             accounts=self.account_statuses(now),
-            bounces=self._bounces(), einvoice=self._einvoices(now))
+            bounces=self._bounces(), einvoice=self._einvoices(now),
+            history_unread=q.unread_count())
 
     def _einvoices(self, now: datetime) -> dict[str, Any]:
         """The invoices recorded this (local) month by their e-invoice data, and the rule."""

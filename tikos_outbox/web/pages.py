@@ -123,6 +123,13 @@ class Pages:
                           " nach dem Versandlauf erneut versuchen." if de else
                           "The entry is being sent right now; nothing was changed. Please try"
                           " again after the send run.",
+            "content unknown": "Die Archivdatei ist gerade nicht lesbar oder wurde seit dem"
+                               " ersten Start geändert, der sie ungelesen als Altbestand"
+                               " aufnahm: welche Fassung zu senden wäre, ist nicht bekannt."
+                               " Nichts wurde geändert." if de else
+                               "The archive file cannot be read now, or changed since the"
+                               " first start took it as history without reading it: which"
+                               " version to send is not known. Nothing was changed.",
             "needs --force": "Die Datei ist so nicht versendbar; nur „Trotz Dateiproblem"
                              " freigeben“ sendet die aufgenommene Datei trotzdem." if de else
                              "The file cannot be mailed as it is; only 'Release despite the"

@@ -47,6 +47,9 @@ def run_status(ctx: Context) -> int:
           f" {e['invalid']} not valid, {e['none']} PDF only; "
           + (f"from {e['required_from']} the others are {then}" if e["required_from"]
              else "no rule set ([einvoice] required_from)"))
+    if st.history_unread:
+        print(f"history:    {st.history_unread} files from before the first start not read"
+              " yet (`run` reads them in the background; one that changes before is held)")
     for mandant in st.first_pass_waiting:
         print(f"mandant {mandant}: the first complete pass over its folder is still due (it"
               " could not be listed); files modified before the first start stay history")
