@@ -145,9 +145,13 @@ class Queries:
     def unread_count(self) -> int:
         """History entries whose file was not read yet (the background reads them)."""
         E = self.E
+        # SQLite compares bytes: the marks' range is read from the sha256 index; on
+        # PostgreSQL a range would depend on the collation, so the prefix is matched
+        unread = (E.sha256.between(UNREAD, UNREAD[:-1] + ";")
+                  if self.engine.dialect.name == "sqlite" else E.sha256.startswith(UNREAD))
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(self.t.entry)
-                                    .where(E.sha256.startswith(UNREAD))).scalar() or 0)
+                                    .where(unread)).scalar() or 0)
 
     @mapped
     def attention_count(self) -> int:
