@@ -23,6 +23,7 @@ SIZES = {
     "cli": (100_000, 100_000),
     "web_search": (100_000, 100_000),
     "first_start": (20_000, 200_000),
+    "flush_wan": (100, 500),
 }
 
 GOALS = {
@@ -35,6 +36,7 @@ GOALS = {
     "cli": "status, list, show <= 0.35 s; --help <= 0.15 s (at 100,000 entries)",
     "web_search": "server_ms <= 100 for each search at 100,000 entries",
     "first_start": "ratio <= 1.5 (no file contents read for history)",
+    "flush_wan": ">= 0.8 x limit and >= 3 x naive (20 ms round trip, STARTTLS, AUTH)",
 }
 
 

@@ -146,30 +146,12 @@ def sink() -> Iterator[int]:
 
 
 def flush(m: int) -> dict[str, Any]:
-    from tikos_outbox.core.views import ListFilter
-
     with workdir() as root, sink() as port:
         config = make_site(root, port=port)
         write_pdfs(root / "archive", m, 100_000, 100_000)
         svc = open_site(config)
         svc.scan()
-        # the same messages, prepared, for the two reference loops
-        mandant = svc.config.mandants[0]
-        now = datetime.now(UTC)
-        messages: list[bytes] = []
-        from tikos_outbox.core.message import build_message
-        from tikos_outbox.core.states import State
-        from tikos_outbox.core.views import Claimed
-        from tikos_outbox.usecases.compose import mail_for
-
-        for v in svc.store.queries.list_entries(ListFilter(limit=m)):
-            c = Claimed(id=v.id, mandant=1, path=v.path, file_name=v.file_name,
-                        sha256=v.sha256, doctype=v.doctype, docno=v.docno, customer=v.customer,
-                        fields={}, recipients=v.recipients or [], message_id=v.message_id,
-                        first_attempt_at=None, transient_failures=0,
-                        previous_state=State.PENDING)
-            pdf = svc.store.queries.load_copy(v.sha256) or b""
-            messages.append(build_message(mail_for(svc.config, mandant, c, pdf, now)).as_bytes())
+        messages = prepared_messages(svc, m)  # the same, for the reference loops
         sender, rcpt = "rechnung@musterwaescherei.example", ["kunde@example.org"]
 
         def limit() -> None:
@@ -191,6 +173,103 @@ def flush(m: int) -> dict[str, Any]:
     rate, limit_rate = m / seconds, m / limit_s
     naive_rate = max(50, m // 10) / naive_s  # the naive loop sends a tenth: it is slow
     return {"messages": m, "msgs_per_s": round(rate, 1),
+            "limit_msgs_per_s": round(limit_rate, 1), "naive_msgs_per_s": round(naive_rate, 1),
+            "ratio_to_limit": round(rate / limit_rate, 3),
+            "ratio_to_naive": round(rate / naive_rate, 3)}
+
+
+def prepared_messages(svc: Any, m: int) -> list[bytes]:
+    """The messages of the outbox's first `m` entries, built before any clock starts:
+    what the reference loops send."""
+    from tikos_outbox.core.message import build_message
+    from tikos_outbox.core.states import State
+    from tikos_outbox.core.views import Claimed, ListFilter
+    from tikos_outbox.usecases.compose import mail_for
+
+    mandant = svc.config.mandants[0]
+    now = datetime.now(UTC)
+    messages: list[bytes] = []
+    for v in svc.store.queries.list_entries(ListFilter(limit=m)):
+        c = Claimed(id=v.id, mandant=1, path=v.path, file_name=v.file_name,
+                    sha256=v.sha256, doctype=v.doctype, docno=v.docno, customer=v.customer,
+                    fields={}, recipients=v.recipients or [], message_id=v.message_id,
+                    first_attempt_at=None, transient_failures=0,
+                    previous_state=State.PENDING)
+        pdf = svc.store.queries.load_copy(v.sha256) or b""
+        messages.append(build_message(mail_for(svc.config, mandant, c, pdf, now)).as_bytes())
+    return messages
+
+
+# -- flush_wan -------------------------------------------------------------------------------
+
+WAN_USER = "rechnung@musterwaescherei.example"
+
+
+@contextmanager
+def wan_server(root: Path, rtt_ms: float, password: str) -> Iterator[tuple[int, Path]]:
+    """bench/wan.py in its own process: (the proxy's port, the server's certificate)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.wan", str(root / "cert"),
+                             str(rtt_ms), WAN_USER, password],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        word, port = proc.stdout.readline().split()
+        assert word == "ready"
+        yield int(port), root / "cert" / "server.pem"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(30)
+
+
+def flush_wan(m: int, rtt_ms: float = 20.0) -> dict[str, Any]:
+    """The flush to a provider `rtt_ms` away with STARTTLS and AUTH: ours, the limit
+    (one connection, prebuilt messages, a bare smtplib loop) and naive (a connection
+    with TLS and AUTH per message, over a tenth of the messages)."""
+    import ssl
+
+    from tikos_outbox.provision import set_secret
+
+    password = "bench-Passwort-7"  # the benchmark's own server: a made-up login
+    with workdir() as root, wan_server(root, rtt_ms, password) as (port, ca):
+        config = make_site(root, port=port)
+        text = config.read_text(encoding="utf-8").replace("[smtp]\n", (
+            f"[smtp]\nsecurity = \"starttls\"\nca_file = '{ca}'\nauth = \"password\"\n"
+            f"username = \"{WAN_USER}\"\n"), 1)
+        config.write_text(text, encoding="utf-8")
+        set_secret(config, "password", password)
+        write_pdfs(root / "archive", m, 100_000, 100_000)
+        svc = open_site(config)
+        svc.scan()
+        messages = prepared_messages(svc, m)
+        context = ssl.create_default_context(cafile=str(ca))
+        rcpt = ["kunde@example.org"]
+
+        def connected() -> smtplib.SMTP:
+            conn = smtplib.SMTP("127.0.0.1", port)
+            conn.starttls(context=context)
+            conn.login(WAN_USER, password)
+            return conn
+
+        def limit() -> None:
+            with connected() as conn:
+                for msg in messages:
+                    conn.sendmail(WAN_USER, rcpt, msg)
+
+        naive_n = max(20, m // 10)
+
+        def naive() -> None:
+            for msg in messages[:naive_n]:
+                with connected() as conn:
+                    conn.sendmail(WAN_USER, rcpt, msg)
+
+        limit_s, naive_s = timed(limit), timed(naive)
+        report: list[Any] = []
+        seconds = timed(lambda: report.append(svc.delivery.send_due(force=True)))
+        assert report[0].sent == m, report[0]
+        svc.store.close()
+    rate, limit_rate, naive_rate = m / seconds, m / limit_s, naive_n / naive_s
+    return {"rtt_ms": rtt_ms, "messages": m, "msgs_per_s": round(rate, 1),
             "limit_msgs_per_s": round(limit_rate, 1), "naive_msgs_per_s": round(naive_rate, 1),
             "ratio_to_limit": round(rate / limit_rate, 3),
             "ratio_to_naive": round(rate / naive_rate, 3)}
