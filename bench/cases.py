@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -492,9 +493,8 @@ def web_search(rows: int) -> dict[str, Any]:
                     assert r.status == 200
                     times.append(float(r.headers["Server-Timing"].split("dur=")[1]))
             offset = 950 if name == "page_20" else 0
-            bare = statistics.median(timed(lambda w=where, o=offset: db.execute(
-                f"SELECT * FROM entry WHERE {w} ORDER BY id DESC LIMIT 51 OFFSET {o}"
-            ).fetchall()) for _ in range(7)) * 1000
+            sql = f"SELECT * FROM entry WHERE {where} ORDER BY id DESC LIMIT 51 OFFSET {offset}"
+            bare = statistics.median(timed(partial(_fetch, db, sql)) for _ in range(7)) * 1000
             ms = statistics.median(times)
             figures[f"{name}_ms"] = round(ms, 1)
             figures[f"{name}_bare_ms"] = round(bare, 1)
@@ -507,6 +507,10 @@ def web_search(rows: int) -> dict[str, Any]:
                    baseline_ms=round(worst[1], 1),
                    ratio=round(worst[0] / worst[1], 2) if worst[1] else None)
     return figures
+
+
+def _fetch(db: sqlite3.Connection, sql: str) -> None:
+    db.execute(sql).fetchall()
 
 
 def _logged_in(base: str, user: str, password: str) -> Any:

@@ -50,7 +50,7 @@ def main() -> None:
     cert_dir, rtt_ms, user, password = Path(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:5]
     cert = make_cert(cert_dir)
     with SmtpServer(cert, "starttls", users={user: password}, data_size_limit=0) as smtp:
-        ready, port = threading.Event(), []
+        ready, port = threading.Event(), list[int]()
         threading.Thread(target=asyncio.run, daemon=True,
                          args=(_serve(smtp.port, rtt_ms / 2000, ready, port),)).start()
         ready.wait(30)
