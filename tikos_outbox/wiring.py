@@ -108,7 +108,7 @@ class Outbox:
         from tikos_outbox.usecases.intake import Intake
 
         return Intake(self.config, self.store.queries, self.store.commands, self.lookup,
-                      self.files, self.clock, self.monitor, EInvoiceReader())
+                      self.files, self.clock, self.monitor, EInvoiceReader(), self.history)
 
     @cached_property
     def delivery(self) -> Delivery:

@@ -76,7 +76,7 @@ class Addresses:
 class Intake:
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
                  lookup: RecipientLookup, files: DocumentFiles, clock: Clock,
-                 notes: Notes, einvoices: EInvoices) -> None:
+                 notes: Notes, einvoices: EInvoices, history: History) -> None:
         self.config = config
         self.queries = queries
         self.commands = commands
@@ -85,7 +85,7 @@ class Intake:
         self.clock = clock
         self.notes = notes
         self.einvoices = einvoices
-        self.history = History(config, queries, commands, files)
+        self.history = history  # the history files the first start did not read
         self._cutoffs: dict[int, float | None] = {}
         self._done: set[int] = set()
         self._unreadable: set[str] = set()  # said once each, until it can be read

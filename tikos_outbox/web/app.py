@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from tikos_outbox.core.console import Search, WebUser
 from tikos_outbox.core.ports import StoreError
 from tikos_outbox.core.settings import WebSettings
-from tikos_outbox.core.states import MoveResult, State
+from tikos_outbox.core.states import MoveResult, Refusal, State
 from tikos_outbox.core.values import parse_day
 from tikos_outbox.web.export import csv_lines, export_name
 from tikos_outbox.web.pages import HERE, MOVES, Pages, Visit
@@ -291,11 +291,8 @@ class ConsoleApp:
         name = visit.request.path_params["move"]
         if name not in MOVES:
             return self.pages.error(visit, 404, "not_found")
-        form = await visit.request.form()
+        form = await visit.request.form()  # parsed, within its limits, by the guard
         admin = self.outbox.admin
-        view = await self.call(admin.entry, entry_id)
-        if view is None:
-            return self.pages.error(visit, 404, "not_found")
         back = f"/entries/{entry_id}"
         result: MoveResult
         if name == "requeue":  # the store refuses a resend that was not confirmed
@@ -306,6 +303,8 @@ class ConsoleApp:
         else:
             result = (await self.call(admin.release, [entry_id], visit.actor,
                                       form.get("force") == "1"))[entry_id]
+        if result.refusal is Refusal.NO_SUCH_ENTRY:
+            return self.pages.error(visit, 404, "not_found")
         if result.ok:
             return RedirectResponse(f"{back}?done={name}", status_code=303)
         return RedirectResponse(f"{back}?refused={quote(str(result.refusal.value))}"
