@@ -88,6 +88,8 @@ class _MandantPass:
         states = self.intake.ingest_many(self.m, self.batch)
         for seen, state in zip(self.batch, states, strict=True):
             self.report.count(seen, state, self.intake.is_history(self.m, seen))
+            if state == NOT_READY:  # `run` tries it again, less and less often
+                self.report.waiting_files.append((self.m.id, seen))
         self.batch = []
         self.batch_bytes = 0
 
