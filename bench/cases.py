@@ -134,9 +134,9 @@ def idle_poll(n: int) -> dict[str, Any]:
 
 
 @contextmanager
-def sink() -> Iterator[int]:
+def sink(lifetime_s: float = 3600) -> Iterator[int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port), str(lifetime_s)],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"

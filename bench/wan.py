@@ -5,7 +5,8 @@ that holds every byte for half the round-trip time in each direction.
 A userspace delay, not `tc netem` in a network namespace: this machine's kernel
 has no netem qdisc (`tc qdisc add dev veth0 root netem delay 10ms` answers
 "Specified qdisc kind is unknown"). The proxy delays each chunk by the same time
-and keeps their order; it limits no bandwidth.
+and keeps their order; it limits no bandwidth. The server
+offers PIPELINING (RFC 2920), as Postfix and Exchange do.
 
     python -m bench.wan CERT_DIR RTT_MS USER PASSWORD   (prints "ready PORT")
 """
@@ -17,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.helpers import SmtpServer, make_cert
+from tests.helpers import Behaviour, SmtpServer, make_cert
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -49,7 +50,8 @@ async def _serve(target_port: int, delay_s: float, ready: threading.Event,
 def main() -> None:
     cert_dir, rtt_ms, user, password = Path(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:5]
     cert = make_cert(cert_dir)
-    with SmtpServer(cert, "starttls", users={user: password}, data_size_limit=0) as smtp:
+    with SmtpServer(cert, "starttls", users={user: password}, data_size_limit=0,
+                    behaviour=Behaviour(pipelining=True)) as smtp:
         ready, port = threading.Event(), list[int]()
         threading.Thread(target=asyncio.run, daemon=True,
                          args=(_serve(smtp.port, rtt_ms / 2000, ready, port),)).start()

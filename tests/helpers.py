@@ -86,6 +86,7 @@ class Behaviour:
     drop_after_data: bool = False
     stall_s: float = 0.0
     fail_first_data: int = 0  # answer data_reply this many times, then accept
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO answer
 
 
 class Handler:
@@ -94,6 +95,13 @@ class Handler:
         self.received: list[Received] = []
         self.data_calls = 0
         self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd itself does before the hook
+        if self.b.pipelining:  # aiosmtpd reads pipelined commands in order; it just
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]  # does not say so
+        return responses
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,11 @@ def show(site: Site, capsys: pytest.CaptureFixture[str], entry_id: int = 1) -> d
         (Behaviour(drop_after_data=True), "deferred", None),
     ],
 )
+@pytest.mark.parametrize("pipelining", [False, True])
 def test_reply_classes(tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str],
-                       behaviour: Behaviour, state: str, code: int | None) -> None:
+                       behaviour: Behaviour, state: str, code: int | None,
+                       pipelining: bool) -> None:
+    behaviour = replace(behaviour, pipelining=pipelining)  # the same with RFC 2920
     with SmtpServer(cert, "starttls", behaviour=behaviour) as srv:
         site = site_for(tmp_path, srv, cert)
         assert site.cli("flush") == 1
@@ -98,9 +102,11 @@ def test_stall_past_the_timeout_is_transient(tmp_path: Path, cert: Cert,
         assert "timed out" in entry["attempts"][0]["reply"]
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
 def test_some_recipients_refused_mail_goes_to_the_others(
-        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
-    behaviour = Behaviour(rcpt_replies={"weg@example.org": "550 5.1.1 no such user"})
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str], pipelining: bool) -> None:
+    behaviour = Behaviour(rcpt_replies={"weg@example.org": "550 5.1.1 no such user"},
+                          pipelining=pipelining)
     with SmtpServer(cert, "none", behaviour=behaviour) as srv:
         site = site_for(tmp_path, srv, csv="1;4711;da@example.org;weg@example.org\n")
         assert site.cli("flush") == 0

@@ -42,6 +42,7 @@ def smtp_section(s: Section, base: Path) -> SmtpSettings:
     per_day = s.int_("max_per_day", 0, 0, 10**8)
     rcpts_per_day = s.int_("max_recipients_per_day", 0, 0, 10**8)
     helo = s.str_("helo_name", None)
+    pipelining = s.bool_("pipelining", True)
     s.finish()
     if graph:
         if auth is not Auth.OAUTH2:
@@ -96,7 +97,7 @@ def smtp_section(s: Section, base: Path) -> SmtpSettings:
                         oauth2_scope=scope, timeout_s=timeout, max_per_minute=per_minute,
                         max_per_connection=per_conn, helo_name=helo, max_per_hour=per_hour,
                         max_per_day=per_day, max_recipients_per_day=rcpts_per_day,
-                        transport=transport, graph_url=graph_url)
+                        transport=transport, graph_url=graph_url, pipelining=pipelining)
 
 
 #: RFC 5321 §4.1.1.1: EHLO takes the client's fully qualified domain name or an

@@ -39,6 +39,8 @@ max_per_day = 0                 #   every process that sends with it; 0 = none. 
 max_recipients_per_day = 0      #   the provider's limits: README, section "Provider limits"
 max_per_connection = 50         # reconnect after this many mails
 # helo_name = "fileserver.waescherei.de"   # the name said in EHLO; default: this host's FQDN
+# pipelining = false           # MAIL, RCPT and DATA are sent together where the server offers
+#                               #   PIPELINING (RFC 2920); false only for a server that fails at it
 
 # Examples (uncomment one instead of the values above):
 # T-Online:      host = "securesmtp.t-online.de", port = 465, security = "ssl",

@@ -30,6 +30,7 @@ from tikos_outbox.core.replies import (
 )
 from tikos_outbox.core.settings import Security, SmtpSettings
 from tikos_outbox.smtp_login import login, lost_reply, reply_text
+from tikos_outbox.smtp_pipeline import nobody_taken, offers_pipelining, pipelined, rcpt_outcome
 from tikos_outbox.tls import tls_context as shared_tls_context
 
 log = logging.getLogger("tikos_outbox.smtp")
@@ -77,6 +78,7 @@ class Mailer:
         self._idle_since = 0.0
         self.connections_opened = 0
         self.reconnects = 0  # connections found dead before a mail and opened anew
+        self.pipelined = 0  # transactions sent with PIPELINING
         self.last_greeting: str = ""
 
     def __enter__(self) -> Mailer:
@@ -238,7 +240,7 @@ class Mailer:
             conn = self._connection()
             result = self._transaction(conn, sender, recipients, message, smtputf8, envid)
         self._sent_on_conn += 1
-        if closes_connection(result.reply):
+        if closes_connection(result.reply) or conn.sock is None:  # None: closed in DATA
             self.close()
         elif result.reply.code is None or not 200 <= result.reply.code < 300:
             try:
@@ -276,27 +278,22 @@ class Mailer:
             dsn = envid is not None and conn.has_extn("dsn")
             if dsn:  # RFC 3461: bounces name the mail (ENVID) and return headers only
                 options += ["RET=HDRS", f"ENVID={xtext(envid or '')}"]
+            rcpts = [(r, _notify(r) if dsn else []) for r in recipients if r not in refused]
+            if self.settings.pipelining and offers_pipelining(conn):
+                self.pipelined += 1
+                return pipelined(conn, self.server, sender, options, rcpts, message, refused)
             code, resp = conn.mail(sender, options)
             if code != 250:
                 return SendResult(Reply(Stage.MAIL, code, reply_text(resp)))
             stage = Stage.RCPT
             accepted: list[str] = []
-            replies: list[Reply] = list(refused.values())
-            for rcpt in recipients:
-                if rcpt in refused:
-                    continue
-                code, resp = conn.rcpt(rcpt, _notify(rcpt) if dsn else ())
-                if code in (250, 251):
-                    accepted.append(rcpt)
-                else:
-                    reply = Reply(Stage.RCPT, code, reply_text(resp))
-                    if code == 421 or stop_for(reply) is not None:
-                        return SendResult(reply)  # about the session: no recipient's fate
-                    refused[rcpt] = reply
-                    replies.append(reply)
+            for rcpt, rcpt_options in rcpts:
+                code, resp = conn.rcpt(rcpt, rcpt_options)
+                session = rcpt_outcome(rcpt, code, resp, accepted, refused)
+                if session is not None:
+                    return SendResult(session)  # about the session: no recipient's fate
             if not accepted:
-                transient = [r for r in replies if r.code is not None and r.code < 500]
-                return SendResult((transient or replies)[0], refused)
+                return SendResult(nobody_taken(refused), refused)
             stage = Stage.DATA
             try:
                 code, resp = conn.data(message)

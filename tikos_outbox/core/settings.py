@@ -64,6 +64,7 @@ class SmtpSettings:
     max_recipients_per_day: int = 0
     transport: Transport = Transport.SMTP
     graph_url: str = "https://graph.microsoft.com/v1.0"
+    pipelining: bool = True  # MAIL, RCPT and DATA in one write where offered (RFC 2920)
 
     @property
     def server(self) -> str:

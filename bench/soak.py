@@ -1,0 +1,99 @@
+"""The soak: `run` for a long time at a steady trickle, its memory sampled.
+
+A PDF every `pdf_every_s` seconds is written into the archive, a send run comes
+every minute (to the benchmark's sink), and the RSS of the `run` process is read
+from /proc every `sample_s` seconds. The figure is the slope of a least-squares
+line through the samples after the first `warmup_min` minutes, in MB a minute,
+with the same line for the process's anonymous heap (/proc/PID/smaps_rollup).
+
+    python -m bench.soak MINUTES [PDF_EVERY_S] [CSV]   (CSV: every sample)
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.site import make_site, open_site
+from tikos_outbox.samples import make_pdf
+
+
+def _kb(path: str, key: str) -> int:
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    if len(points) < 3:
+        return 0.0
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return statistics.linear_regression(xs, ys).slope
+
+
+def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
+         warmup_min: float = 3.0, samples_csv: Path | None = None) -> dict[str, Any]:
+    from bench.cases import sink, workdir
+
+    with workdir() as root, sink(minutes * 60 + 600) as port:
+        config = make_site(root, port=port, every=1)
+        svc = open_site(config)
+        proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config", str(config),
+                                 "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop = threading.Event()
+        written = [0]
+
+        def writer() -> None:
+            while not stop.wait(pdf_every_s):
+                i = written[0]
+                path = root / "archive" / f"RE_{200000 + i}_4711.pdf"
+                path.write_bytes(make_pdf([f"Rechnung {i}"], padding=40_000 + i % 20_000))
+                written[0] += 1
+
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        rows: list[tuple[float, float, float]] = []
+        started = time.monotonic()
+        try:
+            while (elapsed := time.monotonic() - started) < minutes * 60:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"run ended with {proc.returncode} during the soak")
+                rows.append((elapsed / 60, _kb(f"/proc/{proc.pid}/status", "VmRSS:") / 1024,
+                             _kb(f"/proc/{proc.pid}/smaps_rollup", "Anonymous:") / 1024))
+                stop.wait(sample_s)
+        finally:
+            stop.set()
+            thread.join()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        counts = svc.store.queries.counts()
+        svc.store.close()
+    if samples_csv is not None:
+        with samples_csv.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("minute", "rss_mb", "anon_mb"), *rows])
+    steady = [r for r in rows if r[0] >= warmup_min]
+    return {"minutes": minutes, "pdfs": written[0], "sent": counts.get("sent", 0),
+            "rss_mb_start": round(steady[0][1], 1) if steady else None,
+            "rss_mb_end": round(rows[-1][1], 1) if rows else None,
+            "rss_mb_per_min": round(_slope([(r[0], r[1]) for r in steady]), 3),
+            "anon_mb_per_min": round(_slope([(r[0], r[2]) for r in steady]), 3)}
+
+
+def main() -> None:
+    minutes = float(sys.argv[1])
+    every = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
+    csv_path = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    print(soak(minutes, every, samples_csv=csv_path), flush=True)
+
+
+if __name__ == "__main__":
+    main()

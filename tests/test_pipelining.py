@@ -1,0 +1,223 @@
+"""PIPELINING (RFC 2920) against aiosmtpd offering it and against a real Postfix:
+the envelope goes in one write, every recipient's answer is still its own, the
+connection stays in step after refusals, and a transaction that must not go on
+after a 354 delivers nothing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import Behaviour, Cert, SmtpServer, status_json
+from tests.test_delivery import show, site_for
+from tikos_outbox.config import load_config
+from tikos_outbox.core.replies import Stage
+from tikos_outbox.core.settings import SmtpSettings
+from tikos_outbox.credentials import KeyRing
+from tikos_outbox.smtp import Mailer
+
+SENDER = "rechnung@musterwaescherei.example"
+TWO = "1;4711;da@example.org;auch@example.org\n"
+
+
+class Relay:
+    """A TCP relay on loopback in front of a server, keeping every chunk the client
+    wrote as the relay read it (one write of a few hundred bytes is one chunk)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.chunks: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, record: bool) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if record:
+                    self.chunks.append(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def envelopes(self) -> list[bytes]:
+        """The chunks that begin a mail transaction."""
+        return [c for c in self.chunks if c.upper().startswith(b"MAIL FROM")]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextmanager
+def relayed(srv: SmtpServer) -> Iterator[Relay]:
+    relay = Relay(srv.port)
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize(("offered", "setting", "together"), [
+    (True, None, True), (False, None, False), (True, False, False)])
+def test_the_envelope_goes_in_one_write_only_where_the_server_offers_pipelining(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str],
+        offered: bool, setting: bool | None, together: bool) -> None:
+    with SmtpServer(cert, "none", behaviour=Behaviour(pipelining=offered)) as srv, \
+            relayed(srv) as relay:
+        smtp: dict[str, Any] = {"port": relay.port}
+        if setting is not None:
+            smtp["pipelining"] = setting
+        site = site_for(tmp_path, srv, n_docs=2, csv=TWO, **smtp)
+        assert site.cli("flush") == 0
+        assert sorted(r.rcpt_tos for r in srv.received) == [
+            ["da@example.org", "auch@example.org"]] * 2
+    envelopes = relay.envelopes()
+    assert len(envelopes) == 2
+    for chunk in envelopes:
+        lines = chunk.split(b"\r\n")
+        if together:
+            assert lines[0].startswith(f"MAIL FROM:<{SENDER}> SIZE=".encode())
+            assert lines[1:4] == [b"RCPT TO:<da@example.org>", b"RCPT TO:<auch@example.org>",
+                                  b"DATA"] and chunk.endswith(b"DATA\r\n")
+        else:
+            assert len(lines) == 2 and lines[1] == b""  # MAIL FROM alone, then its answer
+    for entry_id in (1, 2):
+        assert show(site, capsys, entry_id)["state"] == "sent"
+
+
+def mailer_for(tmp_path: Path, srv: SmtpServer) -> Mailer:
+    site = site_for(tmp_path, srv, n_docs=0)
+    settings: SmtpSettings = load_config(site.config).smtp
+    return Mailer(settings)
+
+
+MESSAGE = (b"From: <rechnung@musterwaescherei.example>\r\nSubject: Test\r\n\r\n"
+           b".eine Zeile mit Punkt\r\n..zwei Punkte\r\n.\r\nEnde ohne Zeilenende")
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_lines_beginning_with_a_dot_arrive_as_written(
+        tmp_path: Path, cert: Cert, pipelining: bool) -> None:
+    with SmtpServer(cert, "none", behaviour=Behaviour(pipelining=pipelining)) as srv, \
+            mailer_for(tmp_path, srv) as mailer:
+        result = mailer.send(SENDER, ["kunde@example.org"], MESSAGE)
+        assert result.reply.code == 250 and result.accepted == ["kunde@example.org"]
+        assert mailer.pipelined == (1 if pipelining else 0)
+        [got] = srv.received
+    assert got.data == MESSAGE + b"\r\n"  # the dot of each line given back by the server
+
+
+def test_after_a_refused_sender_and_refused_recipients_the_connection_stays_in_step(
+        tmp_path: Path, cert: Cert) -> None:
+    behaviour = Behaviour(pipelining=True, mail_reply="553 5.7.1 sender not allowed",
+                          rcpt_replies={"weg@example.org": "550 5.1.1 no such user",
+                                        "voll@example.org": "452 4.2.2 mailbox full"})
+    with SmtpServer(cert, "none", behaviour=behaviour) as srv, \
+            mailer_for(tmp_path, srv) as mailer:
+        refused_sender = mailer.send(SENDER, ["kunde@example.org"], MESSAGE)
+        assert (refused_sender.reply.stage, refused_sender.reply.code) == (Stage.MAIL, 553)
+        behaviour.mail_reply = None
+        nobody = mailer.send(SENDER, ["weg@example.org", "voll@example.org"], MESSAGE)
+        # no recipient taken: the temporary refusal speaks, so the mail is tried again
+        assert (nobody.reply.stage, nobody.reply.code) == (Stage.RCPT, 452)
+        assert set(nobody.refused) == {"weg@example.org", "voll@example.org"}
+        one = mailer.send(SENDER, ["weg@example.org", "kunde@example.org"], MESSAGE)
+        assert one.reply.code == 250 and one.accepted == ["kunde@example.org"]
+        assert one.refused["weg@example.org"].code == 550
+        assert mailer.connections_opened == 1 and mailer.pipelined == 3
+        assert [r.rcpt_tos for r in srv.received] == [["kunde@example.org"]]
+
+
+def test_a_slow_down_at_rcpt_after_a_354_delivers_nothing_and_costs_no_attempt(
+        tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """aiosmtpd says 354 because one recipient was taken; the other's "slow down" is
+    about the account, so the mail must not go to half its recipients."""
+    slow = "451 4.7.1 too many mails, slow down"
+    behaviour = Behaviour(pipelining=True, rcpt_replies={"auch@example.org": slow})
+    with SmtpServer(cert, "none", behaviour=behaviour) as srv:
+        smtp_log = logging.getLogger("tikos_outbox.smtp")
+        smtp_log.addHandler(caplog.handler)  # the CLI's logging does not propagate
+        try:
+            with mailer_for(tmp_path / "direct", srv) as mailer:
+                result = mailer.send(SENDER, ["da@example.org", "auch@example.org"], MESSAGE)
+        finally:
+            smtp_log.removeHandler(caplog.handler)
+        assert (result.reply.stage, result.reply.code) == (Stage.RCPT, 451)
+        assert (f'accepted DATA after answering a recipient "{result.reply}"; closing the'
+                " connection before the message ends") in caplog.text
+        assert srv.handler.data_calls == 0 and srv.received == []
+
+        (tmp_path / "site").mkdir()
+        site = site_for(tmp_path / "site", srv, csv=TWO)
+        assert site.cli("flush") == 1
+        entry = show(site, capsys)
+        assert entry["state"] == "pending" and entry["attempts"] == []
+        assert slow in status_json(site, capsys)["last_error"]["text"]
+        assert srv.received == []
+        behaviour.rcpt_replies.clear()  # the provider lets us send again
+        assert site.cli("flush") == 0
+        assert [r.rcpt_tos for r in srv.received] == [["da@example.org", "auch@example.org"]]
+        assert show(site, capsys)["state"] == "sent"
+
+
+def test_a_421_among_the_answers_ends_the_session_and_the_next_mail_opens_a_new_one(
+        tmp_path: Path, cert: Cert) -> None:
+    behaviour = Behaviour(pipelining=True,
+                          rcpt_replies={"da@example.org": "421 4.3.2 shutting down"})
+    with SmtpServer(cert, "none", behaviour=behaviour) as srv, \
+            mailer_for(tmp_path, srv) as mailer:
+        result = mailer.send(SENDER, ["da@example.org", "kunde@example.org"], MESSAGE)
+        assert (result.reply.stage, result.reply.code) == (Stage.RCPT, 421)
+        behaviour.rcpt_replies.clear()
+        assert mailer.send(SENDER, ["kunde@example.org"], MESSAGE).reply.code == 250
+        assert mailer.connections_opened == 2
+        assert [r.rcpt_tos for r in srv.received] == [["kunde@example.org"]]
+
+
+@pytest.mark.slow
+def test_postfix_takes_pipelined_mails_each_once_and_never_logs_improper_pipelining(
+        tmp_path: Path, postfix: dict[str, Any]) -> None:
+    from tests.test_postfix import delivered, log_mark, log_since, postfix_site, wait_for
+
+    site = postfix_site(tmp_path, postfix, "plain", 0)
+    smtp = load_config(site.config).smtp
+    assert smtp.pipelining  # the default
+    password = KeyRing(site.root / "tikos-outbox.key").decrypt(smtp.password or "", "pw")
+    sender = postfix["senders"]["laundry@tikos.test"]
+    ids = {f"<pipelined-{i}-{tmp_path.name}@waescherei.test>" for i in range(3)}
+    mark = log_mark(postfix)
+    with Mailer(smtp, password=password) as mailer:
+        for mid in sorted(ids):
+            message = (f"From: <{sender}>\r\nTo: <kunde@example.org>\r\nMessage-ID: {mid}"
+                       "\r\nSubject: Rechnung\r\n\r\n.Zeile mit Punkt\r\n").encode()
+            result = mailer.send(sender, ["kunde@example.org", "buchhaltung@example.org"],
+                                 message)
+            assert result.reply.code == 250, result.reply
+            assert result.accepted == ["kunde@example.org", "buchhaltung@example.org"]
+        assert mailer.pipelined == 3 and mailer.connections_opened == 1
+    wait_for("deliver 6 copies", lambda: sum(delivered(postfix, ids).values()) == 6)
+    assert set(delivered(postfix, ids).values()) == {2}  # each mail once to each address
+    assert not [line for line in log_since(postfix, mark)
+                if "improper command pipelining" in line]
