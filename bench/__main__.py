@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from bench import cases
+from bench import cases, scale
 
 SIZES = {
     #            quick                full
@@ -24,6 +24,8 @@ SIZES = {
     "web_search": (100_000, 100_000),
     "first_start": (20_000, 200_000),
     "flush_wan": (100, 500),
+    "month_end": (500, 5_000),
+    "workers": (500, 5_000),
 }
 
 GOALS = {
@@ -37,6 +39,8 @@ GOALS = {
     "web_search": "server_ms <= 100 for each search at 100,000 entries",
     "first_start": "ratio <= 1.5 (no file contents read for history)",
     "flush_wan": ">= 0.8 x limit and >= 3 x naive (20 ms round trip, STARTTLS, AUTH)",
+    "month_end": ">= 0.8 x limit; duplicates 0, missing 0",
+    "workers": "duplicates 0, missing 0; not slower than one worker",
 }
 
 
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "memory":
             figures = cases.memory(size, compare=not args.quick)  # each size waits for a slot
         else:
-            figures = getattr(cases, name)(size)
+            figures = getattr(scale if hasattr(scale, name) else cases, name)(size)
         figures["goal"] = GOALS[name]
         figures["wall_s"] = round(time.perf_counter() - started, 1)
         results[name] = figures

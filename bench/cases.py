@@ -134,9 +134,11 @@ def idle_poll(n: int) -> dict[str, Any]:
 
 
 @contextmanager
-def sink(lifetime_s: float = 3600) -> Iterator[int]:
+def sink(lifetime_s: float = 3600, *options: str) -> Iterator[int]:
+    """bench/sink.py in its own process; `options` as its command line takes them."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port), str(lifetime_s)],
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port), str(lifetime_s),
+                             *options],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"

@@ -12,6 +12,7 @@ with the same line for the process's anonymous heap (/proc/PID/smaps_rollup).
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import statistics
 import subprocess
@@ -73,6 +74,9 @@ def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
         finally:
             stop.set()
             thread.join()
+            if os.environ.get("TIKOS_BENCH_SMAPS") and proc.poll() is None:
+                Path(os.environ["TIKOS_BENCH_SMAPS"]).write_text(
+                    Path(f"/proc/{proc.pid}/smaps").read_text(encoding="ascii"), encoding="ascii")
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         counts = svc.store.queries.counts()
