@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -206,7 +207,8 @@ def test_postfix_takes_pipelined_mails_each_once_and_never_logs_improper_pipelin
     assert smtp.pipelining  # the default
     password = KeyRing(site.root / "tikos-outbox.key").decrypt(smtp.password or "", "pw")
     sender = postfix["senders"]["laundry@tikos.test"]
-    ids = {f"<pipelined-{i}-{tmp_path.name}@waescherei.test>" for i in range(3)}
+    run = uuid.uuid4().hex  # the Maildir outlives the test run: ids of this run only
+    ids = {f"<pipelined-{i}-{run}@waescherei.test>" for i in range(3)}
     mark = log_mark(postfix)
     with Mailer(smtp, password=password) as mailer:
         for mid in sorted(ids):

@@ -409,7 +409,7 @@ def test_the_send_log_names_each_recipient_once_per_attempt_it_was_in(
     """A partly delivered mail: the address that had it is not logged again when the
     other one is retried."""
     pdf = make_pdf(["Rechnung 10026"])
-    (console.site.mandant_folder() / "RE_10026_4716.pdf").write_bytes(pdf)
+    console.write(console.site.mandant_folder() / "RE_10026_4716.pdf", pdf)
     console.outbox.scan(FirstPass.NONE)
     console.behaviour.rcpt_replies["leitung@pflegeheim.example"] = "450 4.2.0 mailbox busy"
     console.outbox.delivery.send_due(force=True)
@@ -564,7 +564,7 @@ def test_an_xml_invoice_is_shown_as_text_and_downloaded_as_xml(
     (tmp_path / "archive" / "M2").mkdir(parents=True)
     with console_site(tmp_path, cert, extra) as c:
         xml = invoice_xml("XRECHNUNG", "30001", "4711")
-        (tmp_path / "archive" / "M2" / "RE_30001_4711.xml").write_bytes(xml)
+        c.write(tmp_path / "archive" / "M2" / "RE_30001_4711.xml", xml)
         c.outbox.scan(FirstPass.NONE)
         entry = c.entry_of("30001")
         client = client_for(c)
@@ -615,7 +615,7 @@ def test_a_login_form_with_a_file_or_a_huge_body_is_refused_before_anything_is_s
 def test_requeueing_a_duplicate_the_customer_has_needs_the_confirmation_too(
         console: Console) -> None:
     folder = console.site.mandant_folder()
-    (folder / "RE_90021_4711.pdf").write_bytes(console.pdfs["10021"])  # the same bytes
+    console.write(folder / "RE_90021_4711.pdf", console.pdfs["10021"])  # the same bytes
     console.outbox.scan(FirstPass.NONE)
     dup = console.entry_of("90021")
     view = console.outbox.admin.entry(dup)

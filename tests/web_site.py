@@ -37,6 +37,13 @@ class Console:
     smtp: SmtpServer  # still running: later sends go to it
     behaviour: Behaviour  # what it answers (a test may change it)
 
+    def write(self, path: Path, data: bytes) -> None:
+        """A file of the archive, written a minute before the fake clock's now (the
+        real clock may be past it: then the file would not have settled yet)."""
+        path.write_bytes(data)
+        settled = self.clock.now().timestamp() - 60
+        os.utime(path, (settled, settled))
+
     def entry_of(self, docno: str) -> int:
         [view] = [v for v in self.outbox.admin.entries(ListFilter(limit=10_000))
                   if v.docno == docno]
@@ -82,7 +89,7 @@ def _fill(root: Path, srv: SmtpServer, behaviour: Behaviour, extra: str) -> Cons
     report = outbox.delivery.send_due(force=True)
     assert report.sent == 2, report
     data = make_pdf(["Rechnung 10025", "Kunde 4711"])
-    (folder / "RE_10025_4711.pdf").write_bytes(data)
+    console.write(folder / "RE_10025_4711.pdf", data)
     pdfs["10025"] = data
     outbox.scan(FirstPass.NONE)
     for name, password, role in ((*ADMIN, WebRole.ADMIN), (*VIEWER, WebRole.VIEWER)):
