@@ -515,3 +515,46 @@ def test_history_is_recorded_in_bulk_unread_then_read_once(store: Store) -> None
     assert not store.commands.reveal(entry_id, mark, "cd" * 32)  # read once
     assert store.queries.unread_history(1, sizes=[103]) == []
     assert len(store.queries.unread_history(1, limit=10)) == 4
+
+
+def test_only_the_send_log_of_an_account_without_limits_is_committed_without_waiting_for_the_disk(
+        store: Store) -> None:
+    """Per mail, a month-end through a local server without limits commits the send
+    log and then the outcome; only the first may skip the wait for the disk (the
+    second, which keeps a mail from being sent twice, writes it too). A paced account's
+    slot, and every other write, waits."""
+    from tikos_outbox.core.pacing import Limits
+
+    engine = store.engine
+    durable: list[tuple[str, bool]] = []  # (the transaction's first write, durable)
+    writes: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _seen(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        if m := re.match(r'\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)', statement):
+            writes.append(m.group(1))
+
+    @event.listens_for(engine, "commit")
+    def _commit(conn: Any) -> None:
+        cur = conn.connection.dbapi_connection.cursor()
+        if engine.dialect.name == "sqlite":
+            cur.execute("PRAGMA synchronous")
+            waits = cur.fetchone()[0] == 2  # FULL
+        else:
+            cur.execute("SHOW synchronous_commit")
+            waits = cur.fetchone()[0] == "on"
+        cur.close()
+        if writes:
+            durable.append((writes[0], waits))
+        writes.clear()
+
+    store.accounts.reserve("unlimited", Limits(), 1, NOW)
+    store.accounts.reserve("paced", Limits(per_minute=10), 1, NOW)
+    store.accounts.reserve("counted", Limits(per_day=100), 1, NOW)
+    store.accounts.reserve("unlimited", Limits(), 1, NOW)  # the same connection, again
+    add(store, doc(1))
+    assert durable[:4] == [("account", False), ("account", True), ("account", True),
+                           ("account", False)]
+    assert durable[4:] and all(waits for _, waits in durable[4:]), durable
+    assert [a.sent_last_hour for a in store.accounts.states(NOW + timedelta(minutes=1))] == [
+        1, 1, 2]  # counted, paced, unlimited: status still counts every send

@@ -28,7 +28,7 @@ from tikos_outbox.core.pacing import (
     quota_pause,
 )
 from tikos_outbox.core.replies import Stop
-from tikos_outbox.store.engine import READ_ONLY, mapped
+from tikos_outbox.store.engine import READ_ONLY, lazy_begin, mapped
 from tikos_outbox.store.tables import Tables
 
 #: how often a process deletes an account's sends that no quota counts any more
@@ -81,7 +81,10 @@ class Accounts:
     def reserve(self, account: str, limits: Limits, recipients: int, now: datetime,
                 force: bool = False) -> Reserved | Pause:
         A, S = self.A, self.S
-        with self.engine.begin() as conn:
+        # without limits the slot and the send log only inform `status`: not worth a
+        # wait for the disk per mail (the outcome's durable commit comes right after)
+        unlimited = not limits.interval and not limits.counted
+        with lazy_begin(self.engine) if unlimited else self.engine.begin() as conn:
             row = self._hold(conn, account, now)
             pause = self._paused(conn, row, account, limits, recipients, now, force)
             if pause is not None:

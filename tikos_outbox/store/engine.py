@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,6 +24,13 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 #: an execution option: this connection only reads (SQLite: a deferred BEGIN, so
 #: that `status` never waits behind a writer for the write lock)
 READ_ONLY = "tikos_read_only"
+
+#: an execution option: this transaction's commit does not wait for the disk
+#: (SQLite: synchronous NORMAL, which WAL mode keeps consistent; PostgreSQL:
+#: synchronous_commit off) - for a record that a crash may lose at no cost
+#: because the durable commit that matters comes right after it and writes it too:
+#: both databases write their log in order. See `lazy_begin`.
+LAZY = "tikos_lazy_commit"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,21 +90,35 @@ def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engi
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
+        record.info["synchronous"] = "FULL"
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        synchronous = "NORMAL" if options.get(LAZY, False) else "FULL"
+        if conn.info.get("synchronous") != synchronous:  # per connection, kept between
+            conn.exec_driver_sql(f"PRAGMA synchronous = {synchronous}")  # transactions
+            conn.info["synchronous"] = synchronous
+        conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY, False) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def lazy_begin(engine: Engine) -> Iterator[Connection]:
+    """A write transaction whose commit does not wait for the disk (`LAZY`)."""
+    with engine.connect().execution_options(**{LAZY: True}) as conn, conn.begin():
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        yield conn
 
 
 def migrations_dir() -> Path:
