@@ -558,3 +558,26 @@ def test_only_the_send_log_of_an_account_without_limits_is_committed_without_wai
     assert durable[4:] and all(waits for _, waits in durable[4:]), durable
     assert [a.sent_last_hour for a in store.accounts.states(NOW + timedelta(minutes=1))] == [
         1, 1, 2]  # counted, paced, unlimited: status still counts every send
+
+
+def test_an_in_list_of_any_length_takes_one_of_a_few_statement_shapes(store: Store) -> None:
+    """A folder that grows by one file at a time is asked about with one more path each
+    time: every new length was a statement of its own, prepared again and kept in each
+    SQLite connection's statement cache (the soak's native memory growth)."""
+    from tikos_outbox.store.engine import SHAPES, padded
+
+    assert padded([]) == [] and padded([7]) == [7] and padded([1, 2, 3]) == [1, 2, 3, 3]
+    assert padded(range(501)) == list(range(501))  # beyond the chunk: as it is
+    add(store, doc(1))
+    statements: set[str] = set()
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _seen(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        statements.add(statement)
+
+    for n in range(1, 301):
+        paths = [f"RE_{i}_4711.pdf" for i in range(1, n + 1)]
+        assert store.queries.known_among(1, paths) == {
+            "RE_1_4711.pdf": (101, 1_764_000_000_000_000_000)}
+    asked = {s for s in statements if "entry.path IN" in s}
+    assert 1 < len(asked) <= len(SHAPES), len(asked)

@@ -35,7 +35,7 @@ from tikos_outbox.core.states import (
     target,
 )
 from tikos_outbox.core.views import Claimed, Finish, StaleClaim
-from tikos_outbox.store.engine import mapped
+from tikos_outbox.store.engine import mapped, padded
 from tikos_outbox.store.recording import Recorder
 from tikos_outbox.store.tables import Tables
 from tikos_outbox.store.types import parse_address
@@ -82,7 +82,7 @@ class Commands(Recorder):
         if event in FINISHING or event in (Event.CLAIM, Event.REQUEUE):
             raise ValueError(f"the event {event} has its own command")
         E = self.E
-        guard = [E.id.in_(ids)]
+        guard = [E.id.in_(padded(ids))]
         extra: dict[str, Any] = {}
         if event is Event.RELEASE:
             if force:
@@ -141,7 +141,7 @@ class Commands(Recorder):
                  ) -> dict[int, MoveResult]:
         E = self.E
         rows = {r.id: r for r in conn.execute(
-            select(E.id, E.state, E.needs_force, E.problem).where(E.id.in_(ids)))}
+            select(E.id, E.state, E.needs_force, E.problem).where(E.id.in_(padded(ids))))}
         out: dict[int, MoveResult] = {}
         for entry_id in ids:
             row = rows.get(entry_id)
@@ -191,7 +191,8 @@ class Commands(Recorder):
                 lease_until=lease_until, updated_at=now).returning(E.id)))
             if not ids:
                 return []
-            rows = conn.execute(select(self.t.entry).where(E.id.in_(ids)).order_by(E.id)).all()
+            rows = conn.execute(select(self.t.entry).where(E.id.in_(padded(ids)))
+                                .order_by(E.id)).all()
             recipients = self._recipients(conn, [(r.id, json.loads(r.recipients_json))
                                                  for r in rows], bcc)
             return [Claimed(
@@ -212,7 +213,7 @@ class Commands(Recorder):
         D = self.t.delivery.c
         ids = [entry_id for entry_id, _ in entries]
         known = {(r.entry_id, r.role, r.address.lower()) for r in conn.execute(
-            select(D.entry_id, D.role, D.address).where(D.entry_id.in_(ids)))}
+            select(D.entry_id, D.role, D.address).where(D.entry_id.in_(padded(ids))))}
         missing = []
         copies = [a for a in (parse_address(b) for b in bcc) if a is not None]
         for entry_id, stored in entries:
@@ -234,7 +235,7 @@ class Commands(Recorder):
         if missing:
             conn.execute(insert(self.t.delivery), missing)
         out: dict[int, list[Recipient]] = {entry_id: [] for entry_id in ids}
-        for r in conn.execute(select(self.t.delivery).where(D.entry_id.in_(ids))
+        for r in conn.execute(select(self.t.delivery).where(D.entry_id.in_(padded(ids)))
                               .order_by(D.id)):
             out[r.entry_id].append(Recipient(r.address, Role(r.role), DState(r.state),
                                              r.reply, r.at, r.name))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -34,6 +34,10 @@ LAZY = "tikos_lazy_commit"
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+
+#: the lengths an IN list is padded to (see `padded`); longer ones keep their length
+SHAPES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 500)
 
 
 #: the driver's words, and what they mean for the administrator
@@ -79,6 +83,17 @@ def mapped(fn: Callable[P, R]) -> Callable[P, R]:
             raise StoreError(f"the outbox database failed: {describe(exc)}") from exc
 
     return wrapper
+
+
+def padded(values: Iterable[T]) -> list[T]:
+    """`values` with the last one repeated up to the next of a few lengths (`SHAPES`),
+    for an IN list: each new length is a statement of its own, prepared again and
+    kept in SQLite's cache of every connection (the soak found `run` growing by
+    one statement per new file in the day's folder, up to 128 per connection)."""
+    out = list(values)
+    if out:
+        out += out[-1:] * (next((n for n in SHAPES if n >= len(out)), len(out)) - len(out))
+    return out
 
 
 def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:

@@ -23,7 +23,7 @@ from tikos_outbox.core.views import (
     StaleClaim,
     Unresolved,
 )
-from tikos_outbox.store.engine import READ_ONLY, mapped
+from tikos_outbox.store.engine import READ_ONLY, mapped, padded
 from tikos_outbox.store.tables import Tables
 from tikos_outbox.store.types import parse_address
 
@@ -63,7 +63,7 @@ class Queries:
             for i in range(0, len(paths), CHUNK):
                 rows = conn.execute(
                     select(E.path, E.size, E.mtime_ns)
-                    .where(E.mandant == mandant, E.path.in_(paths[i:i + CHUNK]))
+                    .where(E.mandant == mandant, E.path.in_(padded(paths[i:i + CHUNK])))
                     .order_by(E.id))
                 for path, size, mtime in rows:
                     out[path] = (size, mtime)
@@ -134,9 +134,9 @@ class Queries:
         q = select(E.id, E.path, E.size, E.mtime_ns).where(
             E.mandant == mandant, E.sha256.startswith(UNREAD), E.id > after_id)
         if sizes is not None:
-            q = q.where(E.size.in_(sorted(sizes)))
+            q = q.where(E.size.in_(padded(sorted(sizes))))
         if ids is not None:
-            q = q.where(E.id.in_(list(ids)))
+            q = q.where(E.id.in_(padded(ids)))
         with self._read() as conn:
             return [(r.id, r.path, r.size, r.mtime_ns)
                     for r in conn.execute(q.order_by(E.id).limit(limit))]
@@ -220,7 +220,7 @@ class Queries:
         ids = [r.id for r in rows]
         with self._read() as conn:
             counts: dict[int, int] = {r[0]: r[1] for r in conn.execute(
-                select(A.entry_id, func.count()).where(A.entry_id.in_(ids))
+                select(A.entry_id, func.count()).where(A.entry_id.in_(padded(ids)))
                 .group_by(A.entry_id))} if ids else {}
         return [_view(r, counts.get(r.id, 0), self.language, self.address_source) for r in rows]
 

@@ -26,7 +26,7 @@ from tikos_outbox.core.ports import StoreError
 from tikos_outbox.core.recipients import DState, Role
 from tikos_outbox.core.states import Event, State, sources, target
 from tikos_outbox.core.views import Recorded, Recording
-from tikos_outbox.store.engine import mapped
+from tikos_outbox.store.engine import mapped, padded
 from tikos_outbox.store.tables import Tables
 
 #: the execution option that names the event of a state change (for tests and tracing)
@@ -157,7 +157,7 @@ class Recorder:
                 return {r["path"] for r in rows}
             E = self.E
             return set(conn.scalars(select(E.path).where(
-                E.message_id.in_([r["message_id"] for r in rows]))))
+                E.message_id.in_(padded(r["message_id"] for r in rows)))))
 
     @staticmethod
     def _entry_row(item: Recording, decision: Decision, now: datetime) -> dict[str, Any]:
