@@ -4,7 +4,9 @@ A PDF every `pdf_every_s` seconds is written into the archive, a send run comes
 every minute (to the benchmark's sink), and the RSS of the `run` process is read
 from /proc every `sample_s` seconds. The figure is the slope of a least-squares
 line through the samples after the first `warmup_min` minutes, in MB a minute,
-with the same line for the process's anonymous heap (/proc/PID/smaps_rollup).
+with the same line for the process's anonymous heap (/proc/PID/smaps_rollup) and,
+from inside the process (bench/probe.py), for the memory malloc holds in use and
+for SQLite's share of it, with the prepared statements of its connections.
 
     python -m bench.soak MINUTES [PDF_EVERY_S] [CSV]   (CSV: every sample)
 """
@@ -12,6 +14,7 @@ with the same line for the process's anonymous heap (/proc/PID/smaps_rollup).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import statistics
@@ -48,8 +51,10 @@ def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
     with workdir() as root, sink(minutes * 60 + 600) as port:
         config = make_site(root, port=port, every=1)
         svc = open_site(config)
-        proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config", str(config),
-                                 "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probed = root / "probe.jsonl"
+        proc = subprocess.Popen([sys.executable, "-m", "bench.probe", str(probed), str(sample_s),
+                                 "--config", str(config), "run"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stop = threading.Event()
         written = [0]
 
@@ -81,6 +86,7 @@ def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
             proc.wait(60)
         counts = svc.store.queries.counts()
         svc.store.close()
+        native = _native(probed, started, warmup_min)
     if samples_csv is not None:
         with samples_csv.open("w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows([("minute", "rss_mb", "anon_mb"), *rows])
@@ -89,7 +95,24 @@ def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
             "rss_mb_start": round(steady[0][1], 1) if steady else None,
             "rss_mb_end": round(rows[-1][1], 1) if rows else None,
             "rss_mb_per_min": round(_slope([(r[0], r[1]) for r in steady]), 3),
-            "anon_mb_per_min": round(_slope([(r[0], r[2]) for r in steady]), 3)}
+            "anon_mb_per_min": round(_slope([(r[0], r[2]) for r in steady]), 3), **native}
+
+
+def _native(probed: Path, started: float, warmup_min: float) -> dict[str, Any]:
+    """The probe's samples after the warm-up: slopes of malloc's memory in use and
+    of SQLite's, and the statements' memory at the end (KB, all connections)."""
+    rows = [json.loads(line) for line in probed.read_text(encoding="utf-8").splitlines()]
+    steady = [r for r in rows if (r["at"] - started) / 60 >= warmup_min]
+    if not steady:
+        return {}
+
+    def per_min(key: str) -> float:
+        return round(_slope([((r["at"] - started) / 60, r[key] / 1024) for r in steady]), 3)
+
+    return {"malloc_used_mb_per_min": per_min("malloc_used_kb"),
+            "sqlite_mb_per_min": per_min("sqlite_kb"),
+            "malloc_used_mb_end": round(steady[-1]["malloc_used_kb"] / 1024, 1),
+            "statements_kb_end": sum(c["statements_kb"] for c in steady[-1]["connections"])}
 
 
 def main() -> None:
