@@ -509,6 +509,14 @@ def test_history_is_recorded_in_bulk_unread_then_read_once(store: Store) -> None
     assert store.queries.counts()["skipped"] == 5
     [(entry_id, path, size, _)] = store.queries.unread_history(1, sizes=[103])
     assert (path, size) == ("RE_3_4711.pdf", 103)
+    view = store.queries.get_entry(entry_id)  # written through the driver: as it was given
+    assert view is not None and (view.state, view.message_id, view.created_at,
+                                 view.updated_at, view.needs_force, view.docno) == (
+        "skipped", "<h3.1@x>", NOW, NOW, False, "3")
+    add(store, doc(9))  # the ordinary way, through SQLAlchemy's own parameters
+    with store.engine.connect() as conn:  # the same stored form (SQLite: the same text)
+        raw = conn.exec_driver_sql("SELECT DISTINCT created_at, needs_force FROM entry").all()
+    assert len(raw) == 1, raw
     assert len(store.queries.unread_history(1, sizes=[101, 102, 999])) == 2
     mark = intake.unread_sha(103, 1_764_000_000_000_000_000)
     assert store.commands.reveal(entry_id, mark, "ab" * 32)

@@ -4,8 +4,8 @@ its customer's addresses looked up."""
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -48,6 +48,7 @@ class FirstPass(StrEnum):
     HISTORY = "history"  # `scan --baseline`: what is there now is history
     NONE = "none"  # `scan --no-baseline`: nothing is history, everything is mailed
 BATCH_FILES = 200  # files recorded in one transaction
+HISTORY_BATCH = 5000  # … on a first pass, whose history files are not read
 BATCH_BYTES = 32 * 1024 * 1024
 
 
@@ -89,6 +90,7 @@ class Intake:
         self._cutoffs: dict[int, float | None] = {}
         self._done: set[int] = set()
         self._unreadable: set[str] = set()  # said once each, until it can be read
+        self._uniques: Iterator[str] = iter(())
         # after the address source failed (a hung SQL Server times out), it is not
         # asked again for a while: one timeout per pass, not one per document
         self._lookup_rests_until = -1e18
@@ -234,6 +236,17 @@ class Intake:
             results[index] = decision.state.value
         return results
 
+    def _unique(self) -> str:
+        """32 random hex digits for a Message-ID, as random as uuid4's, drawn 4 KB at
+        a time: one system call per 128 documents (the first pass of a big archive
+        made one per history file)."""
+        unique = next(self._uniques, None)
+        if unique is None:
+            block = os.urandom(4096).hex()
+            self._uniques = iter([block[i:i + 32] for i in range(0, len(block), 32)])
+            unique = next(self._uniques)
+        return unique
+
     def _prepare(self, mandant: Mandant, seen: FileSeen, baseline: bool) -> Recording | None:
         doc = parse_name(mandant.pattern, seen.name)
         if doc is None:
@@ -284,7 +297,7 @@ class Intake:
                             no_address_attention=found.attention,
                             einvoice=rule[0] if rule else None,
                             einvoice_line=rule[1] if rule else None)
-        message_id = make_message_id(uuid.uuid4().hex, mandant.sender.address)
+        message_id = make_message_id(self._unique(), mandant.sender.address)
         return Recording(new, decide, message_id, found.stored or None, tuple(notices))
 
     def _einvoice_rule(self, doctype: str, docno: str, customer: str,

@@ -15,6 +15,7 @@ from tikos_outbox.core.views import FileSeen
 from tikos_outbox.usecases.intake import (
     BATCH_BYTES,
     BATCH_FILES,
+    HISTORY_BATCH,
     NOT_READY,
     FirstPass,
     Intake,
@@ -68,6 +69,8 @@ class _MandantPass:
         self.report = report
         self.batch: list[FileSeen] = []
         self.batch_bytes = 0
+        # a first pass writes mostly history, read by nobody: bigger transactions
+        self.batch_files = BATCH_FILES if intake.first_pass_done(m) else HISTORY_BATCH
 
     def take(self, listed: list[FileSeen]) -> None:
         """Files of this mandant (a nested mandant's are its own) that the outbox does
@@ -81,7 +84,7 @@ class _MandantPass:
             else:
                 self.batch.append(seen)
                 self.batch_bytes += seen.size
-                if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
+                if len(self.batch) >= self.batch_files or self.batch_bytes >= BATCH_BYTES:
                     self.record()
 
     def record(self) -> None:
