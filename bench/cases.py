@@ -386,7 +386,7 @@ def _peak_rss(rows: int, pending: int) -> dict[str, Any]:
         proc = subprocess.Popen([sys.executable, "-m", "tikos_outbox", "--config", str(config),
                                  "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         peak = 0.0
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 240 + rows / 2000  # its first pass lists every file
         try:
             while time.monotonic() < deadline:
                 peak = max(peak, _vm_hwm_mb(proc.pid))
