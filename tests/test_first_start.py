@@ -144,3 +144,46 @@ def test_the_share_down_at_the_first_start_never_mails_the_old_archive(
         assert set(states.values()) == {"skipped"}  # history, never mailed
         assert all(views[-1].attention is None for views in rows.values())
         wait_until(lambda: svc.monitor.status().first_pass_waiting == [], timeout=30)
+
+
+def test_a_first_pass_writes_its_history_in_few_statements_and_what_it_reads_in_small_ones(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """History is not read, so its bytes do not close a batch: 600 history files of
+    200 KB go in one statement, without RETURNING. Files that are read (a first pass
+    without history) still go 200 a transaction, so that `run` never waits long."""
+    from sqlalchemy import Engine, event
+
+    writes: list[tuple[int, bool, str]] = []  # (transaction, executemany, statement)
+    commits = [0]
+
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _x: Any, many: bool) -> None:
+        if statement.lstrip().startswith("INSERT INTO entry"):
+            writes.append((commits[0], many, statement))
+
+    def committed(_conn: Any) -> None:
+        commits[0] += 1
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    event.listen(Engine, "commit", committed)
+    try:
+        site = write_site(tmp_path)
+        folder = site.mandant_folder()
+        for n in range(600):
+            with open(folder / f"RE_{n}_4711.pdf", "wb") as f:
+                f.truncate(200_000)  # sparse: its size is what counts, it is never read
+            old(folder / f"RE_{n}_4711.pdf")
+        assert scan_json(site, capsys, "--baseline")["history"] == 600
+        history = list(writes)
+        writes.clear()
+        fresh = write_site(tmp_path / "fresh")
+        for n in range(250):
+            (fresh.mandant_folder() / f"RE_{n}_4711.pdf").write_bytes(make_pdf([str(n)]))
+            old(fresh.mandant_folder() / f"RE_{n}_4711.pdf")
+        assert scan_json(fresh, capsys, "--no-baseline")["new"] == 250
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+        event.remove(Engine, "commit", committed)
+    assert [many for _, many, _ in history] == [True], history
+    assert "RETURNING" not in history[0][2].upper()
+    per_transaction = sorted({t for t, _, _ in writes})
+    assert len(writes) == 250 and len(per_transaction) == 2, per_transaction

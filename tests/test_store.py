@@ -504,7 +504,11 @@ def test_history_is_recorded_in_bulk_unread_then_read_once(store: Store) -> None
         return [Recording(d, intake.bind(sha256=d.sha256, baseline=True, problem=None),
                           f"<h{d.docno}.{run}@x>") for d in history]
 
+    sent: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: sent.append(statement))
     assert store.commands.record_history(items(1), NOW) == {d.path for d in history}
+    assert sent and not [s for s in sent if "RETURNING" in s.upper()], sent  # not wanted
     assert store.commands.record_history(items(2), NOW) == set()  # recorded as they are
     assert store.queries.counts()["skipped"] == 5
     [(entry_id, path, size, _)] = store.queries.unread_history(1, sizes=[103])

@@ -109,16 +109,20 @@ def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engi
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        # LAZY relies on WAL (without it, synchronous NORMAL may corrupt on power loss);
+        # a file system that cannot hold WAL's shared memory keeps its old mode
+        wal = str(cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower() == "wal"
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
         record.info["synchronous"] = "FULL"
+        record.info["wal"] = wal
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
-        synchronous = "NORMAL" if options.get(LAZY, False) else "FULL"
+        lazy = options.get(LAZY, False) and conn.info.get("wal", False)
+        synchronous = "NORMAL" if lazy else "FULL"
         if conn.info.get("synchronous") != synchronous:  # per connection, kept between
             conn.exec_driver_sql(f"PRAGMA synchronous = {synchronous}")  # transactions
             conn.info["synchronous"] = synchronous

@@ -168,7 +168,8 @@ class Recorder:
         the driver (times, flags) are converted by that type's own processor."""
         keys = tuple(rows[0])
         if (prepared := self._history_sql.get(keys)) is None:
-            compiled = self._insert_history.compile(dialect=conn.dialect, column_keys=keys)
+            compiled = self._insert_history.compile(dialect=conn.dialect, column_keys=keys,
+                                                     for_executemany=True)  # no RETURNING
             order = tuple(compiled.positiontup) if compiled.positiontup else None
             assert set(order or compiled.binds) == set(keys), "one parameter per column"
             dialect = conn.dialect

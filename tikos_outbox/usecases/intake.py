@@ -238,7 +238,7 @@ class Intake:
 
     def _unique(self) -> str:
         """32 random hex digits for a Message-ID, as random as uuid4's, drawn 4 KB at
-        a time: one system call per 128 documents (the first pass of a big archive
+        a time: one system call per 256 documents (the first pass of a big archive
         made one per history file)."""
         unique = next(self._uniques, None)
         if unique is None:

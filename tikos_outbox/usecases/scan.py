@@ -68,8 +68,9 @@ class _MandantPass:
         self.settle_s = intake.config.watch.settle_s
         self.report = report
         self.batch: list[FileSeen] = []
-        self.batch_bytes = 0
-        # a first pass writes mostly history, read by nobody: bigger transactions
+        self.batch_bytes = 0  # of the files to be read: history files are not
+        self.batch_read = 0
+        # the history of a first pass is written in one statement: bigger transactions
         self.batch_files = BATCH_FILES if intake.first_pass_done(m) else HISTORY_BATCH
 
     def take(self, listed: list[FileSeen]) -> None:
@@ -83,8 +84,11 @@ class _MandantPass:
                 self.report.waiting_files.append((self.m.id, seen))
             else:
                 self.batch.append(seen)
-                self.batch_bytes += seen.size
-                if len(self.batch) >= self.batch_files or self.batch_bytes >= BATCH_BYTES:
+                if not self.intake.is_history(self.m, seen):
+                    self.batch_read += 1
+                    self.batch_bytes += seen.size
+                if (len(self.batch) >= self.batch_files or self.batch_read >= BATCH_FILES
+                        or self.batch_bytes >= BATCH_BYTES):
                     self.record()
 
     def record(self) -> None:
@@ -94,7 +98,7 @@ class _MandantPass:
             if state == NOT_READY:  # `run` tries it again, less and less often
                 self.report.waiting_files.append((self.m.id, seen))
         self.batch = []
-        self.batch_bytes = 0
+        self.batch_bytes = self.batch_read = 0
 
 
 def scan(intake: Intake, clock: Clock, listers: Mapping[int, FolderLister],
