@@ -6,9 +6,11 @@ from /proc every `sample_s` seconds. The figure is the slope of a least-squares
 line through the samples after the first `warmup_min` minutes, in MB a minute,
 with the same line for the process's anonymous heap (/proc/PID/smaps_rollup) and,
 from inside the process (bench/probe.py), for the memory malloc holds in use and
-for SQLite's share of it, with the prepared statements of its connections.
+for SQLite's share of it, with the prepared statements of its connections, for
+pymalloc's arenas and live blocks, and the Python object types that grew most.
 
-    python -m bench.soak MINUTES [PDF_EVERY_S] [CSV]   (CSV: every sample)
+    python -m bench.soak MINUTES [PDF_EVERY_S] [CSV] [PROBE_JSONL]
+      (CSV: every RSS sample; PROBE_JSONL: a copy of every probe sample)
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,8 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 
 def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
-         warmup_min: float = 3.0, samples_csv: Path | None = None) -> dict[str, Any]:
+         warmup_min: float = 3.0, samples_csv: Path | None = None,
+         probe_copy: Path | None = None) -> dict[str, Any]:
     from bench.cases import sink, workdir
 
     with workdir() as root, sink(minutes * 60 + 600) as port:
@@ -87,6 +92,8 @@ def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
         counts = svc.store.queries.counts()
         svc.store.close()
         native = _native(probed, started, warmup_min)
+        if probe_copy is not None:
+            shutil.copyfile(probed, probe_copy)
     if samples_csv is not None:
         with samples_csv.open("w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows([("minute", "rss_mb", "anon_mb"), *rows])
@@ -109,17 +116,27 @@ def _native(probed: Path, started: float, warmup_min: float) -> dict[str, Any]:
     def per_min(key: str) -> float:
         return round(_slope([((r["at"] - started) / 60, r[key] / 1024) for r in steady]), 3)
 
+    first, last = steady[0], steady[-1]
+    grown = Counter(last["types"])
+    grown.subtract(first["types"])
     return {"malloc_used_mb_per_min": per_min("malloc_used_kb"),
+            "malloc_free_mb_per_min": per_min("malloc_free_kb"),
             "sqlite_mb_per_min": per_min("sqlite_kb"),
-            "malloc_used_mb_end": round(steady[-1]["malloc_used_kb"] / 1024, 1),
-            "statements_kb_end": sum(c["statements_kb"] for c in steady[-1]["connections"])}
+            "py_blocks_mb_per_min": per_min("py_blocks_kb"),
+            "py_arenas": [first["py_arenas"], last["py_arenas"]],
+            "gc_objects": [first["gc_objects"], last["gc_objects"]],
+            "fds": [first["fds"], last["fds"]], "threads": [first["threads"], last["threads"]],
+            "types_grown": dict(grown.most_common(8)),
+            "malloc_used_mb_end": round(last["malloc_used_kb"] / 1024, 1),
+            "statements_kb_end": sum(c["statements_kb"] for c in last["connections"])}
 
 
 def main() -> None:
     minutes = float(sys.argv[1])
     every = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
     csv_path = Path(sys.argv[3]) if len(sys.argv) > 3 else None
-    print(soak(minutes, every, samples_csv=csv_path), flush=True)
+    probe_copy = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    print(soak(minutes, every, samples_csv=csv_path, probe_copy=probe_copy), flush=True)
 
 
 if __name__ == "__main__":
