@@ -301,3 +301,18 @@ def test_message_bytes_are_those_of_the_email_package() -> None:
         parsed = email.message_from_bytes(fast, policy=email.policy.default)
         [att] = list(parsed.iter_attachments())  # type: ignore[attr-defined]
         assert att.get_content() == m.pdf
+
+
+def test_messages_share_their_header_classes_and_choose_their_boundary() -> None:
+    """The email package's registry made a class for every header of every message
+    (freed only by the cyclic collector: the soak saw them pile up); and it compiled
+    a regular expression per message to check its random boundary."""
+    first, second = build_message(mail(pdf=b"%PDF-1")), build_message(mail(pdf=b"%PDF-2"))
+    for name in ("From", "To", "Subject", "Date", "Message-ID"):
+        assert type(first[name]) is type(second[name]), name
+    assert type(first["To"]) is not type(first["Subject"])  # each kind still its own
+    boundaries = {m.get_boundary() for m in (first, second)}
+    assert len(boundaries) == 2 and all(b and b.startswith("=_tikos_") for b in boundaries)
+    for m in (first, second):
+        body = m.get_body(preferencelist=("plain",))
+        assert body is not None and m.get_boundary() not in body.get_content()
