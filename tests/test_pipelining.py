@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import Behaviour, Cert, SmtpServer, status_json
 from tests.test_delivery import show, site_for
@@ -223,3 +225,19 @@ def test_postfix_takes_pipelined_mails_each_once_and_never_logs_improper_pipelin
     assert set(delivered(postfix, ids).values()) == {2}  # each mail once to each address
     assert not [line for line in log_since(postfix, mark)
                 if "improper command pipelining" in line]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"a", b"..", b"\r\n."]),
+                max_size=30).map(b"".join))
+def test_dot_stuffing_is_what_rfc_5321_and_smtplib_send(message: bytes) -> None:
+    """DATA's transparency rule (RFC 5321 §4.5.2), as smtplib's data() applies it: a
+    dot at the start of a line is doubled, the last line ended, the final dot added."""
+    import re
+
+    from tikos_outbox.smtp_pipeline import dot_stuffed
+
+    expected = re.sub(rb"(?m)^\.", b"..", message)
+    if expected[-2:] != b"\r\n":
+        expected += b"\r\n"
+    assert dot_stuffed(message) == expected + b".\r\n"

@@ -30,7 +30,13 @@ from tikos_outbox.core.replies import (
 )
 from tikos_outbox.core.settings import Security, SmtpSettings
 from tikos_outbox.smtp_login import login, lost_reply, reply_text
-from tikos_outbox.smtp_pipeline import nobody_taken, offers_pipelining, pipelined, rcpt_outcome
+from tikos_outbox.smtp_pipeline import (
+    nobody_taken,
+    offers_pipelining,
+    pipelined,
+    rcpt_outcome,
+    send_data,
+)
 from tikos_outbox.tls import tls_context as shared_tls_context
 
 log = logging.getLogger("tikos_outbox.smtp")
@@ -295,11 +301,9 @@ class Mailer:
             if not accepted:
                 return SendResult(nobody_taken(refused), refused)
             stage = Stage.DATA
-            try:
-                code, resp = conn.data(message)
-            except smtplib.SMTPDataError as exc:  # the answer to DATA itself was not 354
-                return SendResult(Reply(Stage.DATA, exc.smtp_code, reply_text(exc.smtp_error)),
-                                  refused, accepted)
+            code, resp = conn.docmd("DATA")
+            if code == 354:
+                code, resp = send_data(conn, message)
             return SendResult(Reply(Stage.DATA, code, reply_text(resp)), refused, accepted)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             return SendResult(lost_reply(stage, exc))
