@@ -11,6 +11,7 @@ pymalloc's arenas and live blocks, and the Python object types that grew most.
 
     python -m bench.soak MINUTES [PDF_EVERY_S] [CSV] [PROBE_JSONL]
       (CSV: every RSS sample; PROBE_JSONL: a copy of every probe sample)
+    python -m bench.soak --report PROBE_JSONL   (the figures of a kept probe file)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,33 +107,61 @@ def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
             "anon_mb_per_min": round(_slope([(r[0], r[2]) for r in steady]), 3), **native}
 
 
+#: SQLite's page cache per connection when `PRAGMA cache_size` is not set (-2000: KiB)
+SQLITE_CACHE_CAP_KB = 2000
+
+
 def _native(probed: Path, started: float, warmup_min: float) -> dict[str, Any]:
-    """The probe's samples after the warm-up: slopes of malloc's memory in use and
-    of SQLite's, and the statements' memory at the end (KB, all connections)."""
+    """The probe's samples after the warm-up, in MB a minute over the whole time and
+    over each half (a slope that falls from the first half to the second levels off):
+    malloc's memory in use apart from SQLite's ("ours": Python's objects above
+    pymalloc's small blocks, the libraries'), SQLite's page caches and prepared
+    statements (bounded: a cache per connection, 128 statements per connection),
+    malloc's free memory (fragmentation) and pymalloc's live blocks."""
     rows = [json.loads(line) for line in probed.read_text(encoding="utf-8").splitlines()]
     steady = [r for r in rows if (r["at"] - started) / 60 >= warmup_min]
-    if not steady:
+    if len(steady) < 6:
         return {}
+    series: dict[str, Callable[[dict[str, Any]], float]] = {
+        "ours": lambda r: r["malloc_used_kb"] - r["sqlite_kb"],
+        "sqlite_cache": lambda r: sum(c["cache_kb"] for c in r["connections"]),
+        "sqlite_statements": lambda r: sum(c["statements_kb"] for c in r["connections"]),
+        "malloc_free": lambda r: r["malloc_free_kb"],
+        "py_blocks": lambda r: r["py_blocks_kb"],
+    }
+    half = len(steady) // 2
 
-    def per_min(key: str) -> float:
-        return round(_slope([((r["at"] - started) / 60, r[key] / 1024) for r in steady]), 3)
+    def per_min(part: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> float:
+        return round(_slope([((r["at"] - started) / 60, value(r) / 1024) for r in part]), 4)
 
     first, last = steady[0], steady[-1]
     grown = Counter(last["types"])
     grown.subtract(first["types"])
-    return {"malloc_used_mb_per_min": per_min("malloc_used_kb"),
-            "malloc_free_mb_per_min": per_min("malloc_free_kb"),
-            "sqlite_mb_per_min": per_min("sqlite_kb"),
-            "py_blocks_mb_per_min": per_min("py_blocks_kb"),
+    out: dict[str, Any] = {}
+    for name, value in series.items():
+        out[f"{name}_mb_per_min"] = per_min(steady, value)
+        out[f"{name}_mb_per_min_halves"] = [per_min(steady[:half], value),
+                                            per_min(steady[half:], value)]
+        out[f"{name}_mb"] = [round(value(first) / 1024, 2), round(value(last) / 1024, 2)]
+    return {**out, "sqlite_cache_cap_mb": round(
+                len(last["connections"]) * SQLITE_CACHE_CAP_KB / 1024, 2),
             "py_arenas": [first["py_arenas"], last["py_arenas"]],
             "gc_objects": [first["gc_objects"], last["gc_objects"]],
             "fds": [first["fds"], last["fds"]], "threads": [first["threads"], last["threads"]],
-            "types_grown": dict(grown.most_common(8)),
-            "malloc_used_mb_end": round(last["malloc_used_kb"] / 1024, 1),
-            "statements_kb_end": sum(c["statements_kb"] for c in last["connections"])}
+            "types_grown": dict(grown.most_common(8))}
+
+
+def report(probed: Path, warmup_min: float = 3.0) -> dict[str, Any]:
+    """The native figures of a kept probe file (its first sample is the start)."""
+    with probed.open(encoding="utf-8") as f:
+        started = json.loads(f.readline())["at"]
+    return _native(probed, started, warmup_min)
 
 
 def main() -> None:
+    if sys.argv[1] == "--report":  # python -m bench.soak --report PROBE_JSONL
+        print(json.dumps(report(Path(sys.argv[2])), indent=1), flush=True)
+        return
     minutes = float(sys.argv[1])
     every = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
     csv_path = Path(sys.argv[3]) if len(sys.argv) > 3 else None
