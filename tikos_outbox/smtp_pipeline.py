@@ -22,7 +22,6 @@ from tikos_outbox.smtp_login import lost_reply, reply_text
 log = logging.getLogger("tikos_outbox.smtp")
 
 
-
 def dot_stuffed(message: bytes) -> bytes:
     """The message as DATA carries it (RFC 5321 §4.5.2): a dot that begins a line is
     doubled, the last line ended, the final dot added. The same bytes as smtplib's

@@ -98,10 +98,10 @@ class _Headers(HeaderRegistry):
 
     The standard registry makes a new class for every header of every message
     (`type(...)` in `HeaderRegistry.__getitem__`): ten classes a mail, each freed only
-    by the cyclic garbage collector. That was a tenth of building a message, and the
-    classes piled up between collections (found by the soak's probe: new types by
-    the dozen a minute). Here the class is remembered per kind of header; a header
-    registered later with `map_to_type` still gets its own."""
+    by the cyclic garbage collector: the soak's probe found them piling up between
+    collections, dozens a minute. Here the class is remembered per kind of header; a
+    header registered later with `map_to_type` still gets its own. (With the boundary
+    chosen below: 2.3 -> 1.5 ms to build a mail with a 100 KB PDF.)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -200,8 +200,7 @@ def message_bytes(mail: Mail, seven_bit: bool = False) -> bytes:
     raw = build_message(replace(mail, pdf=marker), seven_bit).as_bytes()
     stand_in = b"\r\n" + base64.b64encode(marker) + b"\r\n"
     assert raw.count(stand_in) == 1
-    # lines of 76 characters, each ended (RFC 2045 §6.8), in C: a loop over the lines
-    # in Python was a fifth of a message
+    # lines of 76 characters, each ended (RFC 2045 §6.8)
     lines = base64.encodebytes(mail.pdf).replace(b"\n", b"\r\n")
     return raw.replace(stand_in, b"\r\n" + lines, 1)
 
