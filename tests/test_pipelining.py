@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,40 @@ def test_dot_stuffing_is_what_rfc_5321_and_smtplib_send(message: bytes) -> None:
     if expected[-2:] != b"\r\n":
         expected += b"\r\n"
     assert dot_stuffed(message) == expected + b".\r\n"
+
+
+def test_a_refused_data_command_sends_no_message_and_keeps_the_servers_words(
+        tmp_path: Path, cert: Cert) -> None:
+    """A server that refuses DATA itself (Postfix's smtpd_data_restrictions, a busy
+    queue): the reply is the attempt's, at the DATA stage, and no byte of the message
+    goes out. A scripted server, since aiosmtpd always answers DATA with 354."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    heard: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 scripted ESMTP\r\n")
+            answers = {b"EHLO": b"250-scripted\r\n250 8BITMIME\r\n", b"MAIL": b"250 OK\r\n",
+                       b"RCPT": b"250 OK\r\n", b"DATA": b"451 4.3.0 queue busy, try later\r\n",
+                       b"RSET": b"250 OK\r\n", b"QUIT": b"221 bye\r\n", b"NOOP": b"250 OK\r\n"}
+            for line in lines:
+                heard.append(line)
+                conn.sendall(answers.get(line[:4].upper(), b"500 what?\r\n"))
+                if line[:4].upper() == b"QUIT":
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with SmtpServer(cert, "none") as srv:  # the site's config, pointed at the script
+        settings = replace(load_config(site_for(tmp_path, srv, n_docs=0).config).smtp,
+                       port=listener.getsockname()[1])
+    with Mailer(settings) as mailer:
+        result = mailer.send(SENDER, ["kunde@example.org"], MESSAGE)
+    thread.join(30)
+    listener.close()
+    assert (result.reply.stage, result.reply.code) == (Stage.DATA, 451)
+    assert "queue busy" in result.reply.text
+    verbs = [h[:4].upper() for h in heard]
+    assert [v for v in verbs if v in (b"MAIL", b"RCPT", b"DATA")] == [b"MAIL", b"RCPT", b"DATA"]
+    assert not [h for h in heard if b"Punkt" in h or b"Subject" in h]  # no message sent
