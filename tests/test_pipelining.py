@@ -11,7 +11,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -244,38 +243,61 @@ def test_dot_stuffing_is_what_rfc_5321_and_smtplib_send(message: bytes) -> None:
     assert dot_stuffed(message) == expected + b".\r\n"
 
 
-def test_a_refused_data_command_sends_no_message_and_keeps_the_servers_words(
-        tmp_path: Path, cert: Cert) -> None:
-    """A server that refuses DATA itself (Postfix's smtpd_data_restrictions, a busy
-    queue): the reply is the attempt's, at the DATA stage, and no byte of the message
-    goes out. A scripted server, since aiosmtpd always answers DATA with 354."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    heard: list[bytes] = []
+class Scripted:
+    """An SMTP server on loopback that answers each command line from a script, in
+    order (so pipelined commands too), and keeps every line it heard. aiosmtpd always
+    answers DATA with 354; this one can refuse it, or answer it out of protocol."""
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn, conn.makefile("rb") as lines:
-            conn.sendall(b"220 scripted ESMTP\r\n")
-            answers = {b"EHLO": b"250-scripted\r\n250 8BITMIME\r\n", b"MAIL": b"250 OK\r\n",
-                       b"RCPT": b"250 OK\r\n", b"DATA": b"451 4.3.0 queue busy, try later\r\n",
-                       b"RSET": b"250 OK\r\n", b"QUIT": b"221 bye\r\n", b"NOOP": b"250 OK\r\n"}
-            for line in lines:
-                heard.append(line)
-                conn.sendall(answers.get(line[:4].upper(), b"500 what?\r\n"))
-                if line[:4].upper() == b"QUIT":
-                    return
+    def __init__(self, data_answer: bytes, pipelining: bool) -> None:
+        ehlo = b"250-scripted\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"")
+        self.answers = {b"EHLO": ehlo + b"250 8BITMIME\r\n", b"MAIL": b"250 OK\r\n",
+                        b"RCPT": b"250 OK\r\n", b"DATA": data_answer, b"RSET": b"250 OK\r\n",
+                        b"NOOP": b"250 OK\r\n", b"QUIT": b"221 bye\r\n"}
+        self.heard: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    with SmtpServer(cert, "none") as srv:  # the site's config, pointed at the script
-        settings = replace(load_config(site_for(tmp_path, srv, n_docs=0).config).smtp,
-                       port=listener.getsockname()[1])
-    with Mailer(settings) as mailer:
-        result = mailer.send(SENDER, ["kunde@example.org"], MESSAGE)
-    thread.join(30)
-    listener.close()
-    assert (result.reply.stage, result.reply.code) == (Stage.DATA, 451)
-    assert "queue busy" in result.reply.text
-    verbs = [h[:4].upper() for h in heard]
-    assert [v for v in verbs if v in (b"MAIL", b"RCPT", b"DATA")] == [b"MAIL", b"RCPT", b"DATA"]
-    assert not [h for h in heard if b"Punkt" in h or b"Subject" in h]  # no message sent
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as lines, suppress(OSError):
+                conn.sendall(b"220 scripted ESMTP\r\n")
+                for line in lines:
+                    self.heard.append(line)
+                    conn.sendall(self.answers.get(line[:4].upper(), b"500 what?\r\n"))
+                    if line[:4].upper() == b"QUIT":
+                        break
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize(("data_answer", "code", "words"), [
+    (b"451 4.3.0 queue busy, try later\r\n", 451, "queue busy"),
+    # "250" to the DATA command itself was counted as delivered, with no byte sent
+    (b"250 fine\r\n", None, 'the server answered DATA with "250 fine" instead of 354'),
+])
+def test_data_not_answered_354_sends_nothing_and_the_entry_waits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], pipelining: bool,
+        data_answer: bytes, code: int | None, words: str) -> None:
+    """The server refuses DATA itself (Postfix's smtpd_data_restrictions, a busy
+    queue), or answers it outside the protocol: the customer got nothing, so the
+    office sees the entry deferred with the server's words, never sent."""
+    server = Scripted(data_answer, pipelining)
+    try:
+        site = site_for(tmp_path, None, n_docs=1, port=server.port)
+        assert site.cli("flush") == 1  # the work ran, and something did not go out
+    finally:
+        server.close()
+    entry = show(site, capsys)
+    assert entry["state"] == "deferred" and entry["sent_at"] is None
+    assert words in entry["last_error"]
+    assert [a["code"] for a in entry["attempts"]] == [code]
+    verbs = [h[:4].upper() for h in server.heard]
+    assert verbs.count(b"DATA") == 1 and b"QUIT" in verbs
+    assert not [h for h in server.heard if b"Subject" in h or b"%PDF" in h]  # no message

@@ -31,6 +31,7 @@ from tikos_outbox.core.replies import (
 from tikos_outbox.core.settings import Security, SmtpSettings
 from tikos_outbox.smtp_login import login, lost_reply, reply_text
 from tikos_outbox.smtp_pipeline import (
+    data_refused,
     nobody_taken,
     offers_pipelining,
     pipelined,
@@ -302,8 +303,9 @@ class Mailer:
                 return SendResult(nobody_taken(refused), refused)
             stage = Stage.DATA
             code, resp = conn.docmd("DATA")
-            if code == 354:
-                code, resp = send_data(conn, message)
+            if code != 354:
+                return SendResult(data_refused(code, resp), refused, accepted)
+            code, resp = send_data(conn, message)
             return SendResult(Reply(Stage.DATA, code, reply_text(resp)), refused, accepted)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             return SendResult(lost_reply(stage, exc))

@@ -35,6 +35,18 @@ def dot_stuffed(message: bytes) -> bytes:
     return body + b".\r\n"
 
 
+def data_refused(code: int, resp: bytes) -> Reply:
+    """The answer to DATA when it was not 354 ("send the message"): nothing of the
+    message went out. A refusal (4xx, 5xx) is the attempt's reply; anything else
+    ("250 OK" to the command itself) is outside the protocol and must not count as
+    delivered: it is taken as a lost connection (tried again later, the connection
+    closed, as it is out of step)."""
+    if 400 <= code < 600:
+        return Reply(Stage.DATA, code, reply_text(resp))
+    return Reply(Stage.DATA, None, f"the server answered DATA with \"{code} {reply_text(resp)}\""
+                 " instead of 354; the message was not sent", lost=True)
+
+
 def send_data(conn: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
     """The message after DATA's 354, and the server's answer to it."""
     conn.send(dot_stuffed(message))
@@ -102,7 +114,7 @@ def pipelined(conn: smtplib.SMTP, server: str, sender: str, mail_options: Sequen
                 return SendResult(session)
             if not accepted:
                 return SendResult(nobody_taken(refused), refused)
-            return SendResult(Reply(Stage.DATA, code, reply_text(resp)), refused, accepted)
+            return SendResult(data_refused(code, resp), refused, accepted)
         if mail.code != 250 or session is not None or not accepted:
             why = ("after refusing the sender" if mail.code != 250 else
                    f"after answering a recipient \"{session}\"" if session is not None
