@@ -316,3 +316,5 @@ def test_messages_share_their_header_classes_and_choose_their_boundary() -> None
     for m in (first, second):
         body = m.get_body(preferencelist=("plain",))
         assert body is not None and m.get_boundary() not in body.get_content()
+        # as the email package's own: Content-Type with its boundary on one line
+        assert f'Content-Type: multipart/mixed; boundary="{m.get_boundary()}"\r\n' in str(m)

@@ -97,7 +97,7 @@ class _Headers(HeaderRegistry):
     """The email package's header registry, each header's class made once.
 
     The standard registry makes a new class for every header of every message
-    (`type(...)` in `HeaderRegistry.__getitem__`): ten classes a mail, each freed only
+    (`type(...)` in `HeaderRegistry.__getitem__`): dozens a mail, each freed only
     by the cyclic garbage collector: the soak's probe found them piling up between
     collections, dozens a minute. Here the class is remembered per kind of header; a
     header registered later with `map_to_type` still gets its own. (With the boundary
@@ -124,7 +124,8 @@ def _boundary(*texts: str) -> str:
     package does not compile a new regular expression per message to look for its
     own in the parts (the base64 and quoted-printable parts cannot hold '=_')."""
     while True:
-        boundary = f"=_tikos_{secrets.token_hex(16)}"
+        # 96 random bits; short enough that Content-Type stays one line, as before
+        boundary = f"=_tikos_{secrets.token_hex(12)}"
         if not any(boundary in text for text in texts):
             return boundary
 
