@@ -26,6 +26,7 @@ SIZES = {
     "flush_wan": (100, 500),
     "month_end": (500, 5_000),
     "workers": (500, 5_000),
+    "message": (100, 500),
 }
 
 GOALS = {
@@ -41,6 +42,8 @@ GOALS = {
     "flush_wan": ">= 0.8 x limit and >= 3 x naive (20 ms round trip, STARTTLS, AUTH)",
     "month_end": ">= 0.8 x limit; duplicates 0, missing 0",
     "workers": "duplicates 0, missing 0; not slower than one worker",
+    "message": "build_ratio <= 1 (no slower than the email package's own), dot-stuffing"
+               " faster than smtplib's",
 }
 
 

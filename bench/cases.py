@@ -203,6 +203,52 @@ def prepared_messages(svc: Any, m: int) -> list[bytes]:
     return messages
 
 
+# -- message ---------------------------------------------------------------------------------
+
+
+def message(n: int) -> dict[str, Any]:
+    """Building one mail with a 100 KB PDF (`message_bytes`) against the email
+    package's own way (an EmailMessage with the stock SMTP policy, the PDF attached,
+    `as_bytes`); and DATA's dot-stuffing of that mail against smtplib's (the
+    multiline regular expression of `smtplib._quote_periods`). Best of 5 runs of n."""
+    import re
+    from email import policy
+    from email.message import EmailMessage
+
+    from tikos_outbox.core.message import Mail, message_bytes
+    from tikos_outbox.smtp_pipeline import dot_stuffed
+
+    pdf = make_pdf(["Rechnung 4711"], padding=100_000)
+    mail = Mail("rechnung@musterwaescherei.example", "Musterwäscherei GmbH", None,
+                ("kunde@example.org",), "Ihre Rechnung 4711",
+                "Sehr geehrte Damen und Herren,\n\nanbei Ihre Rechnung.\n", "RE_4711.pdf",
+                pdf, "<4711@musterwaescherei.example>", datetime(2026, 12, 6, tzinfo=UTC))
+
+    def stock() -> bytes:
+        msg = EmailMessage(policy=policy.SMTP)
+        msg["From"] = f"{mail.sender_name} <{mail.sender_address}>"
+        msg["To"] = mail.to[0]
+        msg["Subject"], msg["Message-ID"] = mail.subject, mail.message_id
+        msg["Date"] = "Sun, 06 Dec 2026 00:00:00 +0000"
+        msg.set_content(mail.body)
+        msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=mail.filename)
+        return msg.as_bytes()
+
+    leading_dot = re.compile(rb"(?m)^\.")
+    wire = message_bytes(mail)
+
+    def best_ms(fn: Callable[[], object]) -> float:
+        return min(timed(lambda: [fn() for _ in range(n)]) for _ in range(5)) / n * 1000
+
+    ours, theirs = best_ms(lambda: message_bytes(mail)), best_ms(stock)
+    stuffed, regex = best_ms(lambda: dot_stuffed(wire)), best_ms(
+        lambda: leading_dot.sub(b"..", wire))
+    return {"build_ms": round(ours, 3), "email_package_build_ms": round(theirs, 3),
+            "build_ratio": round(ours / theirs, 3), "dot_stuffing_ms": round(stuffed, 3),
+            "smtplib_dot_stuffing_ms": round(regex, 3),
+            "dot_stuffing_ratio": round(stuffed / regex, 3)}
+
+
 # -- flush_wan -------------------------------------------------------------------------------
 
 WAN_USER = "rechnung@musterwaescherei.example"
