@@ -25,8 +25,9 @@ log = logging.getLogger("tikos_outbox.smtp")
 def dot_stuffed(message: bytes) -> bytes:
     """The message as DATA carries it (RFC 5321 §4.5.2): a dot that begins a line is
     doubled, the last line ended, the final dot added. The same bytes as smtplib's
-    `data()` sends (a multiline regular expression there, 1 ms for 100 KB: a tenth of
-    a mail's work on a fast server); here by `bytes.replace`."""
+    `data()` sends, by `bytes.replace` instead of its multiline regular expression
+    (0.15 against 0.65 ms for a mail with a 100 KB PDF: `python -m bench --only
+    message`)."""
     body = message.replace(b"\n.", b"\n..")
     if body.startswith(b"."):
         body = b"." + body

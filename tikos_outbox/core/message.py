@@ -97,11 +97,11 @@ class _Headers(HeaderRegistry):
     """The email package's header registry, each header's class made once.
 
     The standard registry makes a new class for every header of every message
-    (`type(...)` in `HeaderRegistry.__getitem__`): dozens a mail, each freed only
-    by the cyclic garbage collector: the soak's probe found them piling up between
-    collections, dozens a minute. Here the class is remembered per kind of header; a
-    header registered later with `map_to_type` still gets its own. (With the boundary
-    chosen below: 2.3 -> 1.5 ms to build a mail with a 100 KB PDF.)"""
+    (`type(...)` in `HeaderRegistry.__getitem__`), some thirty a mail, each freed
+    only by the cyclic garbage collector: the soak's probe found them piling up
+    between collections. Here the class is remembered per kind of header; a header
+    registered later with `map_to_type` still gets its own. (With the boundary chosen
+    below: 2.3 -> 1.5 ms to build a mail with a 100 KB PDF.)"""
 
     def __init__(self) -> None:
         super().__init__()
