@@ -9,8 +9,10 @@ from inside the process (bench/probe.py), for the memory malloc holds in use and
 for SQLite's share of it, with the prepared statements of its connections, for
 pymalloc's arenas and live blocks, and the Python object types that grew most.
 
-    python -m bench.soak MINUTES [PDF_EVERY_S] [CSV] [PROBE_JSONL]
-      (CSV: every RSS sample; PROBE_JSONL: a copy of every probe sample)
+    python -m bench.soak MINUTES [PDF_EVERY_S] [CSV] [PROBE_JSONL] [PER_FOLDER]
+      (CSV: every RSS sample; PROBE_JSONL: a copy of every probe sample; PER_FOLDER:
+      a new folder every so many PDFs, as an archive of days has; 0, the default:
+      every PDF in one folder, which each poll then lists whole)
     python -m bench.soak --report PROBE_JSONL   (the figures of a kept probe file)
 """
 
@@ -52,7 +54,7 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
          warmup_min: float = 3.0, samples_csv: Path | None = None,
-         probe_copy: Path | None = None) -> dict[str, Any]:
+         probe_copy: Path | None = None, per_folder: int = 0) -> dict[str, Any]:
     from bench.cases import sink, workdir
 
     with workdir() as root, sink(minutes * 60 + 600) as port:
@@ -68,7 +70,11 @@ def soak(minutes: float, pdf_every_s: float = 2.0, sample_s: float = 10.0,
         def writer() -> None:
             while not stop.wait(pdf_every_s):
                 i = written[0]
-                path = root / "archive" / f"RE_{200000 + i}_4711.pdf"
+                folder = root / "archive"  # per_folder: a new folder every so many, as days
+                if per_folder:
+                    folder = folder / f"{i // per_folder:05d}"
+                    folder.mkdir(exist_ok=True)
+                path = folder / f"RE_{200000 + i}_4711.pdf"
                 path.write_bytes(make_pdf([f"Rechnung {i}"], padding=40_000 + i % 20_000))
                 written[0] += 1
 
@@ -166,7 +172,9 @@ def main() -> None:
     every = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
     csv_path = Path(sys.argv[3]) if len(sys.argv) > 3 else None
     probe_copy = Path(sys.argv[4]) if len(sys.argv) > 4 else None
-    print(soak(minutes, every, samples_csv=csv_path, probe_copy=probe_copy), flush=True)
+    per_folder = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    print(soak(minutes, every, samples_csv=csv_path, probe_copy=probe_copy,
+               per_folder=per_folder), flush=True)
 
 
 if __name__ == "__main__":
