@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
 
 from tikos_outbox.core.pacing import (
     DAY,
@@ -45,15 +45,22 @@ class Accounts:
         self._ensure = dialect.insert(tables.account).on_conflict_do_nothing(
             index_elements=["name"])
         self._pruned: dict[str, datetime] = {}  # sends older than a day: deleted now and then
+        # a send's statements, built once: `reserve` runs per mail
+        A, S = self.A, self.S
+        self._held = (select(tables.account).where(A.name == bindparam("b_account"))
+                      .with_for_update())
+        self._take = (update(tables.account).where(A.name == bindparam("b_account"))
+                      .values(next_slot_at=bindparam("b_slot"), quota_until=None,
+                              quota_reason=None, updated_at=bindparam("b_now")))
+        self._log = insert(tables.account_send).returning(S.id)
 
     def _hold(self, conn: Connection, account: str, now: datetime) -> Row[tuple[object, ...]]:
         """The account's row, created if new, locked until the transaction ends."""
-        held = select(self.t.account).where(self.A.name == account).with_for_update()
-        row = conn.execute(held).first()
+        row = conn.execute(self._held, {"b_account": account}).first()
         if row is not None:  # the usual case: one statement, not two
             return row
         conn.execute(self._ensure, {"name": account, "cool_level": 0, "updated_at": now})
-        return conn.execute(held).one()
+        return conn.execute(self._held, {"b_account": account}).one()
 
     def _paused(self, conn: Connection, row: Row[tuple[object, ...]], account: str,
                 limits: Limits, recipients: int, now: datetime, force: bool) -> Pause | None:
@@ -93,11 +100,10 @@ class Accounts:
                         quota_until=pause.until, quota_reason=pause.reason, updated_at=now))
                 return pause
             slot = max(now, row.next_slot_at or now)
-            conn.execute(update(self.t.account).where(A.name == account).values(
-                next_slot_at=slot + limits.interval, quota_until=None, quota_reason=None,
-                updated_at=now))
-            send_id = conn.execute(insert(self.t.account_send).values(
-                account=account, at=slot, recipients=recipients).returning(S.id)).scalar_one()
+            conn.execute(self._take, {"b_account": account, "b_slot": slot + limits.interval,
+                                      "b_now": now})
+            send_id = conn.execute(self._log, {"account": account, "at": slot,
+                                               "recipients": recipients}).scalar_one()
             if self._pruned.get(account, now - PRUNE_EVERY) <= now - PRUNE_EVERY:
                 conn.execute(delete(self.t.account_send).where(
                     S.account == account, S.at < now - KEEP_SENDS))
