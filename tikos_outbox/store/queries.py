@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select
 
 from tikos_outbox.core import attention
 from tikos_outbox.core.bounces import Kind
@@ -41,6 +41,8 @@ class Queries:
         self.address_source = address_source  # where the "what to do" lines send the office
         self.t = tables
         self.E = tables.entry.c
+        B = tables.blob.c  # built once: a send run reads a copy per mail
+        self._copy = select(B.data).where(B.sha256 == bindparam("b_sha256"))
 
     def _read(self) -> Connection:
         return self.engine.connect().execution_options(**{READ_ONLY: True})
@@ -116,10 +118,8 @@ class Queries:
     @mapped
     def load_copy(self, sha256: str) -> bytes | None:
         """The outbox's own copy of a document, or None when it was purged."""
-        B = self.t.blob.c
         with self._read() as conn:
-            data: bytes | None = conn.execute(
-                select(B.data).where(B.sha256 == sha256)).scalar()
+            data: bytes | None = conn.execute(self._copy, {"b_sha256": sha256}).scalar()
         return data
 
     @mapped
