@@ -258,13 +258,20 @@ def test_deferred_entries_back_off_and_fail_after_the_lifetime(tmp_path: Path, c
         clock.advance(10 * 60)
         assert svc.delivery.send_due().deferred == 0  # back-off not over: not tried
         assert svc.delivery.send_due(force=True).deferred == 1  # flush tries anyway
-        clock.advance(5 * 86400)
+        # the second failure doubles the wait; the lifetime still counts from the first
+        assert svc.store.queries.get_entry(1).next_attempt_at == datetime(
+            2026, 11, 26, 10, 10, tzinfo=UTC)
+        clock.advance(5 * 86400 - 10 * 60 - 1)
+        assert svc.delivery.send_due().deferred == 1  # a second short of 5 days: tried again
+        assert svc.store.queries.get_entry(1).next_attempt_at == datetime(
+            2026, 12, 1, 10, 59, 59, tzinfo=UTC)  # third failure: 30 min * 2**2
+        clock.advance(2 * 3600)  # due again, and past the lifetime: given up
         report = svc.delivery.send_due()
         assert report.failed == 1
         entry = svc.store.queries.get_entry(1)
         assert entry.state == "failed"
         assert entry.last_error.startswith("gave up after 5 days; last reply: 451 4.3.0 later")
-        assert len(entry.attempts) == 3
+        assert len(entry.attempts) == 4
         svc.store.close()
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import BindParameter
 
 from tikos_outbox.core.recipients import DState, Recipient, Role
 from tikos_outbox.core.states import (
@@ -251,8 +252,9 @@ class Commands(Recorder):
                                              r.reply, r.at, r.name))
         return out
 
-    def _finishing(self, event: Event, entry_id: int, worker: str | None, now: datetime,
-                   **values: Any) -> Update:
+    def _finishing(self, event: Event, entry_id: int | BindParameter[int],
+                   worker: str | BindParameter[str] | None,
+                   now: datetime | BindParameter[datetime], **values: Any) -> Update:
         """A claim ends: only the claiming worker's, only from `sending`."""
         E = self.E
         return self._transition(event, E.id == entry_id, E.state == State.SENDING.value,
@@ -270,10 +272,9 @@ class Commands(Recorder):
             now = bindparam("b_now", type_=E.updated_at.type)
             extra = {"transient_failures": E.transient_failures + 1} \
                 if event is Event.TRANSIENT else {}
-            statement = self._transition(
-                event, E.id == bindparam("b_id"), E.state == State.SENDING.value,
-                E.claimed_by == bindparam("b_worker"), claimed_by=None, lease_until=None,
-                updated_at=now, first_attempt_at=func.coalesce(E.first_attempt_at, now),
+            statement = self._finishing(
+                event, bindparam("b_id"), bindparam("b_worker"), now,
+                first_attempt_at=func.coalesce(E.first_attempt_at, now),
                 **{k: bindparam(f"b_{k}", type_=E[k].type) for k in keys}, **extra)
             self._finish_shapes[(event, keys)] = statement
         return statement
