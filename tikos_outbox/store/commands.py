@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -39,6 +38,7 @@ from tikos_outbox.core.states import (
 from tikos_outbox.core.views import Claimed, Finish, StaleClaim
 from tikos_outbox.store.engine import mapped, padded
 from tikos_outbox.store.recording import Recorder
+from tikos_outbox.store.retention import Retention
 from tikos_outbox.store.tables import Tables
 from tikos_outbox.store.types import parse_address
 
@@ -56,7 +56,7 @@ FINISHING = frozenset({Event.DELIVERED, Event.TRANSIENT, Event.PERMANENT, Event.
                        Event.INTERRUPTED, Event.UNCLAIM_FRESH, Event.UNCLAIM_RETRY})
 
 
-class Commands(Recorder):
+class Commands(Recorder, Retention):
     """The outbox's writes (OutboxCommands): recording (Recorder), the events on
     entries, the send run's claims and results, retention."""
 
@@ -361,19 +361,8 @@ class Commands(Recorder):
                 "code": None, "reply": reason, "refused_json": None})
         return True
 
-    # -- retention --------------------------------------------------------------------------
+    # -- history ----------------------------------------------------------------------------
 
-    @mapped
-    def backup_to(self, target: Path) -> None:
-        """A consistent copy of the SQLite outbox, taken while it is in use (VACUUM
-        INTO reads one snapshot; writers go on meanwhile)."""
-        raw = self.engine.raw_connection()
-        try:
-            raw.cursor().execute("VACUUM INTO ?", (str(target),))
-        finally:
-            raw.close()
-
-    @mapped
     @mapped
     def reveal(self, entry_id: int, unread: str, sha256: str) -> bool:
         """A history entry's content, read at last, in place of its unread mark."""
@@ -384,30 +373,3 @@ class Commands(Recorder):
                     E.id == entry_id, E.sha256 == unread).values(sha256=sha256)).rowcount)
         except IntegrityError:  # the same path with this content is recorded already
             return False
-
-    @mapped
-    def compact(self) -> None:
-        """Give the space of purged copies back to the disk (SQLite: VACUUM, outside any
-        transaction; PostgreSQL's autovacuum does this by itself)."""
-        if not self.is_sqlite:
-            return
-        raw = self.engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            cur.execute("VACUUM")
-            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file itself shrinks now
-        finally:
-            raw.close()
-
-    @mapped
-    def purge(self, sent_before: datetime, now: datetime) -> int:
-        """Drop the stored copies whose every entry was sent (or skipped) before the date."""
-        E, B = self.E, self.t.blob.c
-        keep = select(E.sha256).where(or_(
-            E.state.not_in([State.SENT.value, State.SKIPPED.value]),
-            E.updated_at > sent_before))
-        with self.engine.begin() as conn:
-            n = conn.execute(update(self.t.blob)
-                             .where(B.data.is_not(None), B.sha256.not_in(keep))
-                             .values(data=None, purged_at=now)).rowcount
-        return int(n)
