@@ -7,7 +7,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -135,6 +135,30 @@ def test_finish_records_the_attempt_and_guards_the_claim(store: Store) -> None:
     assert c2.previous_state is State.DEFERRED
     cmd.unclaim([c2], "w1", NOW)
     assert q.get_entry(1).state == "deferred"  # type: ignore[union-attr]
+
+
+def test_the_first_attempt_is_kept_in_utc_whatever_the_clocks_offset(store: Store) -> None:
+    """Its time decides when a deferred invoice is given up (`lifetime`): a wall-clock
+    time stored as UTC would move that by the offset (found in review: a plain
+    DateTime inside COALESCE skipped the UTC conversion)."""
+    berlin = timezone(timedelta(hours=1))
+    cmd = store.commands
+    for n, end in ((1, "finish"), (2, "recover")):
+        add(store, doc(n))
+        first = (NOW + timedelta(minutes=n)).astimezone(berlin)  # 10:0n+01:00 = 09:0n UTC
+        [c] = cmd.claim_due(first, "w1", first + timedelta(minutes=5), 10)
+        if end == "finish":
+            assert cmd.finish(c, "w1", Event.TRANSIENT, first, Finish(
+                server="s", outcome="transient", code=451, reply="later", next_attempt_at=first))
+        else:
+            [stale] = store.queries.stale_claims(first + timedelta(minutes=6), lambda w: False)
+            assert cmd.recover(stale, first, "interrupted")
+        later = first + timedelta(hours=1)
+        [again] = cmd.claim_due(later, "w2", later + timedelta(minutes=5), 10)
+        assert (again.id, again.first_attempt_at, again.transient_failures) == (n, first, 1), end
+        assert again.first_attempt_at is not None and again.first_attempt_at.utcoffset() == \
+            timedelta(0)
+        cmd.finish(again, "w2", Event.DELIVERED, later, OK)
 
 
 def test_expired_lease_is_recovered_as_interrupted(store: Store) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -294,7 +295,7 @@ class Commands(Recorder, Retention):
                           reason=None, last_error=(f"refused: {', '.join(result.refused)}"
                                                    if result.refused else None))
         else:
-            values.update(last_error=result.reason or f"{result.code} {result.reply}".strip(),
+            values.update(last_error=result.reason or f"{result.code or ''} {result.reply}".strip(),
                           next_attempt_at=result.next_attempt_at)
             if result.reason is not None:
                 values["reason"] = result.reason
@@ -352,7 +353,8 @@ class Commands(Recorder, Retention):
             n = conn.execute(self._finishing(
                 Event.INTERRUPTED, stale.entry_id, stale.worker or None, now,
                 last_error=reason, next_attempt_at=now,
-                first_attempt_at=func.coalesce(E.first_attempt_at, now),
+                first_attempt_at=func.coalesce(E.first_attempt_at,
+                                               literal(now, E.first_attempt_at.type)),
                 transient_failures=E.transient_failures + 1)).rowcount
             if n != 1:
                 return False
