@@ -271,7 +271,8 @@ class Scripted:
         ehlo = b"250-scripted\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"")
         self.answers = {b"EHLO": ehlo + b"250 8BITMIME\r\n", b"MAIL": b"250 OK\r\n",
                         b"RCPT": b"250 OK\r\n", b"DATA": data_answer, b"RSET": b"250 OK\r\n",
-                        b"NOOP": b"250 OK\r\n", b"QUIT": b"221 bye\r\n"}
+                        b"NOOP": b"250 OK\r\n", b"QUIT": b"221 bye\r\n",
+                        b".": b"250 2.0.0 queued\r\n"}
         self.heard: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -285,9 +286,17 @@ class Scripted:
                 return
             with conn, conn.makefile("rb") as lines, suppress(OSError):
                 conn.sendall(b"220 scripted ESMTP\r\n")
+                message = False  # after a 354: the message's lines, up to "."
                 for line in lines:
                     self.heard.append(line)
-                    conn.sendall(self.answers.get(line[:4].upper(), b"500 what?\r\n"))
+                    if message:
+                        if line == b".\r\n":
+                            message = False
+                            conn.sendall(self.answers[b"."])
+                        continue
+                    answer = self.answers.get(line[:4].upper(), b"500 what?\r\n")
+                    message = answer.startswith(b"354")
+                    conn.sendall(answer)
                     if line[:4].upper() == b"QUIT":
                         break
 
@@ -320,3 +329,31 @@ def test_data_not_answered_354_sends_nothing_and_the_entry_waits(
     verbs = [h[:4].upper() for h in server.heard]
     assert verbs.count(b"DATA") == 1 and b"QUIT" in verbs
     assert not [h for h in server.heard if b"Subject" in h or b"%PDF" in h]  # no message
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize(("command", "answer"), [
+    (b"RCPT", b"252 2.1.5 cannot verify the user, but will accept the message\r\n"),
+    (b"MAIL", b"251 2.1.0 sender ok\r\n"),
+])
+def test_an_unusual_2yz_answer_is_taken_as_yes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], pipelining: bool, command: bytes,
+        answer: bytes) -> None:
+    """RFC 5321 §4.2.1: the client acts on a reply's first digit. A 252 to RCPT was
+    filed as a refusal, so no message went out, and yet the recipient was recorded
+    "delivered" (a 2yz classifies as delivered): the office saw "sent", the customer
+    had nothing. Now the message goes, and "sent" is true."""
+    server = Scripted(b"354 go ahead\r\n", pipelining)
+    server.answers[command] = answer
+    try:
+        site = site_for(tmp_path, None, n_docs=1, port=server.port)
+        assert site.cli("flush") == 0
+    finally:
+        server.close()
+    entry = show(site, capsys)
+    assert entry["state"] == "sent"
+    assert [(d["address"], d["state"]) for d in entry["deliveries"]] == [
+        ("kunde@example.org", "delivered")]
+    assert [a["code"] for a in entry["attempts"]] == [250]
+    assert [h for h in server.heard if h.startswith(b"Subject:")]  # the message went
+    assert server.heard.count(b".\r\n") == 1  # whole, once

@@ -35,6 +35,7 @@ from tikos_outbox.smtp_pipeline import (
     nobody_taken,
     offers_pipelining,
     pipelined,
+    positive,
     rcpt_outcome,
     send_data,
 )
@@ -290,7 +291,7 @@ class Mailer:
                 self.pipelined += 1
                 return pipelined(conn, self.server, sender, options, rcpts, message, refused)
             code, resp = conn.mail(sender, options)
-            if code != 250:
+            if not positive(code):
                 return SendResult(Reply(Stage.MAIL, code, reply_text(resp)))
             stage = Stage.RCPT
             accepted: list[str] = []

@@ -58,11 +58,18 @@ def offers_pipelining(conn: smtplib.SMTP) -> bool:
     return conn.has_extn("pipelining")
 
 
+def positive(code: int) -> bool:
+    """A 2yz answer: done. RFC 5321 §4.2.1 has the client act on the first digit, so an
+    unusual one (252 to RCPT, 251 to MAIL) is taken as what it says, never as a
+    refusal (that made the recipient "delivered" with no message sent)."""
+    return 200 <= code < 300
+
+
 def rcpt_outcome(rcpt: str, code: int, resp: bytes, accepted: list[str],
                  refused: dict[str, Reply]) -> Reply | None:
     """File one RCPT answer under accepted or refused; returns it when it is about
     the session (421, a throttle, the account), which decides no recipient's fate."""
-    if code in (250, 251):
+    if positive(code):
         accepted.append(rcpt)
         return None
     reply = Reply(Stage.RCPT, code, reply_text(resp))
@@ -95,6 +102,7 @@ def pipelined(conn: smtplib.SMTP, server: str, sender: str, mail_options: Sequen
         conn.send("".join(f"{line}\r\n" for line in lines))
         code, resp = conn.getreply()
         mail = Reply(Stage.MAIL, code, reply_text(resp))
+        sender_ok = positive(code)
         if code == 421:
             return SendResult(mail)
         stage = Stage.RCPT
@@ -104,26 +112,26 @@ def pipelined(conn: smtplib.SMTP, server: str, sender: str, mail_options: Sequen
             code, resp = conn.getreply()
             if code == 421:
                 return SendResult(Reply(Stage.RCPT, code, reply_text(resp)))
-            if mail.code == 250 and session is None:
+            if sender_ok and session is None:
                 session = rcpt_outcome(rcpt, code, resp, accepted, refused)
         stage = Stage.DATA
         code, resp = conn.getreply()
         if code != 354:
-            if mail.code != 250:
+            if not sender_ok:
                 return SendResult(mail)
             if session is not None:
                 return SendResult(session)
             if not accepted:
                 return SendResult(nobody_taken(refused), refused)
             return SendResult(data_refused(code, resp), refused, accepted)
-        if mail.code != 250 or session is not None or not accepted:
-            why = ("after refusing the sender" if mail.code != 250 else
+        if not sender_ok or session is not None or not accepted:
+            why = ("after refusing the sender" if not sender_ok else
                    f"after answering a recipient \"{session}\"" if session is not None
                    else "after refusing every recipient")
             log.warning("%s accepted DATA %s; closing the connection before the message"
                         " ends, so nothing is delivered", server, why)
             conn.close()
-            if mail.code != 250:
+            if not sender_ok:
                 return SendResult(mail)
             return SendResult(session) if session is not None else SendResult(
                 nobody_taken(refused), refused)
