@@ -489,6 +489,61 @@ def test_one_mail_a_filter_calls_spam_never_holds_up_its_account(
         outbox.close()
 
 
+class EndsTheSession(Scripted):
+    """A server that ends the session when one invoice's mail ends (a 421 after its
+    final dot: for that mail, it turns out, not for the account), every time."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if b"RE_1_4711.pdf" in envelope.original_content:
+            return "421 4.3.0 cannot take this message, closing the connection"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_session_ended_at_one_mail_every_time_never_holds_up_the_others(
+        tmp_path: Path, cert: Cert) -> None:
+    """Found in review: a 421 is the session's, so every run stopped at the same
+    first invoice, for ever, and the invoices behind it never went out."""
+    with SmtpServer(cert, "none", wrap_handler=lambda h: EndsTheSession(h.b)) as srv:
+        site = site_with(tmp_path, srv, 4)
+        outbox = open_outbox(site, FakeClock(T0))
+        first = outbox.delivery.send_due()
+        assert (first.sent, first.deferred) == (0, 0) and len(first.stopped) == 1
+        assert "421 4.3.0" in first.stopped[0]  # at first: the session's, nothing spent
+        assert outbox.store.queries.get_entry(1).attempts == []
+        second = outbox.delivery.send_due()  # the same answer to the same mail: its own
+        assert (second.sent, second.deferred, second.stopped) == (3, 1, [])
+        view = outbox.store.queries.get_entry(1)
+        assert view.state == "deferred" and view.next_attempt_at is not None
+        assert "421 4.3.0 cannot take this message" in (view.last_error or "")
+        assert [e.state for e in map(outbox.store.queries.get_entry, (2, 3, 4))] == \
+            ["sent"] * 3
+        outbox.close()
+
+
+def test_a_relay_refused_at_rcpt_stops_every_run_until_mended(
+        tmp_path: Path, cert: Cert) -> None:
+    """A refused session (5yz) after MAIL FROM, here Postfix refusing to relay because
+    the login did not take, is the set-up's, however often: no invoice is spent on it."""
+    with server(cert) as srv:
+        site = site_with(tmp_path, srv, 2)
+        outbox = open_outbox(site, FakeClock(T0))
+        handler = scripted(srv)
+        original = handler.handle_RCPT
+
+        async def relay_denied(*args: Any) -> str:
+            return "554 5.7.1 <kunde@example.org>: Relay access denied"
+
+        handler.handle_RCPT = relay_denied  # type: ignore[method-assign]
+        for _ in range(3):
+            report = outbox.delivery.send_due()
+            assert (report.sent, report.failed, report.deferred) == (0, 0, 0)
+            assert "Relay access denied" in report.stopped[0]
+        assert [outbox.store.queries.get_entry(i).state for i in (1, 2)] == ["pending"] * 2
+        handler.handle_RCPT = original  # type: ignore[method-assign]
+        assert outbox.delivery.send_due().sent == 2
+        outbox.close()
+
+
 def test_a_refused_sender_is_shown_until_mended_and_the_daily_report_says_it(
         tmp_path: Path, cert: Cert, capsys: pytest.CaptureFixture[str]) -> None:
     with server(cert) as srv:

@@ -312,8 +312,12 @@ class Delivery:
         reply = result.reply
         stop = stop_for(reply)
         # an ambiguous "slow down" or "spam" to the mail that already stopped the account
-        # once is that mail's own fate: one mail never holds up its account for good
-        if stop is not None and (certain(reply) or stop is Stop.SESSION or not c.account_stops):
+        # once is that mail's own fate: one mail never holds up its account for good. So
+        # is a temporary end of the session after MAIL FROM was taken ("421" to this
+        # mail's DATA, twice): it waits its back-off, and the mails behind it go. A
+        # refused session (sender, relay: 5yz) stops every run until the admin acts.
+        for_good = certain(reply) or (stop is Stop.SESSION and (reply.code or 0) >= 500)
+        if stop is not None and (for_good or not c.account_stops):
             self.accounts.release(slot)  # the server took nothing
             raise Halt(self._stopped(run, stop, reply), stopped_by=c.id)
         verdict = judge(settle(c.deliveries, result, now), reply,
