@@ -292,6 +292,8 @@ class Scripted:
                     if message:
                         if line == b".\r\n":
                             message = False
+                            if not self.answers[b"."]:
+                                break  # keeps the message, and drops the connection
                             conn.sendall(self.answers[b"."])
                         continue
                     answer = self.answers.get(line[:4].upper(), b"500 what?\r\n")
@@ -357,3 +359,28 @@ def test_an_unusual_2yz_answer_is_taken_as_yes(
     assert [a["code"] for a in entry["attempts"]] == [250]
     assert [h for h in server.heard if h.startswith(b"Subject:")]  # the message went
     assert server.heard.count(b".\r\n") == 1  # whole, once
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_connection_lost_after_the_final_dot_says_the_mail_may_have_arrived(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], pipelining: bool) -> None:
+    """The server kept the whole message and the connection died before its 250. RFC
+    5321 §6.1: send it again (a second copy is the lesser harm than none). The office
+    must be able to tell the customer who has it twice why: the attempt says so."""
+    server = Scripted(b"354 go ahead\r\n", pipelining)
+    server.answers[b"."] = b""
+    try:
+        site = site_for(tmp_path, None, n_docs=1, port=server.port)
+        assert site.cli("flush") == 1
+        entry = show(site, capsys)
+        assert entry["state"] == "deferred" and entry["next_attempt_at"] is not None
+        assert "may have arrived" in entry["last_error"]
+        assert "if the customer has it twice, this is why" in entry["last_error"]
+        server.answers[b"."] = b"250 2.0.0 queued\r\n"
+        assert site.cli("flush") == 0
+    finally:
+        server.close()
+    entry = show(site, capsys)
+    assert entry["state"] == "sent"
+    assert ["may have arrived" in (a["reply"] or "") for a in entry["attempts"]] == [True, False]
+    assert server.heard.count(b".\r\n") == 2  # the same mail, twice

@@ -306,8 +306,7 @@ class Mailer:
             code, resp = conn.docmd("DATA")
             if code != 354:
                 return SendResult(data_refused(code, resp), refused, accepted)
-            code, resp = send_data(conn, message)
-            return SendResult(Reply(Stage.DATA, code, reply_text(resp)), refused, accepted)
+            return SendResult(send_data(conn, message), refused, accepted)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             return SendResult(lost_reply(stage, exc))
         except smtplib.SMTPResponseException as exc:

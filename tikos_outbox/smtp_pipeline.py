@@ -48,10 +48,23 @@ def data_refused(code: int, resp: bytes) -> Reply:
                  " instead of 354; the message was not sent", lost=True)
 
 
-def send_data(conn: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
-    """The message after DATA's 354, and the server's answer to it."""
+#: said of a connection lost after the message's final dot: the server may have kept it
+#: (RFC 5321 §6.1 has the client send it again; a second copy is the lesser harm)
+MAY_HAVE_ARRIVED = ("after the whole message was sent, before the server confirmed it: it"
+                    " may have arrived, and it is sent again (if the customer has it twice,"
+                    " this is why)")
+
+
+def send_data(conn: smtplib.SMTP, message: bytes) -> Reply:
+    """The message after DATA's 354, and the server's answer to it (a connection lost
+    while sending raises; lost while waiting for the answer is said as such)."""
     conn.send(dot_stuffed(message))
-    return conn.getreply()
+    try:
+        code, resp = conn.getreply()
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        lost = lost_reply(Stage.DATA, exc)
+        return Reply(Stage.DATA, None, f"{lost.text} {MAY_HAVE_ARRIVED}", lost=True)
+    return Reply(Stage.DATA, code, reply_text(resp))
 
 
 def offers_pipelining(conn: smtplib.SMTP) -> bool:
@@ -135,8 +148,7 @@ def pipelined(conn: smtplib.SMTP, server: str, sender: str, mail_options: Sequen
                 return SendResult(mail)
             return SendResult(session) if session is not None else SendResult(
                 nobody_taken(refused), refused)
-        code, resp = send_data(conn, message)
-        return SendResult(Reply(Stage.DATA, code, reply_text(resp)), refused, accepted)
+        return SendResult(send_data(conn, message), refused, accepted)
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
         return SendResult(lost_reply(stage, exc))
     except smtplib.SMTPResponseException as exc:  # an answer line too long to be one
