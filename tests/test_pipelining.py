@@ -384,3 +384,20 @@ def test_a_connection_lost_after_the_final_dot_says_the_mail_may_have_arrived(
     assert entry["state"] == "sent"
     assert ["may have arrived" in (a["reply"] or "") for a in entry["attempts"]] == [True, False]
     assert server.heard.count(b".\r\n") == 2  # the same mail, twice
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_an_answer_line_too_long_is_a_lost_connection_never_a_refusal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], pipelining: bool) -> None:
+    """smtplib stops reading a line over 8,192 bytes and says "500 Line too long": its
+    words, not the server's, so the invoice is not given up on them; tried again."""
+    server = Scripted(b"354 go ahead\r\n", pipelining)
+    server.answers[b"RCPT"] = b"250 " + b"x" * 9000 + b"\r\n"
+    try:
+        site = site_for(tmp_path, None, n_docs=1, port=server.port)
+        assert site.cli("flush") == 1
+    finally:
+        server.close()
+    entry = show(site, capsys)
+    assert entry["state"] == "deferred" and "Line too long" in entry["last_error"]
+    assert not [h for h in server.heard if h.startswith(b"Subject:")]

@@ -307,10 +307,8 @@ class Mailer:
             if code != 354:
                 return SendResult(data_refused(code, resp), refused, accepted)
             return SendResult(send_data(conn, message), refused, accepted)
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            return SendResult(lost_reply(stage, exc))
-        except smtplib.SMTPResponseException as exc:
-            return SendResult(Reply(stage, exc.smtp_code, reply_text(exc.smtp_error)))
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:  # smtplib's errors are
+            return SendResult(lost_reply(stage, exc))  # OSErrors: a line too long, too
 
 
 def _notify(rcpt: str) -> list[str]:

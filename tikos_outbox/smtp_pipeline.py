@@ -149,10 +149,8 @@ def pipelined(conn: smtplib.SMTP, server: str, sender: str, mail_options: Sequen
             return SendResult(session) if session is not None else SendResult(
                 nobody_taken(refused), refused)
         return SendResult(send_data(conn, message), refused, accepted)
-    except (OSError, smtplib.SMTPServerDisconnected) as exc:
-        return SendResult(lost_reply(stage, exc))
-    except smtplib.SMTPResponseException as exc:  # an answer line too long to be one
-        return SendResult(Reply(stage, exc.smtp_code, reply_text(exc.smtp_error)))
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:  # smtplib's errors are
+        return SendResult(lost_reply(stage, exc))  # OSErrors: a line too long, too
 
 
 def _opts(options: Sequence[str]) -> str:
