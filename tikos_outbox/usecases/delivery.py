@@ -59,7 +59,6 @@ from tikos_outbox.usecases.sendrun import (
 log = logging.getLogger("tikos_outbox")
 
 
-
 class Delivery:
     def __init__(self, config: Config, queries: OutboxQueries, commands: OutboxCommands,
                  accounts: SendingAccounts, intake: Intake, composer: Composer,
@@ -105,8 +104,7 @@ class Delivery:
                 done += 1
         if self._give_back:
             with contextlib.suppress(StoreError):
-                self.commands.unclaim(list(self._give_back.values()), self.worker,
-                                      self.clock.now())
+                self.commands.unclaim(list(self._give_back.values()), self.worker, self.clock.now())
                 done += len(self._give_back)
                 self._give_back.clear()
         if done:
@@ -158,8 +156,7 @@ class Delivery:
             finished = self.clock.now()
             with contextlib.suppress(StoreError):  # a run the database failed still reports
                 self.commands.set_meta("last_run", finished.isoformat(), finished)
-                self.commands.set_meta("last_run_report", json.dumps(report.as_dict()),
-                                       finished)
+                self.commands.set_meta("last_run_report", json.dumps(report.as_dict()), finished)
                 if report.stopped:
                     self.notes.note_error(report.stopped[-1])
             log.info("send run: %d sent, %d deferred, %d failed%s%s", report.sent,
@@ -311,11 +308,9 @@ class Delivery:
         now = self.clock.now()
         reply = result.reply
         stop = stop_for(reply)
-        # an ambiguous "slow down" or "spam" to the mail that already stopped the account
-        # once is that mail's own fate: one mail never holds up its account for good. So
-        # is a temporary end of the session after MAIL FROM was taken ("421" to this
-        # mail's DATA, twice): it waits its back-off, and the mails behind it go. A
-        # refused session (sender, relay: 5yz) stops every run until the admin acts.
+        # an ambiguous "slow down", "spam" or 421 to a mail that stopped the account once
+        # is that mail's own fate: one mail never holds up its account for good (a refused
+        # session, 5yz: sender, relay, stops every run until the admin acts)
         for_good = certain(reply) or (stop is Stop.SESSION and (reply.code or 0) >= 500)
         if stop is not None and (for_good or not c.account_stops):
             self.accounts.release(slot)  # the server took nothing
