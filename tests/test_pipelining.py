@@ -306,6 +306,18 @@ class Scripted:
         self.listener.close()
 
 
+def flushed(tmp_path: Path, capsys: pytest.CaptureFixture[str], server: Scripted,
+            rc: int) -> dict[str, Any]:
+    """One invoice flushed against `server` (closed afterwards), `flush` ending with
+    `rc`: the entry as `show --json` tells the office."""
+    try:
+        site = site_for(tmp_path, None, n_docs=1, port=server.port)
+        assert site.cli("flush") == rc
+    finally:
+        server.close()
+    return show(site, capsys)
+
+
 @pytest.mark.parametrize("pipelining", [False, True])
 @pytest.mark.parametrize(("data_answer", "code", "words"), [
     (b"451 4.3.0 queue busy, try later\r\n", 451, "queue busy"),
@@ -319,12 +331,7 @@ def test_data_not_answered_354_sends_nothing_and_the_entry_waits(
     queue), or answers it outside the protocol: the customer got nothing, so the
     office sees the entry deferred with the server's words, never sent."""
     server = Scripted(data_answer, pipelining)
-    try:
-        site = site_for(tmp_path, None, n_docs=1, port=server.port)
-        assert site.cli("flush") == 1  # the work ran, and something did not go out
-    finally:
-        server.close()
-    entry = show(site, capsys)
+    entry = flushed(tmp_path, capsys, server, 1)  # the work ran, something did not go out
     assert entry["state"] == "deferred" and entry["sent_at"] is None
     assert words in entry["last_error"]
     assert [a["code"] for a in entry["attempts"]] == [code]
@@ -347,12 +354,7 @@ def test_an_unusual_2yz_answer_is_taken_as_yes(
     had nothing. Now the message goes, and "sent" is true."""
     server = Scripted(b"354 go ahead\r\n", pipelining)
     server.answers[command] = answer
-    try:
-        site = site_for(tmp_path, None, n_docs=1, port=server.port)
-        assert site.cli("flush") == 0
-    finally:
-        server.close()
-    entry = show(site, capsys)
+    entry = flushed(tmp_path, capsys, server, 0)
     assert entry["state"] == "sent"
     assert [(d["address"], d["state"]) for d in entry["deliveries"]] == [
         ("kunde@example.org", "delivered")]
@@ -393,11 +395,6 @@ def test_an_answer_line_too_long_is_a_lost_connection_never_a_refusal(
     words, not the server's, so the invoice is not given up on them; tried again."""
     server = Scripted(b"354 go ahead\r\n", pipelining)
     server.answers[b"RCPT"] = b"250 " + b"x" * 9000 + b"\r\n"
-    try:
-        site = site_for(tmp_path, None, n_docs=1, port=server.port)
-        assert site.cli("flush") == 1
-    finally:
-        server.close()
-    entry = show(site, capsys)
+    entry = flushed(tmp_path, capsys, server, 1)
     assert entry["state"] == "deferred" and "Line too long" in entry["last_error"]
     assert not [h for h in server.heard if h.startswith(b"Subject:")]
