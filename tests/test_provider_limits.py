@@ -459,13 +459,22 @@ def test_each_provider_preset_loads_and_the_readme_table_shows_its_limits(
 # -- what the review found: one mail, one account, one budget ---------------------------------
 
 
-class SpamFilter(Scripted):
-    """A content filter that rejects one invoice's mail as spam, every time."""
+class AnswersOneMail(Scripted):
+    """A server that answers one invoice's mail (RE_1) at its end with `answer`, every
+    time, and takes the others."""
+
+    answer = ""
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if b"RE_1_4711.pdf" in envelope.original_content:
-            return "554 5.7.1 Spam message rejected"
+            return self.answer
         return await super().handle_DATA(server, session, envelope)
+
+
+class SpamFilter(AnswersOneMail):
+    """A content filter that rejects one invoice's mail as spam."""
+
+    answer = "554 5.7.1 Spam message rejected"
 
 
 def test_one_mail_a_filter_calls_spam_never_holds_up_its_account(
@@ -489,14 +498,11 @@ def test_one_mail_a_filter_calls_spam_never_holds_up_its_account(
         outbox.close()
 
 
-class EndsTheSession(Scripted):
+class EndsTheSession(AnswersOneMail):
     """A server that ends the session when one invoice's mail ends (a 421 after its
-    final dot: for that mail, it turns out, not for the account), every time."""
+    final dot: for that mail, it turns out, not for the account)."""
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if b"RE_1_4711.pdf" in envelope.original_content:
-            return "421 4.3.0 cannot take this message, closing the connection"
-        return await super().handle_DATA(server, session, envelope)
+    answer = "421 4.3.0 cannot take this message, closing the connection"
 
 
 def test_a_session_ended_at_one_mail_every_time_never_holds_up_the_others(
